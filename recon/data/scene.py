@@ -1,0 +1,95 @@
+"""The one in-memory scene every loader returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from recon.cameras import Cameras
+
+
+@dataclass
+class SceneData:
+    """A multi-view scene: images, cameras, optional masks, depths and sparse points.
+
+    All views of the scene are here (train and test alike); a protocol in
+    :mod:`recon.data.splits` chooses which indices train and which evaluate.
+
+    Attributes:
+        images: one [H, W, 3] float32 tensor in [0, 1] per view (sizes may differ).
+        cameras: N cameras, undistorted pinholes matching ``images``. ``None`` only for a plain
+            photo folder whose poses are still unknown (``has_poses`` is False).
+        names: N image names (file names relative to the image folder).
+        format: the format that was read (``"colmap"``, ``"blender"``, ...).
+        root: the folder the scene was read from.
+        masks: optional one [H, W] float32 tensor in [0, 1] per view (1 = object).
+        depths: optional one [H, W] float32 tensor per view (camera z, 0 = unknown).
+        points: optional [P, 3] float32 sparse points (world).
+        point_colors: optional [P, 3] float32 colours in [0, 1].
+        split: protocol-defined train/test indices when the format fixes them (Blender's
+            train/test files), else None.
+        scene_scale: radius of the cameras around their centre (used for learning rates).
+        meta: format-specific extras (near/far bounds, scale matrices, ...).
+    """
+
+    images: list[Tensor]
+    cameras: Cameras | None
+    names: list[str]
+    format: str
+    root: Path
+    masks: list[Tensor] | None = None
+    depths: list[Tensor] | None = None
+    points: Tensor | None = None
+    point_colors: Tensor | None = None
+    split: dict[str, list[int]] | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if len(self.names) != n:
+            raise ValueError(f"{len(self.names)} names for {n} images")
+        if self.cameras is not None and len(self.cameras) != n:
+            raise ValueError(f"{len(self.cameras)} cameras for {n} images")
+        for name, lst in (("masks", self.masks), ("depths", self.depths)):
+            if lst is not None and len(lst) != n:
+                raise ValueError(f"{len(lst)} {name} for {n} images")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def has_poses(self) -> bool:
+        return self.cameras is not None
+
+    @property
+    def num_points(self) -> int:
+        return 0 if self.points is None else int(self.points.shape[0])
+
+    @property
+    def scene_scale(self) -> float:
+        """1.1 x the largest camera distance from the mean camera centre (3DGS convention)."""
+        if self.cameras is None or len(self.cameras) == 0:
+            return 1.0
+        c = self.cameras.centers.double()
+        return float(1.1 * (c - c.mean(0)).norm(dim=-1).max().clamp_min(1e-6))
+
+    def subset(self, indices: list[int]) -> "SceneData":
+        """The views at ``indices`` (points are kept: filter them yourself if they leak test views)."""
+        pick = lambda lst: None if lst is None else [lst[i] for i in indices]  # noqa: E731
+        return replace(
+            self,
+            images=pick(self.images),
+            names=pick(self.names),
+            cameras=None if self.cameras is None else self.cameras[list(indices)],
+            masks=pick(self.masks),
+            depths=pick(self.depths),
+            split=None,
+        )
+
+    def image_batch(self, indices: list[int] | None = None) -> Tensor:
+        """[V, H, W, 3] stacked images (views must share a size)."""
+        idx = range(len(self)) if indices is None else indices
+        return torch.stack([self.images[i] for i in idx])

@@ -50,6 +50,15 @@ def image_size(path: Path) -> tuple[int, int]:
     return (h, w) if orientation in _TRANSPOSING_ORIENTATIONS else (w, h)
 
 
+def has_alpha(path: Path) -> bool:
+    """True when the image file has an alpha channel (read from its header)."""
+    try:
+        with Image.open(path) as im:
+            return im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
+    except (OSError, SyntaxError, ValueError):
+        return False
+
+
 def _decode(path: Path) -> np.ndarray:
     """Decodes ``path`` to a float32 array [H, W, C] in [0, 1] with C in {1, 2, 3, 4}."""
     try:

@@ -1,0 +1,140 @@
+"""``recon data inspect``: describe a scene folder and the train/test split a protocol gives."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import tyro
+
+from recon.data.formats import parse_scene
+from recon.data.images import has_alpha
+from recon.data.scene import SceneData
+from recon.data.source import SceneSource
+
+# The protocol a format implies when --protocol is not given.
+_DEFAULT_PROTOCOL = {"blender": "blender", "dtu": "dtu", "llff": "llff"}
+
+
+@dataclass(frozen=True)
+class InspectArgs:
+    """Describe a scene: format, images, sizes, poses, masks, points and protocol splits."""
+
+    path: tyro.conf.Positional[Path]
+    """Scene folder, or a format's main file (transforms.json, poses_bounds.npy, ...)."""
+    format: Literal["auto", "blender", "dtu", "middlebury", "nerfstudio", "colmap", "llff", "folder"] = "auto"
+    """Scene format; auto detects it from the files present."""
+    json: bool = False
+    """Print one JSON object instead of a table."""
+    protocol: Literal["auto", "llff", "dtu", "blender", "generic"] | None = "auto"
+    """Sparse-view protocol for the split; auto picks it from the format."""
+    views: int | None = None
+    """Number of training views (None: the protocol's default / all)."""
+    test_every: int = 8
+    """Generic protocol: every K-th view is a test view."""
+    skip_missing: bool = False
+    """transforms.json: ignore frames whose image files do not exist."""
+
+
+def metadata_scene(source: SceneSource, sizes: list[tuple[int, int]]) -> SceneData:
+    """A :class:`SceneData` without pixels: each image is an empty [H, W, 0] placeholder.
+
+    Lets protocol code that reads names, sizes and format run without decoding any image.
+    """
+    return SceneData(
+        images=[torch.empty(h, w, 0) for w, h in sizes],
+        cameras=source.fit_cameras(),
+        names=list(source.names or []),
+        format=source.format,
+        root=source.root,
+        masks=None,
+        points=source.points,
+        point_colors=source.point_colors,
+        split=source.split,
+        meta=dict(source.meta),
+    )
+
+
+def describe(source: SceneSource, protocol: str | None = "auto", views: int | None = None,
+             test_every: int = 8) -> dict:
+    """The facts ``recon data inspect`` reports, as a JSON-ready dict (sizes from file headers)."""
+    sizes = source.image_sizes()
+    counts = Counter(sizes)
+    (w, h), _ = counts.most_common(1)[0]
+    info = {
+        "format": source.format,
+        "root": str(source.root),
+        "num_images": len(source),
+        "width": w,
+        "height": h,
+        "sizes": {f"{sw}x{sh}": n for (sw, sh), n in sorted(counts.items())},
+        "has_poses": source.cameras is not None,
+        "has_masks": source.mask_paths is not None or has_alpha(source.image_paths[0]),
+        "num_points": 0 if source.points is None else int(source.points.shape[0]),
+        "distorted": source.cameras is not None and source.cameras.dist is not None,
+        "needs_sfm": bool(source.meta.get("needs_sfm", False)),
+    }
+    if source.split is not None:
+        info["format_split"] = {k: len(v) for k, v in source.split.items()}
+    if source.cameras is not None:
+        K = source.fit_cameras([0]).Ks[0]
+        info["first_camera"] = {"fx": float(K[0, 0]), "fy": float(K[1, 1]),
+                                "cx": float(K[0, 2]), "cy": float(K[1, 2])}
+    if protocol is not None:
+        info["splits"] = _splits(source, sizes, protocol, views, test_every)
+    return info
+
+
+def _splits(source: SceneSource, sizes, protocol: str, views: int | None, test_every: int) -> dict:
+    name = _DEFAULT_PROTOCOL.get(source.format, "generic") if protocol == "auto" else protocol
+    try:
+        from recon.data.splits import split_views
+    except ImportError as err:  # the protocols module is optional for inspection
+        return {"protocol": name, "error": f"splits unavailable ({err})"}
+    split = split_views(metadata_scene(source, sizes), name, views=views, test_every=test_every)
+    return {"protocol": name, "views": views, "train": list(split.train), "test": list(split.test)}
+
+
+def _print_table(info: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key in ("format", "root", "num_images", "sizes", "has_poses", "distorted", "has_masks",
+                "num_points", "needs_sfm", "format_split", "first_camera"):
+        if key in info:
+            value = info[key]
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+            table.add_row(key, str(value))
+    splits = info.get("splits")
+    if splits:
+        if "error" in splits:
+            table.add_row("splits", splits["error"])
+        else:
+            table.add_row(f"{splits['protocol']} train ({len(splits['train'])})", _ids(splits["train"]))
+            table.add_row(f"{splits['protocol']} test ({len(splits['test'])})", _ids(splits["test"]))
+    Console().print(table)
+
+
+def _ids(ids: list[int], limit: int = 40) -> str:
+    text = " ".join(map(str, ids[:limit]))
+    return text + (f" ... (+{len(ids) - limit})" if len(ids) > limit else "")
+
+
+def inspect_main(argv: Sequence[str], prog: str = "recon data inspect") -> int:
+    """Entry point of ``recon data inspect``; returns the exit status."""
+    args = tyro.cli(InspectArgs, args=list(argv), prog=prog)
+    source = parse_scene(args.path, args.format, skip_missing=args.skip_missing, verbose=not args.json)
+    info = describe(source, args.protocol, args.views, args.test_every)
+    if args.json:
+        sys.stdout.write(json.dumps(info) + "\n")
+    else:
+        _print_table(info)
+    return 0

@@ -1,0 +1,141 @@
+"""Stage 3 per family in pure PyTorch: the window functions plugged into the shared compositor.
+
+Each ``*_window`` evaluates one family's window (ENGINE.md "Windows") for a chunk of tiles:
+``ids`` [B, K] are flat ``view * N + n`` indices, ``pixels`` [B, P, 2] pixel centres; the result
+is [B, K, P] in [0, 1], exactly 0 where the pixel is skipped.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from recon.ops.reference.composite import CHUNK_ELEMENTS, composite_tiles
+from recon.ops.reference.convex import hull_lines
+
+
+def gaussian_window(ids: Tensor, pixels: Tensor, means2d: Tensor, conics: Tensor) -> Tensor:
+    """``exp(-(a dx^2 + c dy^2)/2 - b dx dy)``, 0 where the exponent is positive."""
+    m = means2d[ids]  # [B, K, 2]
+    a, b, c = conics[ids].unbind(-1)  # [B, K]
+    dx = pixels[:, None, :, 0] - m[..., 0, None]  # [B, K, P]
+    dy = pixels[:, None, :, 1] - m[..., 1, None]
+    power = 0.5 * (a[..., None] * dx * dx + c[..., None] * dy * dy) + b[..., None] * dx * dy
+    return torch.where(power >= 0, torch.exp(-power.clamp_min(0)), torch.zeros_like(power))
+
+
+def triangle_window(ids: Tensor, pixels: Tensor, verts2d: Tensor, sigma: Tensor) -> Tensor:
+    """``(phi(p) / phi_s) ** sigma`` inside the triangle, 0 outside (Triangle Splatting).
+
+    ``phi = max_i L_i`` with unit outward edge normals routes its gradient to the maximising
+    edge only; ``phi_s = -inradius`` keeps its exact gradient.
+    """
+    N = sigma.shape[0]
+    p = verts2d[ids]  # [B, K, 3, 2]
+    edge = torch.roll(p, shifts=-1, dims=-2) - p  # [B, K, 3, 2] edge i: p_i -> p_{i+1}
+    e1, e2 = p[..., 1, :] - p[..., 0, :], p[..., 2, :] - p[..., 0, :]
+    cross = e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]  # [B, K] doubled signed area
+    # Padded entries (and only they) may be degenerate: keep their arithmetic finite.
+    ok = cross.abs() > 0
+    cross = torch.where(ok, cross, torch.ones_like(cross))
+    length = edge.norm(dim=-1)  # [B, K, 3]
+    length = torch.where(ok[..., None], length, torch.ones_like(length))
+    sign = torch.sign(cross)[..., None]
+    normal = sign[..., None] * torch.stack([edge[..., 1], -edge[..., 0]], -1) / length[..., None]
+    offset = -(normal * p).sum(-1)  # [B, K, 3]
+    inradius = cross.abs() / length.sum(-1)  # [B, K]
+    lines = torch.einsum("bkec,bpc->bkep", normal, pixels) + offset[..., None]  # [B, K, 3, P]
+    phi = lines.max(dim=2).values  # [B, K, P]
+    inside = (phi < 0) & ok[..., None]
+    ratio = torch.where(inside, -phi / inradius[..., None], torch.ones_like(phi))
+    value = ratio ** sigma[ids % N][..., None]
+    return torch.where(inside, value, torch.zeros_like(value))
+
+
+def convex_window(
+    ids: Tensor,
+    pixels: Tensor,
+    points2d: Tensor,
+    hull: Tensor,
+    depths: Tensor,
+    delta: Tensor,
+    sigma: Tensor,
+) -> Tensor:
+    """``sigmoid(-z sigma logsumexp_i(z delta L_i(p)))`` over the hull edges (Convex Splatting)."""
+    N = sigma.shape[0]
+    normals, offsets, valid = hull_lines(points2d[ids], hull[ids])  # [B, K, E, 2], [B, K, E]
+    lines = torch.einsum("bkec,bpc->bkep", normals, pixels) + offsets[..., None]  # [B, K, E, P]
+    z = depths[ids].detach()[..., None, None]  # [B, K, 1, 1]
+    scaled = z * delta[ids % N][..., None, None] * lines
+    scaled = torch.where(valid[..., None], scaled, torch.full_like(scaled, -torch.inf))
+    phi = torch.logsumexp(scaled, dim=2)  # [B, K, P]
+    return torch.sigmoid(-z[..., 0] * sigma[ids % N][..., None] * phi)
+
+
+def rasterize_gaussians_to_pixels(
+    means2d: Tensor,  # [V, N, 2]
+    conics: Tensor,  # [V, N, 3]
+    features: Tensor,  # [V, N, C]
+    opacities: Tensor,  # [N]
+    width: int,
+    height: int,
+    tile_offsets: Tensor,  # [V, TH, TW]
+    flatten_ids: Tensor,  # [M]
+    backgrounds: Tensor | None = None,  # [V, C]
+    tile_size: int = 16,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Composites projected Gaussians; returns colors [V,H,W,C], alphas [V,H,W,1], max_weights [V,N]."""
+    V, N = conics.shape[:2]
+    params = (means2d.reshape(V * N, 2), conics.reshape(V * N, 3))
+    return composite_tiles(
+        gaussian_window, params, features, opacities, width, height, tile_offsets, flatten_ids,
+        backgrounds, tile_size,
+    )
+
+
+def rasterize_triangles_to_pixels(
+    verts2d: Tensor,  # [V, N, 3, 2]
+    sigma: Tensor,  # [N]
+    features: Tensor,  # [V, N, C]
+    opacities: Tensor,  # [N]
+    width: int,
+    height: int,
+    tile_offsets: Tensor,  # [V, TH, TW]
+    flatten_ids: Tensor,  # [M]
+    backgrounds: Tensor | None = None,  # [V, C]
+    tile_size: int = 16,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Composites projected triangles; returns colors [V,H,W,C], alphas [V,H,W,1], max_weights [V,N]."""
+    V, N = verts2d.shape[:2]
+    params = (verts2d.reshape(V * N, 3, 2), sigma)
+    return composite_tiles(
+        triangle_window, params, features, opacities, width, height, tile_offsets, flatten_ids,
+        backgrounds, tile_size, CHUNK_ELEMENTS // 4,
+    )
+
+
+def rasterize_convexes_to_pixels(
+    points2d: Tensor,  # [V, N, K, 2]
+    hull: Tensor,  # [V, N, K]
+    delta: Tensor,  # [N]
+    sigma: Tensor,  # [N]
+    depths: Tensor,  # [V, N]
+    features: Tensor,  # [V, N, C]
+    opacities: Tensor,  # [N]
+    width: int,
+    height: int,
+    tile_offsets: Tensor,  # [V, TH, TW]
+    flatten_ids: Tensor,  # [M]
+    backgrounds: Tensor | None = None,  # [V, C]
+    tile_size: int = 16,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Composites projected convexes; returns colors [V,H,W,C], alphas [V,H,W,1], max_weights [V,N]."""
+    V, N, K = hull.shape
+    params = (
+        points2d.reshape(V * N, K, 2), hull.reshape(V * N, K).long(), depths.reshape(V * N),
+        delta, sigma,
+    )
+    return composite_tiles(
+        convex_window, params, features, opacities, width, height, tile_offsets, flatten_ids,
+        backgrounds, tile_size, CHUNK_ELEMENTS // (2 * max(K, 1)),
+    )

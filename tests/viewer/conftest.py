@@ -1,0 +1,141 @@
+"""Viewer test fixtures: an analytic render function (ray-traced sphere) and headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recon.cameras import Cameras
+from viewer.render import RenderSettings
+
+SPHERE_COLOUR = np.array([230, 40, 40], dtype=np.float64)
+BACKGROUND = np.array([30, 60, 200], dtype=np.float64)
+
+
+def sphere_image(camera: Cameras, settings: RenderSettings, radius: float = 1.0) -> np.ndarray:
+    """[H, W, 3] uint8: a flat-red sphere at the origin on a blue background (ray traced).
+
+    ``depth`` mode shows the hit distance in grey, ``alpha`` white on black; else RGB.
+    """
+    W, H = camera.width, camera.height
+    K = camera.Ks[0].double().numpy()
+    c2w = np.linalg.inv(camera.viewmats[0].double().numpy())
+    j, i = np.meshgrid(np.arange(H) + 0.5, np.arange(W) + 0.5, indexing="ij")
+    d_cam = np.stack([(i - K[0, 2]) / K[0, 0], (j - K[1, 2]) / K[1, 1], np.ones_like(i)], -1)
+    d = d_cam @ c2w[:3, :3].T  # [H, W, 3]
+    d /= np.linalg.norm(d, axis=-1, keepdims=True)
+    o = c2w[:3, 3]
+    b = d @ o  # [H, W]
+    disc = b * b - (o @ o - radius * radius)
+    t = -b - np.sqrt(np.maximum(disc, 0.0))
+    hit = (disc > 0) & (t > 0)
+    if settings.mode == "alpha":
+        img = np.where(hit[..., None], 255.0, 0.0) * np.ones(3)
+    elif settings.mode == "depth":
+        img = np.where(hit[..., None], np.clip(t, 0, 10)[..., None] * 25.0, 0.0) * np.ones(3)
+    else:
+        img = np.where(hit[..., None], SPHERE_COLOUR, BACKGROUND)
+    return img.astype(np.uint8)
+
+
+@pytest.fixture
+def sphere_render_fn() -> Callable[[Cameras, RenderSettings], np.ndarray]:
+    return sphere_image
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Chromium:
+    """Headless Chromium driven over the DevTools protocol (no playwright needed)."""
+
+    FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+             "--use-gl=swiftshader", "--enable-unsafe-swiftshader", "--mute-audio"]
+
+    def __init__(self, exe: str, width: int, height: int):
+        self.profile = Path(tempfile.mkdtemp(prefix="recon-chromium-"))
+        self.proc = subprocess.Popen(
+            [exe, *self.FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
+             f"--window-size={width},{height}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = self.profile / "DevToolsActivePort"
+        deadline = time.time() + 60
+        while not port_file.exists() or not port_file.read_text().strip():
+            if time.time() > deadline or self.proc.poll() is not None:
+                self.close()
+                raise RuntimeError("chromium did not open its DevTools port")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
+        page = next(t for t in targets if t["type"] == "page")
+        from websockets.sync.client import connect
+
+        self.ws = connect(page["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024)
+        self._id = 0
+
+    def call(self, method: str, **params) -> dict:
+        self._id += 1
+        self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=60))
+            if msg.get("id") == self._id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+
+    def open(self, url: str) -> None:
+        self.call("Page.enable")
+        self.call("Page.navigate", url=url)
+
+    def screenshot(self) -> np.ndarray:
+        """[H, W, 3] uint8 of the page as displayed."""
+        from PIL import Image
+
+        data = base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+    def close(self) -> None:
+        try:
+            self.ws.close()
+        except Exception:  # noqa: BLE001
+            pass
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture
+def chromium():
+    """A factory for headless Chromium windows; skips when Chromium is not installed."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None:
+        pytest.skip("headless Chromium not installed (apt-get install -y chromium)")
+    opened: list[Chromium] = []
+
+    def start(width: int = 800, height: int = 600) -> Chromium:
+        browser = Chromium(exe, width, height)
+        opened.append(browser)
+        return browser
+
+    yield start
+    for b in opened:
+        b.close()

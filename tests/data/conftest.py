@@ -61,3 +61,9 @@ def write_tiny_scene(root: Path, n: int = 6, width: int = 32, height: int = 24, 
 @pytest.fixture
 def tiny_scene(tmp_path: Path) -> TinyScene:
     return write_tiny_scene(tmp_path / "scene")
+
+
+@pytest.fixture
+def ring():
+    """The :func:`ring_cameras` helper, for test modules (tests/ is not a package)."""
+    return ring_cameras

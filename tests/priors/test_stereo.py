@@ -1,0 +1,64 @@
+"""Plane-sweep stereo against the exact depth of a ray-cast scene."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from recon.priors.stereo import MVSConfig, _box_sum, consistency_check, run_mvs, select_sources
+
+from .synthetic_views import make_views
+
+
+def test_box_sum_matches_avg_pool():
+    x = torch.rand(2, 3, 17, 23, dtype=torch.float64)
+    expected = F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=True) * 25
+    torch.testing.assert_close(_box_sum(x, 5), expected)
+
+
+def test_mvs_depth_accuracy_and_coverage_three_views():
+    images, cams, depth, masks = make_views(3, 96, 72)
+    bounds = torch.tensor([[2.0, 8.0]] * 3)
+    res = run_mvs(list(images), cams.Ks, cams.viewmats, bounds, MVSConfig(), progress=False)
+    for v in range(3):
+        kept = res.depths[v] > 0
+        rel = ((res.depths[v] - depth[v]).abs() / depth[v])[kept]
+        fg = masks[v] > 0
+        assert float(rel.median()) < 0.02
+        assert float((kept & fg).sum() / fg.sum()) > 0.6
+        assert float(res.reproj_errors[v][kept].max()) < 1.0
+        assert bool((res.consistent[v][kept] >= 1).all())
+    # The fused cloud lies on the true surfaces: sphere of radius 1 at the origin or wall z = 2.5.
+    p = res.cloud.points.double()
+    dist = torch.minimum((p.norm(dim=-1) - 1).abs(), (p[:, 2] - 2.5).abs())
+    assert float(dist.median()) < 0.02
+    assert res.cloud.source == "mvs" and len(res.cloud) == sum(int((d > 0).sum()) for d in res.depths)
+
+
+def test_consistency_rejects_a_wrong_depth_map():
+    images, cams, depth, _ = make_views(3, 48, 36)
+    cfg = MVSConfig()
+    counts, errors = consistency_check(list(depth), cams.Ks, cams.viewmats, cfg)
+    # Exact depth: the middle view agrees with a neighbour wherever the scene is seen twice, and
+    # the forward-backward reprojection error is only bilinear-interpolation noise.
+    assert float((counts[1] >= 1).float().mean()) > 0.95
+    for c, e in zip(counts, errors):
+        assert float(e[c > 0].median()) < 1e-3
+    wrong = list(depth)
+    wrong[0] = depth[0] * 1.05  # 5% off: beyond the 1% relative depth tolerance
+    counts, _ = consistency_check(wrong, cams.Ks, cams.viewmats, cfg)
+    assert float((counts[0] > 0).float().mean()) < 0.02
+    assert float((counts[1] >= 1).float().mean()) > 0.6  # view 1 still agrees with view 2 (its right part)
+
+
+def test_textureless_views_keep_nothing():
+    images, cams, _, _ = make_views(3, 48, 36, textured=False)
+    res = run_mvs(list(images), cams.Ks, cams.viewmats, torch.tensor([[2.0, 8.0]] * 3), progress=False)
+    assert all(int((d > 0).sum()) == 0 for d in res.depths)
+    assert len(res.cloud) == 0
+
+
+def test_source_selection_prefers_close_cameras():
+    _, cams, _, _ = make_views(5, 16, 12, arc_deg=60)
+    assert select_sources(cams.viewmats, 0, 2) == [1, 2]
+    assert sorted(select_sources(cams.viewmats, 2, 2)) == [1, 3]

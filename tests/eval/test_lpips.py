@@ -143,3 +143,37 @@ def test_wrong_weights_name_the_file(tmp_path, no_lpips_env):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             LPIPS("vgg", weights=tmp_path / "junk" / "vgg16-junk.pth")
+
+
+@pytest.mark.parametrize("net", ["vgg", "alex"])
+def test_matches_the_lpips_package_when_installed(net, tmp_path, monkeypatch, no_lpips_env):
+    """The real ``lpips`` package (if on disk) as oracle, its torchvision import stubbed out."""
+    import importlib.util
+    import sys
+    import types
+
+    if importlib.util.find_spec("lpips") is None:
+        pytest.skip("the lpips package is not installed (pip install --no-deps lpips==0.1.4)")
+    from recon.eval.lpips import _features  # only a container for the weights loaded below
+
+    stub = types.ModuleType("torchvision")
+    stub.models = types.SimpleNamespace(
+        vgg16=lambda pretrained=False, **_: types.SimpleNamespace(features=_features("vgg")),
+        alexnet=lambda pretrained=False, **_: types.SimpleNamespace(features=_features("alex")))
+    monkeypatch.setitem(sys.modules, "torchvision", stub)
+    for name in [m for m in sys.modules if m == "lpips" or m.startswith("lpips.")]:
+        monkeypatch.delitem(sys.modules, name)
+    import lpips
+
+    ref = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)  # the package's heads
+    gen = torch.Generator().manual_seed(0)
+    backbone = _random_backbone(net, gen)
+    for name, p in ref.net.named_parameters():
+        _, index, kind = name.split(".")
+        p.data.copy_(backbone[f"features.{index}.{kind}"])
+    torch.save(backbone, tmp_path / "backbone.pth")
+    ours = LPIPS(net, weights=tmp_path / "backbone.pth")  # heads found through the package path
+    x = torch.rand(2, 64, 80, 3, generator=gen)
+    y = (x + 0.1 * torch.randn(2, 64, 80, 3, generator=gen)).clamp(0, 1)
+    expected = ref(x.permute(0, 3, 1, 2), y.permute(0, 3, 1, 2), normalize=True).flatten()
+    assert torch.allclose(ours(x, y), expected, rtol=1e-5, atol=1e-8)

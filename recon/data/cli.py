@@ -10,16 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import torch
 import tyro
 
 from recon.data.formats import parse_scene
 from recon.data.images import has_alpha
-from recon.data.scene import SceneData
 from recon.data.source import SceneSource
-
-# The protocol a format implies when --protocol is not given.
-_DEFAULT_PROTOCOL = {"blender": "blender", "dtu": "dtu", "llff": "llff"}
 
 
 @dataclass(frozen=True)
@@ -32,33 +27,16 @@ class InspectArgs:
     """Scene format; auto detects it from the files present."""
     json: bool = False
     """Print one JSON object instead of a table."""
-    protocol: Literal["auto", "llff", "dtu", "blender", "generic"] | None = "auto"
-    """Sparse-view protocol for the split; auto picks it from the format."""
+    protocol: Literal["auto", "llff", "dtu", "blender", "generic", "none"] = "auto"
+    """Sparse-view protocol for the split (see recon.data.splits); auto picks it from the format."""
     views: int | None = None
     """Number of training views (None: the protocol's default / all)."""
     test_every: int = 8
     """Generic protocol: every K-th view is a test view."""
     skip_missing: bool = False
     """transforms.json: ignore frames whose image files do not exist."""
-
-
-def metadata_scene(source: SceneSource, sizes: list[tuple[int, int]]) -> SceneData:
-    """A :class:`SceneData` without pixels: each image is an empty [H, W, 0] placeholder.
-
-    Lets protocol code that reads names, sizes and format run without decoding any image.
-    """
-    return SceneData(
-        images=[torch.empty(h, w, 0) for w, h in sizes],
-        cameras=source.fit_cameras(),
-        names=list(source.names or []),
-        format=source.format,
-        root=source.root,
-        masks=None,
-        points=source.points,
-        point_colors=source.point_colors,
-        split=source.split,
-        meta=dict(source.meta),
-    )
+    check_images: bool = False
+    """Decode every image and mask to find corrupt or truncated files (slow on large scenes)."""
 
 
 def describe(source: SceneSource, protocol: str | None = "auto", views: int | None = None,
@@ -87,18 +65,28 @@ def describe(source: SceneSource, protocol: str | None = "auto", views: int | No
         info["first_camera"] = {"fx": float(K[0, 0]), "fy": float(K[1, 1]),
                                 "cx": float(K[0, 2]), "cy": float(K[1, 2])}
     if protocol is not None:
-        info["splits"] = _splits(source, sizes, protocol, views, test_every)
+        info["splits"] = _splits(source, protocol, views, test_every)
     return info
 
 
-def _splits(source: SceneSource, sizes, protocol: str, views: int | None, test_every: int) -> dict:
-    name = _DEFAULT_PROTOCOL.get(source.format, "generic") if protocol == "auto" else protocol
-    try:
-        from recon.data.splits import split_views
-    except ImportError as err:  # the protocols module is optional for inspection
-        return {"protocol": name, "error": f"splits unavailable ({err})"}
-    split = split_views(metadata_scene(source, sizes), name, views=views, test_every=test_every)
-    return {"protocol": name, "views": views, "train": list(split.train), "test": list(split.test)}
+def _splits(source: SceneSource, protocol: str, views: int | None, test_every: int) -> dict:
+    from recon.data.splits import split_views  # noqa: PLC0415 (kept out of the import path of loaders)
+
+    split = split_views(source.names, protocol, views=views, test_every=test_every,
+                        scene_split=source.split, scene_format=source.format)
+    return {**split.to_dict(), "views": views}
+
+
+def check_images(source: SceneSource, verbose: bool = True) -> None:
+    """Decodes every image and mask of ``source``; raises DataError naming the first bad file."""
+    from recon.data.images import read_image, read_mask
+    from recon.data.source import progress
+
+    masks = source.mask_paths or []
+    for i in progress(list(range(len(source))), f"checking {len(source)} images", verbose):
+        read_image(source.image_paths[i], background=None)
+        if masks:
+            read_mask(masks[i])
 
 
 def _print_table(info: dict) -> None:
@@ -115,11 +103,8 @@ def _print_table(info: dict) -> None:
             table.add_row(key, str(value))
     splits = info.get("splits")
     if splits:
-        if "error" in splits:
-            table.add_row("splits", splits["error"])
-        else:
-            table.add_row(f"{splits['protocol']} train ({len(splits['train'])})", _ids(splits["train"]))
-            table.add_row(f"{splits['protocol']} test ({len(splits['test'])})", _ids(splits["test"]))
+        table.add_row(f"{splits['protocol']} train ({len(splits['train'])})", _ids(splits["train"]))
+        table.add_row(f"{splits['protocol']} test ({len(splits['test'])})", _ids(splits["test"]))
     Console().print(table)
 
 
@@ -132,7 +117,10 @@ def inspect_main(argv: Sequence[str], prog: str = "recon data inspect") -> int:
     """Entry point of ``recon data inspect``; returns the exit status."""
     args = tyro.cli(InspectArgs, args=list(argv), prog=prog)
     source = parse_scene(args.path, args.format, skip_missing=args.skip_missing, verbose=not args.json)
-    info = describe(source, args.protocol, args.views, args.test_every)
+    if args.check_images:
+        check_images(source, verbose=not args.json)
+    protocol = None if args.protocol == "none" else args.protocol
+    info = describe(source, protocol, args.views, args.test_every)
     if args.json:
         sys.stdout.write(json.dumps(info) + "\n")
     else:

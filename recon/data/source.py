@@ -7,7 +7,6 @@ stops at the source and reads image sizes from file headers only.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -133,7 +132,7 @@ class SceneSource:
         images: list[Tensor] = []
         masks: list[Tensor] = []
         alphas: list[Tensor] = []
-        for k, i in enumerate(_progress(idx, f"reading {len(idx)} images", verbose)):
+        for k, i in enumerate(progress(idx, f"reading {len(idx)} images", verbose)):
             rgb, alpha = read_image(self.image_paths[i], downscale=downscale, background=background)
             h, w = rgb.shape[:2]
             if cams is not None and (int(cams.widths[k]), int(cams.heights[k])) != (w, h):
@@ -186,20 +185,14 @@ def _relative_name(path: Path, root: Path) -> str:
         return path.name
 
 
-def _progress(items: list[int], description: str, verbose: bool):
+def progress(items: list[int], description: str, verbose: bool):
+    """``items`` wrapped in a transient rich progress bar on stderr when ``verbose`` and long."""
     if not verbose or len(items) < 8:
         return items
     from rich.console import Console
     from rich.progress import track
 
     return track(items, description=description, console=Console(stderr=True), transient=True)
-
-
-def require_file(path: Path, what: str, hint: str | None = None) -> Path:
-    """Returns ``path`` or raises a :class:`DataError` naming it."""
-    if not path.is_file():
-        raise DataError(f"{what} not found", path=path, hint=hint)
-    return path
 
 
 def check_missing(paths: list[Path], listed_in: Path, hint: str) -> None:
@@ -212,17 +205,3 @@ def check_missing(paths: list[Path], listed_in: Path, hint: str) -> None:
     raise DataError(f"{len(missing)} of {len(paths)} listed images do not exist: {shown}{more}",
                     path=listed_in, hint=hint)
 
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def say(message: str, verbose: bool) -> None:
-    """Prints one status line on stderr when ``verbose``."""
-    if verbose:
-        _stderr_console().print(message, highlight=False, soft_wrap=True)
-    else:
-        del message
-    sys.stderr.flush()

@@ -30,7 +30,33 @@ from recon.errors import ConfigError
 PROTOCOLS = ("auto", "llff", "dtu", "blender", "generic")
 
 DTU_TRAIN_IDS = (25, 22, 28, 40, 44, 48, 0, 8, 13)
-DTU_TEST_IDS = (1, 2, 9, 10, 11, 12, 14, 15, 23, 24, 26, 27, 29, 30, 31, 32, 33, 34, 35, 41, 42, 43, 45, 46, 47)
+DTU_TEST_IDS = (
+    1,
+    2,
+    9,
+    10,
+    11,
+    12,
+    14,
+    15,
+    23,
+    24,
+    26,
+    27,
+    29,
+    30,
+    31,
+    32,
+    33,
+    34,
+    35,
+    41,
+    42,
+    43,
+    45,
+    46,
+    47,
+)
 DTU_NUM_VIEWS = 49
 BLENDER_TRAIN_IDS = (26, 86, 2, 55, 75, 93, 16, 73)
 BLENDER_TEST_EVERY = 8
@@ -63,7 +89,10 @@ class Split:
 def resolve_protocol(protocol: str, scene_format: str | None) -> str:
     """The concrete protocol ``"auto"`` stands for on a scene of ``scene_format``."""
     if protocol not in PROTOCOLS:
-        raise SplitError(f"unknown protocol {protocol!r}", hint=f"--protocol must be one of {', '.join(PROTOCOLS)}")
+        raise SplitError(
+            f"unknown protocol {protocol!r}",
+            hint=f"--protocol must be one of {', '.join(PROTOCOLS)}",
+        )
     return _AUTO.get(scene_format or "", "generic") if protocol == "auto" else protocol
 
 
@@ -122,48 +151,70 @@ def evenly_spaced(count: int, n: int) -> list[int]:
     return [int(i) for i in np.round(np.linspace(0, count - 1, n))]
 
 
-def _every_kth(order: list[int], k: int, views: int | None, name: str) -> tuple[list[int], list[int]]:
+def _every_kth(
+    order: list[int], k: int, views: int | None, name: str
+) -> tuple[list[int], list[int]]:
     if name == "llff" and k == 0:
         raise SplitError("the llff protocol needs --test-every >= 1 (8 is the standard)")
     test = [v for pos, v in enumerate(order) if k > 0 and pos % k == 0]
     rest = [v for pos, v in enumerate(order) if not (k > 0 and pos % k == 0)]
     if not rest:
-        raise SplitError(f"{name} protocol: no views left for training out of {len(order)} "
-                         f"with --test-every {k}", hint="use a larger --test-every or more images")
+        raise SplitError(
+            f"{name} protocol: no views left for training out of {len(order)} "
+            f"with --test-every {k}",
+            hint="use a larger --test-every or more images",
+        )
     if views is None:
         return rest, test
     if views > len(rest):
-        raise SplitError(f"{name} protocol: --views {views} asks for more training views than the "
-                         f"{len(rest)} left after holding out every {k}-th of {len(order)} images",
-                         hint=f"use --views {len(rest)} or fewer")
+        raise SplitError(
+            f"{name} protocol: --views {views} asks for more training views than the "
+            f"{len(rest)} left after holding out every {k}-th of {len(order)} images",
+            hint=f"use --views {len(rest)} or fewer",
+        )
     return [rest[i] for i in evenly_spaced(len(rest), views)], test
 
 
 def _dtu(names: list[str], views: int | None) -> tuple[list[int], list[int]]:
     n = 3 if views is None else views
     if len(names) < DTU_NUM_VIEWS:
-        raise SplitError(f"the dtu protocol needs the {DTU_NUM_VIEWS} DTU views, the scene has {len(names)}",
-                         hint="use --protocol generic for other scenes")
+        raise SplitError(
+            f"the dtu protocol needs the {DTU_NUM_VIEWS} DTU views, the scene has {len(names)}",
+            hint="use --protocol generic for other scenes",
+        )
     if n > len(DTU_TRAIN_IDS):
-        raise SplitError(f"the dtu protocol defines at most {len(DTU_TRAIN_IDS)} training views, got --views {n}")
+        raise SplitError(
+            f"the dtu protocol defines at most {len(DTU_TRAIN_IDS)} training views, got --views {n}"
+        )
     order = sorted(range(len(names)), key=lambda i: names[i])  # DTU id -> scene index
     return [order[i] for i in DTU_TRAIN_IDS[:n]], [order[i] for i in DTU_TEST_IDS]
 
 
-def _blender(count: int, split: dict[str, list[int]] | None, views: int | None) -> tuple[list[int], list[int]]:
+def _blender(
+    count: int, split: dict[str, list[int]] | None, views: int | None
+) -> tuple[list[int], list[int]]:
     n = len(BLENDER_TRAIN_IDS) if views is None else views
     if not split or "train" not in split or "test" not in split:
-        raise SplitError("the blender protocol needs the scene's train and test split files",
-                         hint="load a folder with transforms_train.json and transforms_test.json")
+        raise SplitError(
+            "the blender protocol needs the scene's train and test split files",
+            hint="load a folder with transforms_train.json and transforms_test.json",
+        )
     train_ids, test_ids = split["train"], split["test"]
     if n > len(BLENDER_TRAIN_IDS):
-        raise SplitError(f"the blender protocol defines at most {len(BLENDER_TRAIN_IDS)} training views, got --views {n}")
+        raise SplitError(
+            f"the blender protocol defines at most {len(BLENDER_TRAIN_IDS)} training views, got --views {n}"
+        )
     needed = max(BLENDER_TRAIN_IDS[:n]) + 1
     if len(train_ids) < needed:
-        raise SplitError(f"the blender protocol needs at least {needed} train views for --views {n}, "
-                         f"the scene has {len(train_ids)}", hint="use --protocol generic")
+        raise SplitError(
+            f"the blender protocol needs at least {needed} train views for --views {n}, "
+            f"the scene has {len(train_ids)}",
+            hint="use --protocol generic",
+        )
     if not test_ids:
         raise SplitError("the blender protocol needs test views (transforms_test.json is empty)")
     if max(max(train_ids), max(test_ids)) >= count:
-        raise SplitError(f"scene split refers to view {max(max(train_ids), max(test_ids))} of {count}")
+        raise SplitError(
+            f"scene split refers to view {max(max(train_ids), max(test_ids))} of {count}"
+        )
     return [train_ids[i] for i in BLENDER_TRAIN_IDS[:n]], list(test_ids[::BLENDER_TEST_EVERY])

@@ -2,15 +2,17 @@
 
 The scene is a few boxes and spheres standing on a square ground tile, coloured by smooth
 procedural (solid) textures and lit by one directional light with Lambert shading (view
-independent), in front of a constant background. It is rendered by the exact ray caster below,
-which shares no code with the project's rasterizer, so it is an honest reconstruction target.
+independent), in front of a constant background. It is rendered by the exact ray caster of
+:mod:`recon.data.raycast`, which shares no code with the project's rasterizer, so it is an honest
+reconstruction target.
 
 World frame: z up, the ground tile is ``z = 0``, ``|x|, |y| <= ground half size``; objects sit
 around the origin. Cameras use the OpenCV convention of :mod:`recon.cameras`.
 
 Ground truth per view (pixel values refer to the ray through the pixel centre):
 
-* image [H, W, 3]: the average over ``supersample x supersample`` rays per pixel (anti-aliased);
+* image [H, W, 3]: the average over ``supersample x supersample`` rays per pixel (anti-aliased),
+  in [0, 1], background colour in ``meta["background"]`` (white by default);
 * depth [H, W]: camera z of the first hit (ground included), 0 where the ray sees background;
 * mask [H, W]: 1 where the first hit is an object (box or sphere), 0 on ground and background.
 
@@ -31,245 +33,74 @@ import torch
 from torch import Tensor
 
 from recon.cameras import Cameras
+from recon.data.raycast import Box, Ground, Sphere, SyntheticWorld, Texture
 from recon.data.scene import SceneData
 
-_EPS = 1e-9
+__all__ = [
+    "Box",
+    "Ground",
+    "Sphere",
+    "SyntheticWorld",
+    "Texture",
+    "camera_positions",
+    "camera_rays",
+    "default_world",
+    "look_at",
+    "make_synthetic_scene",
+    "render_world",
+    "surface_points",
+]
 
 
-# ---------------------------------------------------------------------------------- shapes
-@dataclass(frozen=True)
-class Texture:
-    """A smooth solid texture: ``albedo(p) = lerp(color0, color1, s(p))``, s in [0, 1].
-
-    Attributes:
-        kind: ``"checker"`` (soft 3D checker), ``"stripes"`` (sine bands along ``axis``) or
-            ``"gradient"`` (linear ramp along ``axis`` over ``[-period, period]``).
-        color0: RGB in [0, 1].
-        color1: RGB in [0, 1].
-        period: checker square size / stripe period / half ramp length, in local units.
-        axis: local axis (0, 1, 2) for stripes and gradients.
-        sharpness: checker edge sharpness (higher = crisper squares).
-    """
-
-    kind: str
-    color0: tuple[float, float, float]
-    color1: tuple[float, float, float]
-    period: float = 0.5
-    axis: int = 2
-    sharpness: float = 2.5
-
-    def albedo(self, p: Tensor) -> Tensor:
-        """[P, 3] albedo at local points ``p`` [P, 3]."""
-        if self.kind == "checker":
-            w = math.pi / self.period
-            # a quarter-period phase keeps every box face away from a zero of the sine
-            prod = torch.sin(w * p[:, 0] + 0.25 * math.pi) * torch.sin(w * p[:, 1] + 0.25 * math.pi)
-            prod = prod * torch.sin(w * p[:, 2] + 0.25 * math.pi)
-            s = 0.5 + 0.5 * torch.tanh(self.sharpness * prod) / math.tanh(self.sharpness)
-        elif self.kind == "stripes":
-            s = 0.5 + 0.5 * torch.sin(2.0 * math.pi * p[:, self.axis] / self.period)
-        elif self.kind == "gradient":
-            s = (0.5 + 0.5 * p[:, self.axis] / self.period).clamp(0.0, 1.0)
-        else:
-            raise ValueError(f"unknown texture kind {self.kind!r}")
-        c0 = torch.tensor(self.color0, dtype=p.dtype)
-        c1 = torch.tensor(self.color1, dtype=p.dtype)
-        return c0 + s[:, None] * (c1 - c0)
-
-
-@dataclass(frozen=True)
-class Sphere:
-    """A sphere; its texture is evaluated in coordinates relative to the centre."""
-
-    center: tuple[float, float, float]
-    radius: float
-    texture: Texture
-    name: str = "sphere"
-
-    def intersect(self, o: Tensor, d: Tensor) -> Tensor:
-        """Ray parameter t of the first hit (inf on a miss) for rays ``o + t d`` ([R, 3] each)."""
-        oc = o - torch.tensor(self.center, dtype=o.dtype)
-        a = (d * d).sum(-1)
-        b = (oc * d).sum(-1)
-        c = (oc * oc).sum(-1) - self.radius**2
-        disc = b * b - a * c
-        t = (-b - disc.clamp_min(0.0).sqrt()) / a
-        return torch.where((disc >= 0) & (t > _EPS), t, math.inf)
-
-    def normal(self, p: Tensor) -> Tensor:
-        return torch.nn.functional.normalize(p - torch.tensor(self.center, dtype=p.dtype), dim=-1)
-
-    def local(self, p: Tensor) -> Tensor:
-        return p - torch.tensor(self.center, dtype=p.dtype)
-
-    def sample(self, n: int, gen: torch.Generator, dtype: torch.dtype) -> Tensor:
-        """[n, 3] points uniform on the surface."""
-        v = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen, dtype=dtype), dim=-1)
-        return torch.tensor(self.center, dtype=dtype) + self.radius * v
-
-    @property
-    def area(self) -> float:
-        return 4.0 * math.pi * self.radius**2
-
-
-@dataclass(frozen=True)
-class Box:
-    """A box rotated by ``yaw`` radians about the world z axis; textured in its local frame."""
-
-    center: tuple[float, float, float]
-    half_size: tuple[float, float, float]
-    yaw: float
-    texture: Texture
-    name: str = "box"
-
-    def _rot(self, dtype: torch.dtype) -> Tensor:  # [3, 3] local -> world
-        c, s = math.cos(self.yaw), math.sin(self.yaw)
-        return torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=dtype)
-
-    def local(self, p: Tensor) -> Tensor:
-        return (p - torch.tensor(self.center, dtype=p.dtype)) @ self._rot(p.dtype)
-
-    def intersect(self, o: Tensor, d: Tensor) -> Tensor:
-        """Slab test in the box frame; inf on a miss."""
-        R = self._rot(o.dtype)
-        ol, dl = self.local(o), d @ R
-        h = torch.tensor(self.half_size, dtype=o.dtype)
-        safe = torch.where(dl.abs() < 1e-12, torch.full_like(dl, 1e-12), dl)
-        t1, t2 = (-h - ol) / safe, (h - ol) / safe
-        tmin = torch.minimum(t1, t2).amax(-1)
-        tmax = torch.maximum(t1, t2).amin(-1)
-        hit = (tmax >= tmin) & (tmin > _EPS)
-        return torch.where(hit, tmin, math.inf)
-
-    def normal(self, p: Tensor) -> Tensor:
-        q = self.local(p) / torch.tensor(self.half_size, dtype=p.dtype)  # on the face: |q_k| = 1
-        axis = q.abs().argmax(-1)
-        n_local = torch.nn.functional.one_hot(axis, 3).to(p.dtype) * q.gather(-1, axis[:, None]).sign()
-        return n_local @ self._rot(p.dtype).T
-
-    def sample(self, n: int, gen: torch.Generator, dtype: torch.dtype) -> Tensor:
-        """[n, 3] points uniform on the five faces other than the bottom (which rests on z=0)."""
-        h = torch.tensor(self.half_size, dtype=dtype)
-        # faces: +z, +-x, +-y; areas in proportion to the products of the other two half sizes
-        faces = [(2, 1.0), (0, 1.0), (0, -1.0), (1, 1.0), (1, -1.0)]
-        areas = torch.tensor([float(h[(a + 1) % 3] * h[(a + 2) % 3]) for a, _ in faces], dtype=dtype)
-        face = torch.multinomial(areas, n, replacement=True, generator=gen)
-        q = torch.rand(n, 3, generator=gen, dtype=dtype) * 2.0 - 1.0
-        for k, (axis, sign) in enumerate(faces):
-            q[face == k, axis] = sign
-        return (q * h) @ self._rot(dtype).T + torch.tensor(self.center, dtype=dtype)
-
-    @property
-    def area(self) -> float:
-        x, y, z = self.half_size
-        return 4.0 * (x * y + 2.0 * x * z + 2.0 * y * z)
-
-
-@dataclass(frozen=True)
-class Ground:
-    """The square tile ``z = 0``, ``|x|, |y| <= half_size``, facing up."""
-
-    half_size: float
-    texture: Texture
-    name: str = "ground"
-
-    def intersect(self, o: Tensor, d: Tensor) -> Tensor:
-        dz = torch.where(d[:, 2].abs() < 1e-12, torch.full_like(d[:, 2], 1e-12), d[:, 2])
-        t = -o[:, 2] / dz
-        p = o + t[:, None] * d
-        inside = (p[:, 0].abs() <= self.half_size) & (p[:, 1].abs() <= self.half_size)
-        return torch.where(inside & (t > _EPS), t, math.inf)
-
-    def normal(self, p: Tensor) -> Tensor:
-        return torch.tensor([0.0, 0.0, 1.0], dtype=p.dtype).expand_as(p)
-
-    def local(self, p: Tensor) -> Tensor:
-        return p
-
-    def sample(self, n: int, gen: torch.Generator, dtype: torch.dtype) -> Tensor:
-        xy = (torch.rand(n, 2, generator=gen, dtype=dtype) * 2.0 - 1.0) * self.half_size
-        return torch.cat([xy, torch.zeros(n, 1, dtype=dtype)], dim=-1)
-
-    @property
-    def area(self) -> float:
-        return 4.0 * self.half_size**2
-
-
-@dataclass(frozen=True)
-class SyntheticWorld:
-    """Shapes, light and background of the demo scene.
-
-    Attributes:
-        objects: boxes and spheres (index ``k`` in ``objects`` has surface id ``k + 1``).
-        ground: the ground tile (surface id 0).
-        light_dir: direction towards the light (normalised internally).
-        ambient: Lambert ambient term: ``color = albedo * (ambient + (1 - ambient) max(0, n.l))``.
-        background: RGB seen by rays that hit nothing.
-    """
-
-    objects: tuple[Sphere | Box, ...]
-    ground: Ground
-    light_dir: tuple[float, float, float] = (0.45, 0.3, 1.0)
-    ambient: float = 0.35
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-
-    @property
-    def surfaces(self) -> tuple[Ground | Sphere | Box, ...]:
-        return (self.ground, *self.objects)
-
-    def cast(self, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
-        """First hit of rays ``o + t d`` ([R, 3] each, d need not be unit).
-
-        Returns:
-            t [R] (inf on a miss) and the surface id [R] (-1 = background, 0 = ground, k+1 = objects[k]).
-        """
-        t_best = torch.full(o.shape[:1], math.inf, dtype=o.dtype)
-        sid = torch.full(o.shape[:1], -1, dtype=torch.long)
-        for k, surf in enumerate(self.surfaces):
-            t = surf.intersect(o, d)
-            closer = t < t_best
-            t_best = torch.where(closer, t, t_best)
-            sid[closer] = k
-        return t_best, sid
-
-    def shade(self, p: Tensor, sid: Tensor) -> Tensor:
-        """[R, 3] colour of surface points ``p`` [R, 3] on surfaces ``sid`` [R] (background for -1)."""
-        out = torch.tensor(self.background, dtype=p.dtype).repeat(p.shape[0], 1)
-        light = torch.nn.functional.normalize(torch.tensor(self.light_dir, dtype=p.dtype), dim=0)
-        for k, surf in enumerate(self.surfaces):
-            sel = sid == k
-            if not bool(sel.any()):
-                continue
-            q = p[sel]
-            lambert = (surf.normal(q) @ light).clamp_min(0.0)
-            out[sel] = surf.texture.albedo(surf.local(q)) * (self.ambient + (1.0 - self.ambient) * lambert)[:, None]
-        return out
-
-
+# ---------------------------------------------------------------------------------- scene content
 def default_world(background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> SyntheticWorld:
-    """The demo scene: two boxes and two spheres on a soft checker ground tile (4 x 4 units)."""
+    """The demo scene: two boxes and two spheres on a soft checker ground tile (4.4 x 4.4 units)."""
     return SyntheticWorld(
         objects=(
-            Box((-0.45, -0.55, 0.4), (0.32, 0.26, 0.4), 0.35,
-                Texture("checker", (0.85, 0.25, 0.2), (0.95, 0.8, 0.3), period=0.3), "red_box"),
-            Box((0.55, 0.6, 0.25), (0.25, 0.3, 0.25), -0.5,
-                Texture("gradient", (0.15, 0.35, 0.8), (0.4, 0.85, 0.9), period=0.3, axis=2), "blue_box"),
-            Sphere((0.55, -0.35, 0.42), 0.42,
-                   Texture("stripes", (0.2, 0.65, 0.3), (0.9, 0.95, 0.6), period=0.28, axis=2), "green_sphere"),
-            Sphere((-0.6, 0.55, 0.28), 0.28,
-                   Texture("gradient", (0.55, 0.2, 0.6), (0.95, 0.6, 0.75), period=0.3, axis=0), "pink_sphere"),
+            Box(
+                (-0.45, -0.55, 0.4),
+                (0.32, 0.26, 0.4),
+                0.35,
+                Texture("checker", (0.85, 0.25, 0.2), (0.95, 0.8, 0.3), period=0.3),
+                "red_box",
+            ),
+            Box(
+                (0.55, 0.6, 0.25),
+                (0.25, 0.3, 0.25),
+                -0.5,
+                Texture("gradient", (0.15, 0.35, 0.8), (0.4, 0.85, 0.9), period=0.3, axis=2),
+                "blue_box",
+            ),
+            Sphere(
+                (0.55, -0.35, 0.42),
+                0.42,
+                Texture("stripes", (0.2, 0.65, 0.3), (0.9, 0.95, 0.6), period=0.28, axis=2),
+                "green_sphere",
+            ),
+            Sphere(
+                (-0.6, 0.55, 0.28),
+                0.28,
+                Texture("gradient", (0.55, 0.2, 0.6), (0.95, 0.6, 0.75), period=0.3, axis=0),
+                "pink_sphere",
+            ),
         ),
-        ground=Ground(2.2, Texture("checker", (0.45, 0.42, 0.38), (0.8, 0.78, 0.72), period=0.45,
-                                   sharpness=2.0)),
+        ground=Ground(
+            2.2,
+            Texture("checker", (0.45, 0.42, 0.38), (0.8, 0.78, 0.72), period=0.45, sharpness=2.0),
+        ),
         background=background,
     )
 
 
 # ---------------------------------------------------------------------------------- cameras
-def look_at(eyes: Tensor, target: Tensor, up: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> Tensor:
+def look_at(
+    eyes: Tensor, target: Tensor, up: tuple[float, float, float] = (0.0, 0.0, 1.0)
+) -> Tensor:
     """[N, 4, 4] OpenCV world-to-camera matrices of cameras at ``eyes`` [N, 3] looking at ``target`` [3]."""
     f = torch.nn.functional.normalize(target - eyes, dim=-1)
-    r = torch.nn.functional.normalize(torch.cross(f, torch.tensor(up, dtype=eyes.dtype).expand_as(f), dim=-1), dim=-1)
+    r = torch.nn.functional.normalize(
+        torch.cross(f, torch.tensor(up, dtype=eyes.dtype).expand_as(f), dim=-1), dim=-1
+    )
     dn = torch.cross(f, r, dim=-1)  # x right, y down, z forward: r x dn = f
     c2w = torch.eye(4, dtype=eyes.dtype).repeat(eyes.shape[0], 1, 1)
     c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = r, dn, f, eyes
@@ -311,7 +142,9 @@ def camera_rays(cameras: Cameras, offsets: Tensor) -> tuple[Tensor, Tensor]:
     W, H = cameras.width, cameras.height
     K = cameras.Ks.double()
     c2w = torch.linalg.inv(cameras.viewmats.double())
-    jj, ii = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    jj, ii = torch.meshgrid(
+        torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij"
+    )
     u = ii[None] + offsets[:, 0, None, None]  # [S, H, W]
     v = jj[None] + offsets[:, 1, None, None]
     x = (u[None] - K[:, 0, 2, None, None, None]) / K[:, 0, 0, None, None, None]  # [V, S, H, W]
@@ -323,7 +156,10 @@ def camera_rays(cameras: Cameras, offsets: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def render_world(
-    world: SyntheticWorld, cameras: Cameras, supersample: int = 2, dtype: torch.dtype = torch.float32
+    world: SyntheticWorld,
+    cameras: Cameras,
+    supersample: int = 2,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Ray-casts ``world`` into every camera (all of one size) in precision ``dtype``.
 
@@ -362,7 +198,9 @@ def surface_points(
     dt = torch.float64
     areas = torch.tensor([s.area for s in world.surfaces], dtype=dt)
     n_draw = 2 * num_points
-    counts = torch.bincount(torch.multinomial(areas, n_draw, replacement=True, generator=gen), minlength=len(areas))
+    counts = torch.bincount(
+        torch.multinomial(areas, n_draw, replacement=True, generator=gen), minlength=len(areas)
+    )
     pts, sids = [], []
     for k, (surf, n) in enumerate(zip(world.surfaces, counts.tolist())):
         pts.append(surf.sample(n, gen, dt))
@@ -435,8 +273,19 @@ def make_synthetic_scene(
     """
     if num_views < 1 or width < 1 or height < 1 or supersample < 1:
         raise ValueError("num_views, width, height and supersample must be positive")
-    spec = SyntheticSpec(num_views, width, height, seed, layout, fov_deg, radius, supersample,
-                         num_points, test_every, tuple(float(c) for c in background))
+    spec = SyntheticSpec(
+        num_views,
+        width,
+        height,
+        seed,
+        layout,
+        fov_deg,
+        radius,
+        supersample,
+        num_points,
+        test_every,
+        tuple(float(c) for c in background),
+    )
     gen = torch.Generator().manual_seed(seed)
     world = default_world(spec.background)
     eyes = camera_positions(num_views, layout, radius, gen)

@@ -28,8 +28,7 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn as nn
-from torch import Tensor
+from torch import Tensor, nn
 
 from recon.errors import DataError, ReconError
 
@@ -64,11 +63,18 @@ def _features(net: str) -> nn.Sequential:
                 c_in = v
     else:
         layers = [
-            nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(3, 64, 11, stride=4, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(256, 256, 3, padding=1),
+            nn.ReLU(),
         ]
     return nn.Sequential(*layers)
 
@@ -81,9 +87,12 @@ def _read(path: Path) -> dict[str, Tensor]:
 
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise DataError(f"cannot read LPIPS weights ({type(err).__name__}: {err})", path=path,
-                        hint="give a torchvision/lpips .pth or a .safetensors file") from err
+    except Exception as err:
+        raise DataError(
+            f"cannot read LPIPS weights ({type(err).__name__}: {err})",
+            path=path,
+            hint="give a torchvision/lpips .pth or a .safetensors file",
+        ) from err
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -144,8 +153,9 @@ def locate_weights(
             search.append(given)
             backbone = _find(given, [f"{prefix}*.pth", f"{prefix}*.safetensors", f"lpips_{net}*"])
         else:
-            raise LPIPSUnavailable(f"LPIPS weights path does not exist ({ENV_WEIGHTS} or --lpips-weights)",
-                                   path=given)
+            raise LPIPSUnavailable(
+                f"LPIPS weights path does not exist ({ENV_WEIGHTS} or --lpips-weights)", path=given
+            )
     if backbone is None:  # torchvision's download cache: read if present, never filled
         hub = Path(torch.hub.get_dir()) / "checkpoints"
         search.append(hub)
@@ -155,7 +165,8 @@ def locate_weights(
         raise LPIPSUnavailable(
             f"LPIPS ({net}) backbone weights not found (looked in {where})",
             hint=f"set {ENV_WEIGHTS} to torchvision's {prefix} .pth file or a folder holding it "
-            "and the lpips heads; nothing is downloaded")
+            "and the lpips heads; nothing is downloaded",
+        )
 
     head = heads if heads is not None else os.environ.get(ENV_HEADS) or None
     if head is not None:
@@ -177,7 +188,8 @@ def locate_weights(
     raise LPIPSUnavailable(
         f"LPIPS ({net}) linear heads not found next to {backbone}",
         hint=f"put the lpips package's weights/v0.1/{net}.pth there, set {ENV_HEADS}, "
-        "or `pip install --no-deps lpips` to provide them")
+        "or `pip install --no-deps lpips` to provide them",
+    )
 
 
 class LPIPS(nn.Module):
@@ -194,7 +206,9 @@ class LPIPS(nn.Module):
         DataError: when a weights file is unreadable or does not match the network.
     """
 
-    def __init__(self, net: str = "vgg", weights: str | Path | None = None, heads: str | Path | None = None):
+    def __init__(
+        self, net: str = "vgg", weights: str | Path | None = None, heads: str | Path | None = None
+    ):
         super().__init__()
         backbone_path, heads_path = locate_weights(net, weights, heads)
         self.net = net
@@ -217,9 +231,11 @@ class LPIPS(nn.Module):
         except RuntimeError as err:
             text = " ".join(str(err).split())
             culprit = heads_path if "lins." in text and "features." not in text else backbone_path
-            raise DataError(f"weights do not fit LPIPS-{self.net}: {text[:300]}", path=culprit,
-                            hint=f"expected torchvision {_NETS[self.net][0]} features and lpips {self.net} heads"
-                            ) from err
+            raise DataError(
+                f"weights do not fit LPIPS-{self.net}: {text[:300]}",
+                path=culprit,
+                hint=f"expected torchvision {_NETS[self.net][0]} features and lpips {self.net} heads",
+            ) from err
 
     def layer_features(self, x: Tensor) -> list[Tensor]:
         """The five tapped ReLU outputs for images x [B, 3, H, W] in [-1, 1]."""
@@ -236,8 +252,10 @@ class LPIPS(nn.Module):
     def forward(self, pred: Tensor, gt: Tensor) -> Tensor:
         """LPIPS between images [H, W, 3] or [B, H, W, 3] in [0, 1]: 0-dim or [B]."""
         if pred.shape != gt.shape or pred.dim() not in (3, 4) or pred.shape[-1] != 3:
-            raise ValueError(f"LPIPS needs two [B, H, W, 3] or [H, W, 3] images, got {tuple(pred.shape)} "
-                             f"and {tuple(gt.shape)}")
+            raise ValueError(
+                f"LPIPS needs two [B, H, W, 3] or [H, W, 3] images, got {tuple(pred.shape)} "
+                f"and {tuple(gt.shape)}"
+            )
         single = pred.dim() == 3
         x = torch.cat([pred.reshape(-1, *pred.shape[-3:]), gt.reshape(-1, *gt.shape[-3:])])
         x = x.permute(0, 3, 1, 2).to(self.shift.dtype) * 2.0 - 1.0
@@ -250,8 +268,9 @@ class LPIPS(nn.Module):
         return total[0] if single else total
 
 
-def lpips_unavailable_reason(net: str = "vgg", weights: str | Path | None = None,
-                             heads: str | Path | None = None) -> str | None:
+def lpips_unavailable_reason(
+    net: str = "vgg", weights: str | Path | None = None, heads: str | Path | None = None
+) -> str | None:
     """None when LPIPS can be loaded, else the one-line reason why not."""
     try:
         locate_weights(net, weights, heads)
@@ -260,13 +279,19 @@ def lpips_unavailable_reason(net: str = "vgg", weights: str | Path | None = None
     return None
 
 
-def lpips_available(net: str = "vgg", weights: str | Path | None = None, heads: str | Path | None = None) -> bool:
+def lpips_available(
+    net: str = "vgg", weights: str | Path | None = None, heads: str | Path | None = None
+) -> bool:
     """Whether the LPIPS weights for ``net`` are on this machine (nothing is downloaded)."""
     return lpips_unavailable_reason(net, weights, heads) is None
 
 
-def load_lpips(net: str = "vgg", weights: str | Path | None = None, heads: str | Path | None = None,
-               device: str | torch.device = "cpu") -> LPIPS | None:
+def load_lpips(
+    net: str = "vgg",
+    weights: str | Path | None = None,
+    heads: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> LPIPS | None:
     """The LPIPS network on ``device``, or None with a warning saying why it is unavailable."""
     try:
         return LPIPS(net, weights, heads).to(device)

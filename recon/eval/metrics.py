@@ -30,7 +30,9 @@ SSIM_C2 = 0.03**2
 def _batched(pred: Tensor, gt: Tensor) -> tuple[Tensor, Tensor, bool]:
     """[B, H, W, C] views of both images and whether the input was a single image."""
     if pred.shape != gt.shape:
-        raise ValueError(f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in shape")
+        raise ValueError(
+            f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in shape"
+        )
     if pred.dim() == 3:
         return pred[None], gt[None], True
     if pred.dim() == 4:
@@ -41,7 +43,12 @@ def _batched(pred: Tensor, gt: Tensor) -> tuple[Tensor, Tensor, bool]:
 def _mask_like(mask: Tensor, images: Tensor) -> Tensor:
     """A mask [H, W], [B, H, W] or with a trailing 1 as [B, H, W, 1] matching ``images`` [B, H, W, C]."""
     m = mask.to(images.dtype)
-    if m.dim() >= 1 and m.shape[-1] == 1 and m.dim() in (3, 4) and m.shape[-3:-1] == images.shape[1:3]:
+    if (
+        m.dim() >= 1
+        and m.shape[-1] == 1
+        and m.dim() in (3, 4)
+        and m.shape[-3:-1] == images.shape[1:3]
+    ):
         m = m[..., 0]
     if m.dim() == 2:
         m = m[None]
@@ -69,12 +76,16 @@ def mse(pred: Tensor, gt: Tensor, mask: Tensor | None = None) -> Tensor:
         m = _mask_like(mask, p)
         weight = m.flatten(1).sum(1) * p.shape[-1]
         if bool((weight <= 0).any()):
-            raise ValueError("the mask is empty: a masked metric needs at least one pixel with mask > 0")
+            raise ValueError(
+                "the mask is empty: a masked metric needs at least one pixel with mask > 0"
+            )
         out = (err * m).flatten(1).sum(1) / weight
     return out[0] if single else out
 
 
-def psnr(pred: Tensor, gt: Tensor, mask: Tensor | None = None, background: float | Tensor = 1.0) -> Tensor:
+def psnr(
+    pred: Tensor, gt: Tensor, mask: Tensor | None = None, background: float | Tensor = 1.0
+) -> Tensor:
     """Peak signal-to-noise ratio in dB (data range 1).
 
     Args:
@@ -92,7 +103,9 @@ def psnr(pred: Tensor, gt: Tensor, mask: Tensor | None = None, background: float
     return -10.0 * torch.log10(mse(pred, gt, mask))
 
 
-def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, dtype=torch.float32) -> Tensor:
+def gaussian_window(
+    size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, dtype=torch.float32
+) -> Tensor:
     """[size] normalised 1D Gaussian taps (the 2D window is their outer product)."""
     x = torch.arange(size, dtype=torch.float64) - size // 2
     g = torch.exp(-(x**2) / (2.0 * sigma**2))
@@ -107,7 +120,9 @@ def _blur(x: Tensor, taps: Tensor) -> Tensor:
     return F.conv2d(F.conv2d(x, kx, padding=(0, r), groups=C), ky, padding=(r, 0), groups=C)
 
 
-def ssim_map(pred: Tensor, gt: Tensor, window: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
+def ssim_map(
+    pred: Tensor, gt: Tensor, window: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA
+) -> Tensor:
     """Per-pixel, per-channel SSIM, [B, H, W, C] (or [H, W, C] for one image); see :func:`ssim`."""
     p, g, single = _batched(pred, gt)
     x, y = p.permute(0, 3, 1, 2), g.permute(0, 3, 1, 2)  # [B, C, H, W]
@@ -122,7 +137,9 @@ def ssim_map(pred: Tensor, gt: Tensor, window: int = SSIM_WINDOW, sigma: float =
     return out[0] if single else out
 
 
-def ssim(pred: Tensor, gt: Tensor, mask: Tensor | None = None, background: float | Tensor = 1.0) -> Tensor:
+def ssim(
+    pred: Tensor, gt: Tensor, mask: Tensor | None = None, background: float | Tensor = 1.0
+) -> Tensor:
     """Structural similarity with the 3DGS convention (differentiable, usable as a loss).
 
     Args:

@@ -46,8 +46,33 @@ def test_dtu_fixed_ids_through_sorted_names():
     names = [f"{i:06d}.png" for i in range(49)]
     s = split_views(names, "dtu")
     assert s.train == [25, 22, 28]
-    assert s.test == [1, 2, 9, 10, 11, 12, 14, 15, 23, 24, 26, 27, 29, 30, 31, 32, 33, 34, 35, 41, 42,
-                      43, 45, 46, 47]
+    assert s.test == [
+        1,
+        2,
+        9,
+        10,
+        11,
+        12,
+        14,
+        15,
+        23,
+        24,
+        26,
+        27,
+        29,
+        30,
+        31,
+        32,
+        33,
+        34,
+        35,
+        41,
+        42,
+        43,
+        45,
+        46,
+        47,
+    ]
     assert split_views(names, "dtu", views=6).train == [25, 22, 28, 40, 44, 48]
     assert split_views(names, "dtu", views=9).train == [25, 22, 28, 40, 44, 48, 0, 8, 13]
     # scene order reversed: DTU id k is scene index 48 - k
@@ -65,7 +90,7 @@ def test_blender_eight_views_from_the_train_split():
     assert s.test == list(range(200, 400, 8)) and len(s.test) == 25
     assert split_views(names, "blender", views=4, scene_split=split).train == [26, 86, 2, 55]
     # train entries are looked up through the split, not used as raw indices
-    shifted = {"train": list(range(300, 400)), "test": list(range(0, 200))}
+    shifted = {"train": list(range(300, 400)), "test": list(range(200))}
     assert split_views(names, "blender", views=2, scene_split=shifted).train == [326, 386]
 
 
@@ -90,8 +115,11 @@ def test_impossible_requests_are_clear_errors():
     with pytest.raises(SplitError, match="transforms_train"):
         split_views([f"r_{i}" for i in range(120)], "blender")
     with pytest.raises(SplitError, match="at least 94 train views"):
-        split_views([f"r_{i}" for i in range(60)], "blender",
-                    scene_split={"train": list(range(50)), "test": list(range(50, 60))})
+        split_views(
+            [f"r_{i}" for i in range(60)],
+            "blender",
+            scene_split={"train": list(range(50)), "test": list(range(50, 60))},
+        )
     with pytest.raises(SplitError, match="unknown protocol"):
         split_views(["a"], "mipnerf")
     with pytest.raises(SplitError, match="at least 1"):

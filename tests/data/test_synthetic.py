@@ -31,16 +31,21 @@ def scene():
 
 def _camera(eye, target, width=65, height=49, f=60.0) -> Cameras:
     """One camera whose centre pixel's centre ray is exactly the optical axis (odd sizes)."""
-    viewmat = look_at(torch.tensor([eye], dtype=torch.float64), torch.tensor(target, dtype=torch.float64))
+    viewmat = look_at(
+        torch.tensor([eye], dtype=torch.float64), torch.tensor(target, dtype=torch.float64)
+    )
     K = np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
     return Cameras.create(K[None], viewmat.numpy(), width, height)
 
 
 def _unproject(cameras: Cameras, depths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """World points [V, H, W, 3] of pixel centres at the given camera-z depths, computed in float64."""
-    V, H, W = depths.shape
-    jj, ii = torch.meshgrid(torch.arange(H, dtype=torch.float64) + 0.5,
-                            torch.arange(W, dtype=torch.float64) + 0.5, indexing="ij")
+    _, H, W = depths.shape
+    jj, ii = torch.meshgrid(
+        torch.arange(H, dtype=torch.float64) + 0.5,
+        torch.arange(W, dtype=torch.float64) + 0.5,
+        indexing="ij",
+    )
     K = cameras.Ks.double()
     x = (ii - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None] * depths.double()
     y = (jj - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None] * depths.double()
@@ -54,11 +59,15 @@ def _distance_to_surfaces(world: SyntheticWorld, p: torch.Tensor) -> torch.Tenso
     dists = [p[:, 2].abs()]  # the ground plane
     for obj in world.objects:
         if isinstance(obj, Sphere):
-            dists.append(((p - torch.tensor(obj.center, dtype=p.dtype)).norm(dim=-1) - obj.radius).abs())
+            dists.append(
+                ((p - torch.tensor(obj.center, dtype=p.dtype)).norm(dim=-1) - obj.radius).abs()
+            )
         else:
             c, s = math.cos(obj.yaw), math.sin(obj.yaw)
             q = p - torch.tensor(obj.center, dtype=p.dtype)
-            q = torch.stack([c * q[:, 0] + s * q[:, 1], -s * q[:, 0] + c * q[:, 1], q[:, 2]], dim=-1)
+            q = torch.stack(
+                [c * q[:, 0] + s * q[:, 1], -s * q[:, 0] + c * q[:, 1], q[:, 2]], dim=-1
+            )
             e = q.abs() - torch.tensor(obj.half_size, dtype=p.dtype)
             sdf = e.clamp_min(0).norm(dim=-1) + e.amax(-1).clamp_max(0)
             dists.append(sdf.abs())
@@ -80,8 +89,11 @@ def test_box_top_seen_from_above_and_ground_depth():
     box = Box((0.0, 0.0, 0.3), (0.2, 0.3, 0.3), 0.4, GREY)
     world = SyntheticWorld(objects=(box,), ground=Ground(3.0, GREY))
     # looking straight down needs an up vector that is not parallel to the view direction
-    viewmat = look_at(torch.tensor([[0.0, 0.0, 3.0]], dtype=torch.float64),
-                      torch.tensor([0.0, 0.0, 0.0], dtype=torch.float64), up=(0.0, 1.0, 0.0))
+    viewmat = look_at(
+        torch.tensor([[0.0, 0.0, 3.0]], dtype=torch.float64),
+        torch.tensor([0.0, 0.0, 0.0], dtype=torch.float64),
+        up=(0.0, 1.0, 0.0),
+    )
     K = np.array([[40.0, 0.0, 32.5], [0.0, 40.0, 24.5], [0.0, 0.0, 1.0]])
     cams = Cameras.create(K[None], viewmat.numpy(), 65, 49)
     _, depth, mask = render_world(world, cams, supersample=1)
@@ -122,10 +134,13 @@ def test_depth_maps_reproject_between_views(scene):
     H, W = depths.shape[1:]
     # bilinear lookup of B's inverse depth at the projected sub-pixel position, away from depth edges
     d_pad = torch.nn.functional.pad(depths[b][None, None], (1, 1, 1, 1), mode="replicate")
-    spread = torch.nn.functional.max_pool2d(d_pad, 3, 1) + torch.nn.functional.max_pool2d(-d_pad, 3, 1)
+    spread = torch.nn.functional.max_pool2d(d_pad, 3, 1) + torch.nn.functional.max_pool2d(
+        -d_pad, 3, 1
+    )
     grid = torch.stack([(uv[:, 0] / W) * 2 - 1, (uv[:, 1] / H) * 2 - 1], dim=-1)[None, None].float()
-    look = lambda img, mode: torch.nn.functional.grid_sample(  # noqa: E731
-        img, grid, mode=mode, align_corners=False)[0, 0, 0].double()
+    look = lambda img, mode: torch.nn.functional.grid_sample(
+        img, grid, mode=mode, align_corners=False
+    )[0, 0, 0].double()
     # inverse depth is affine in the pixel coordinates on a plane, so interpolate it
     inv_b = torch.where(depths[b] > 0, 1.0 / depths[b], 0.0)[None, None]
     d_b, edge = 1.0 / look(inv_b, "bilinear"), look(spread, "nearest")

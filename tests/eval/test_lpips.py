@@ -10,14 +10,37 @@ import torch
 import torch.nn.functional as F
 
 from recon.errors import DataError
-from recon.eval.lpips import LPIPS, LPIPSUnavailable, load_lpips, lpips_available, lpips_unavailable_reason
+from recon.eval.lpips import (
+    LPIPS,
+    LPIPSUnavailable,
+    load_lpips,
+    lpips_available,
+    lpips_unavailable_reason,
+)
 
 # conv layers of torchvision's `features` (index, in, out, kernel, stride, padding), written out
-VGG_CONVS = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256),
-             (14, 256, 256), (17, 256, 512), (19, 512, 512), (21, 512, 512), (24, 512, 512),
-             (26, 512, 512), (28, 512, 512)]
-ALEX_CONVS = [(0, 3, 64, 11, 4, 2), (3, 64, 192, 5, 1, 2), (6, 192, 384, 3, 1, 1), (8, 384, 256, 3, 1, 1),
-              (10, 256, 256, 3, 1, 1)]
+VGG_CONVS = [
+    (0, 3, 64),
+    (2, 64, 64),
+    (5, 64, 128),
+    (7, 128, 128),
+    (10, 128, 256),
+    (12, 256, 256),
+    (14, 256, 256),
+    (17, 256, 512),
+    (19, 512, 512),
+    (21, 512, 512),
+    (24, 512, 512),
+    (26, 512, 512),
+    (28, 512, 512),
+]
+ALEX_CONVS = [
+    (0, 3, 64, 11, 4, 2),
+    (3, 64, 192, 5, 1, 2),
+    (6, 192, 384, 3, 1, 1),
+    (8, 384, 256, 3, 1, 1),
+    (10, 256, 256, 3, 1, 1),
+]
 HEAD_CHANNELS = {"vgg": (64, 128, 256, 512, 512), "alex": (64, 192, 384, 256, 256)}
 
 
@@ -25,25 +48,36 @@ def _random_backbone(net: str, gen: torch.Generator) -> dict[str, torch.Tensor]:
     state = {}
     if net == "vgg":
         for i, cin, cout in VGG_CONVS:
-            state[f"features.{i}.weight"] = torch.randn(cout, cin, 3, 3, generator=gen) * (2.0 / (9 * cin)) ** 0.5
+            state[f"features.{i}.weight"] = (
+                torch.randn(cout, cin, 3, 3, generator=gen) * (2.0 / (9 * cin)) ** 0.5
+            )
             state[f"features.{i}.bias"] = torch.randn(cout, generator=gen) * 0.01
     else:
         for i, cin, cout, k, _, _ in ALEX_CONVS:
-            state[f"features.{i}.weight"] = torch.randn(cout, cin, k, k, generator=gen) * (2.0 / (k * k * cin)) ** 0.5
+            state[f"features.{i}.weight"] = (
+                torch.randn(cout, cin, k, k, generator=gen) * (2.0 / (k * k * cin)) ** 0.5
+            )
             state[f"features.{i}.bias"] = torch.randn(cout, generator=gen) * 0.01
     state["classifier.1.weight"] = torch.randn(4, 4, generator=gen)  # present in real files, unused
     return state
 
 
 def _random_heads(net: str, gen: torch.Generator) -> dict[str, torch.Tensor]:
-    return {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=gen) * 0.1
-            for k, c in enumerate(HEAD_CHANNELS[net])}
+    return {
+        f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=gen) * 0.1
+        for k, c in enumerate(HEAD_CHANNELS[net])
+    }
 
 
 def _reference_lpips(backbone, heads, net, x, y) -> torch.Tensor:
     """Straight-line LPIPS in the lpips package's order of operations, from the raw state dicts."""
+
     def feats(img):
-        h = (img.permute(0, 3, 1, 2) * 2 - 1 - torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
+        h = (
+            img.permute(0, 3, 1, 2) * 2
+            - 1
+            - torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
+        )
         h = h / torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
         out = []
         if net == "vgg":
@@ -52,14 +86,28 @@ def _reference_lpips(backbone, heads, net, x, y) -> torch.Tensor:
                 if b > 0:
                     h = F.max_pool2d(h, 2, 2)
                 for i in convs:
-                    h = F.relu(F.conv2d(h, backbone[f"features.{i}.weight"], backbone[f"features.{i}.bias"], padding=1))
+                    h = F.relu(
+                        F.conv2d(
+                            h,
+                            backbone[f"features.{i}.weight"],
+                            backbone[f"features.{i}.bias"],
+                            padding=1,
+                        )
+                    )
                 out.append(h)
         else:
             for n, (i, _, _, _, stride, pad) in enumerate(ALEX_CONVS):
                 if n in (1, 2):
                     h = F.max_pool2d(h, 3, 2)
-                h = F.relu(F.conv2d(h, backbone[f"features.{i}.weight"], backbone[f"features.{i}.bias"],
-                                    stride=stride, padding=pad))
+                h = F.relu(
+                    F.conv2d(
+                        h,
+                        backbone[f"features.{i}.weight"],
+                        backbone[f"features.{i}.bias"],
+                        stride=stride,
+                        padding=pad,
+                    )
+                )
                 out.append(h)
         return out
 
@@ -107,8 +155,11 @@ def test_lpips_reads_a_full_lpips_state_dict_and_safetensors(tmp_path, no_lpips_
     backbone, heads = _random_backbone("alex", gen), _random_heads("alex", gen)
     # lpips.LPIPS().state_dict(): backbone under net.slice<k>.<index>, heads as lin<k>.model.1
     slices = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
-    full = {f"net.slice{slices[int(k.split('.')[1])]}.{k.split('.', 1)[1]}": v
-            for k, v in backbone.items() if k.startswith("features")}
+    full = {
+        f"net.slice{slices[int(k.split('.')[1])]}.{k.split('.', 1)[1]}": v
+        for k, v in backbone.items()
+        if k.startswith("features")
+    }
     full.update(heads)
     save_file(full, str(tmp_path / "lpips_alex_full.safetensors"))
     model = LPIPS("alex", weights=tmp_path / "lpips_alex_full.safetensors")
@@ -126,23 +177,26 @@ def test_missing_weights_give_a_reason_not_a_value(no_lpips_env, tmp_path, monke
     with pytest.raises(LPIPSUnavailable, match="does not exist"):
         LPIPS("vgg", weights=tmp_path / "nope.pth")
     # backbone present, heads absent
-    torch.save(_random_backbone("alex", torch.Generator().manual_seed(0)), tmp_path / "alexnet-x.pth")
+    torch.save(
+        _random_backbone("alex", torch.Generator().manual_seed(0)), tmp_path / "alexnet-x.pth"
+    )
     with pytest.raises(LPIPSUnavailable, match="linear heads"):
         LPIPS("alex", weights=tmp_path)
 
 
 def test_wrong_weights_name_the_file(tmp_path, no_lpips_env):
     gen = torch.Generator().manual_seed(0)
-    torch.save(_random_backbone("alex", gen), tmp_path / "vgg16-wrong.pth")  # AlexNet under a VGG name
+    torch.save(
+        _random_backbone("alex", gen), tmp_path / "vgg16-wrong.pth"
+    )  # AlexNet under a VGG name
     torch.save(_random_heads("vgg", gen), tmp_path / "vgg.pth")
     with pytest.raises(DataError, match="vgg16-wrong.pth"):
         LPIPS("vgg", weights=tmp_path)
     (tmp_path / "junk").mkdir()
     Path(tmp_path / "junk" / "vgg16-junk.pth").write_bytes(b"not a torch file")
-    with pytest.raises(DataError, match="cannot read"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            LPIPS("vgg", weights=tmp_path / "junk" / "vgg16-junk.pth")
+    with pytest.raises(DataError, match="cannot read"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        LPIPS("vgg", weights=tmp_path / "junk" / "vgg16-junk.pth")
 
 
 @pytest.mark.parametrize("net", ["vgg", "alex"])
@@ -159,13 +213,16 @@ def test_matches_the_lpips_package_when_installed(net, tmp_path, monkeypatch, no
     stub = types.ModuleType("torchvision")
     stub.models = types.SimpleNamespace(
         vgg16=lambda pretrained=False, **_: types.SimpleNamespace(features=_features("vgg")),
-        alexnet=lambda pretrained=False, **_: types.SimpleNamespace(features=_features("alex")))
+        alexnet=lambda pretrained=False, **_: types.SimpleNamespace(features=_features("alex")),
+    )
     monkeypatch.setitem(sys.modules, "torchvision", stub)
     for name in [m for m in sys.modules if m == "lpips" or m.startswith("lpips.")]:
         monkeypatch.delitem(sys.modules, name)
     import lpips
 
-    ref = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)  # the package's heads
+    ref = lpips.LPIPS(
+        net=net, pretrained=True, pnet_rand=True, verbose=False
+    )  # the package's heads
     gen = torch.Generator().manual_seed(0)
     backbone = _random_backbone(net, gen)
     for name, p in ref.net.named_parameters():

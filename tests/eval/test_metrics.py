@@ -47,8 +47,13 @@ def _ssim_scipy(x: np.ndarray, y: np.ndarray) -> float:
     from scipy.ndimage import gaussian_filter
 
     def blur(a):
-        return np.stack([gaussian_filter(a[..., c], 1.5, mode="constant", cval=0.0, truncate=5 / 1.5)
-                         for c in range(a.shape[-1])], -1)
+        return np.stack(
+            [
+                gaussian_filter(a[..., c], 1.5, mode="constant", cval=0.0, truncate=5 / 1.5)
+                for c in range(a.shape[-1])
+            ],
+            -1,
+        )
 
     mx, my = blur(x), blur(y)
     sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
@@ -63,15 +68,24 @@ def test_ssim_matches_scipy_reference_including_borders():
     ours = ssim(pred, gt)
     assert ours.shape == (2,)
     for i in range(2):
-        assert ours[i].item() == pytest.approx(_ssim_scipy(pred[i].numpy(), gt[i].numpy()), abs=1e-10)
+        assert ours[i].item() == pytest.approx(
+            _ssim_scipy(pred[i].numpy(), gt[i].numpy()), abs=1e-10
+        )
     assert ssim(pred[1], gt[1]).item() == pytest.approx(ours[1].item(), abs=1e-12)
 
 
 def test_ssim_interior_matches_pytorch_msssim():
     pytorch_msssim = pytest.importorskip("pytorch_msssim")
     pred, gt = _images(h=40, w=36)
-    ref = pytorch_msssim.ssim(pred.permute(0, 3, 1, 2), gt.permute(0, 3, 1, 2), data_range=1.0,
-                              size_average=False, win_size=11, win_sigma=1.5, K=(0.01, 0.03))
+    ref = pytorch_msssim.ssim(
+        pred.permute(0, 3, 1, 2),
+        gt.permute(0, 3, 1, 2),
+        data_range=1.0,
+        size_average=False,
+        win_size=11,
+        win_sigma=1.5,
+        K=(0.01, 0.03),
+    )
     # pytorch_msssim uses 'valid' filtering: our 'same' map without its 5-pixel border
     interior = ssim_map(pred, gt)[:, 5:-5, 5:-5].flatten(1).mean(1)
     assert torch.allclose(interior, ref.to(interior.dtype), atol=1e-6)
@@ -92,9 +106,13 @@ def test_masked_ssim_composites_on_white():
     mask[:, 6:18, 5:15] = 1
     other = pred.clone()
     other[mask[..., None].expand_as(other) == 0] = 0.0  # change only outside the mask
-    assert ssim(pred, gt, mask=mask).item() == pytest.approx(ssim(other, gt, mask=mask).item(), abs=1e-12)
+    assert ssim(pred, gt, mask=mask).item() == pytest.approx(
+        ssim(other, gt, mask=mask).item(), abs=1e-12
+    )
     white = composite(pred, mask)
-    assert torch.all(white[0][mask[0] == 0] == 1.0) and torch.equal(white[0][mask[0] == 1], pred[0][mask[0] == 1])
+    assert torch.all(white[0][mask[0] == 0] == 1.0) and torch.equal(
+        white[0][mask[0] == 1], pred[0][mask[0] == 1]
+    )
     by_hand = _ssim_scipy(white[0].numpy(), composite(gt, mask)[0].numpy())
     assert ssim(pred, gt, mask=mask).item() == pytest.approx(by_hand, abs=1e-10)
     black = composite(pred, mask, background=0.0)

@@ -66,12 +66,16 @@ class SceneContext:
 
 
 def make_thumbnail(image: np.ndarray, max_side: int = 96) -> np.ndarray:
-    """[H, W, 3] float in [0, 1] or uint8 -> a [h, w, 3] uint8 thumbnail (strided)."""
+    """[H, W, 3] float in [0, 1] or uint8 -> a [h, w, 3] uint8 thumbnail, longer side ``max_side``."""
+    from PIL import Image
+
     image = np.asarray(image)
     if image.dtype != np.uint8:
         image = (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-    step = max(1, int(np.ceil(max(image.shape[:2]) / max_side)))
-    return np.ascontiguousarray(image[::step, ::step, :3])
+    h, w = image.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image[..., :3])).resize(size, Image.BOX))
 
 
 class ViewerApp:

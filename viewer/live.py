@@ -25,7 +25,7 @@ _COUNT_FIELDS = ("num_primitives", "primitive_count", "num_gaussians", "count")
 def describe_state(state: object) -> str:
     """Markdown summary of a training state (any object with ``step``/``losses``/count fields)."""
     parts = [f"**step** {getattr(state, 'step', '?')}"]
-    total = getattr(state, "total_steps", None) or getattr(state, "max_steps", None)
+    total = getattr(state, "iterations", None) or getattr(state, "max_steps", None)
     if total:
         parts[0] += f" / {total}"
     for name in _COUNT_FIELDS:
@@ -38,6 +38,9 @@ def describe_state(state: object) -> str:
         parts += [f"**{k}** {float(v):.4g}" for k, v in list(losses.items())[:6]]
     elif isinstance(losses, (int, float)):
         parts.append(f"**loss** {float(losses):.4g}")
+    psnr = getattr(state, "psnr", None)
+    if psnr:
+        parts.append(f"**PSNR** {float(psnr):.2f} dB")
     if getattr(state, "paused", False):
         parts.append("*paused*")
     return "  \n".join(parts)

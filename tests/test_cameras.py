@@ -36,7 +36,9 @@ def test_opencv_c2w_projects_known_points():
     cams = Cameras.from_opencv_c2w(c2w, K, W, H)
     pts = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, -2.0, 5.0]])
     uv, depth = cams.project(pts)
-    expected = torch.tensor([[CX, CY], [CX + F / 5, CY], [CX, CY + F / 5], [CX + F / 10, CY - 2 * F / 10]])
+    expected = torch.tensor(
+        [[CX, CY], [CX + F / 5, CY], [CX, CY + F / 5], [CX + F / 10, CY - 2 * F / 10]]
+    )
     torch.testing.assert_close(uv[0], expected, atol=1e-4, rtol=0)
     torch.testing.assert_close(depth[0], torch.tensor([5.0, 5.0, 5.0, 10.0]))
     torch.testing.assert_close(cams.centers[0], torch.tensor([0.0, 0.0, -5.0]))
@@ -48,9 +50,13 @@ def test_opengl_c2w_projects_known_points():
     c2w[2, 3] = 5.0
     cams = Cameras.from_opengl_c2w(c2w, K, W, H)
     uv, depth = cams.project(torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, -5.0]]))
-    torch.testing.assert_close(uv[0], torch.tensor([[CX + F / 5, CY - F / 5], [CX, CY]]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        uv[0], torch.tensor([[CX + F / 5, CY - F / 5], [CX, CY]]), atol=1e-4, rtol=0
+    )
     torch.testing.assert_close(depth[0], torch.tensor([5.0, 10.0]))
-    torch.testing.assert_close(cams.opengl_c2w()[0].double(), torch.as_tensor(c2w), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        cams.opengl_c2w()[0].double(), torch.as_tensor(c2w), atol=1e-6, rtol=0
+    )
 
 
 def test_opengl_c2w_rotated_camera_looks_at_origin():

@@ -22,14 +22,20 @@ SPLITS = ("train", "val", "test")
 
 def split_files(root: Path) -> dict[str, Path]:
     """The existing ``transforms_<split>.json`` files of ``root``, in train/val/test order."""
-    return {s: root / f"transforms_{s}.json" for s in SPLITS if (root / f"transforms_{s}.json").is_file()}
+    return {
+        s: root / f"transforms_{s}.json"
+        for s in SPLITS
+        if (root / f"transforms_{s}.json").is_file()
+    }
 
 
 def parse_blender(root: Path, skip_missing: bool = False) -> SceneSource:
     """Parses a Blender scene folder; views are ordered train, then val, then test."""
     files = split_files(root)
     if "train" not in files:
-        raise DataError("no transforms_train.json", path=root, hint="is this a Blender (nerf_synthetic) scene?")
+        raise DataError(
+            "no transforms_train.json", path=root, hint="is this a Blender (nerf_synthetic) scene?"
+        )
     paths: list[Path] = []
     cams: list[Cameras] = []
     split: dict[str, list[int]] = {}
@@ -44,5 +50,11 @@ def parse_blender(root: Path, skip_missing: bool = False) -> SceneSource:
         widths=torch.cat([c.widths for c in cams]),
         heights=torch.cat([c.heights for c in cams]),
     )
-    return SceneSource(format="blender", root=root, image_paths=paths, cameras=cameras, split=split,
-                       meta={"split_files": {k: str(v) for k, v in files.items()}})
+    return SceneSource(
+        format="blender",
+        root=root,
+        image_paths=paths,
+        cameras=cameras,
+        split=split,
+        meta={"split_files": {k: str(v) for k, v in files.items()}},
+    )

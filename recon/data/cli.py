@@ -23,7 +23,9 @@ class InspectArgs:
 
     path: tyro.conf.Positional[Path]
     """Scene folder, or a format's main file (transforms.json, poses_bounds.npy, ...)."""
-    format: Literal["auto", "blender", "dtu", "middlebury", "nerfstudio", "colmap", "llff", "folder"] = "auto"
+    format: Literal[
+        "auto", "blender", "dtu", "middlebury", "nerfstudio", "colmap", "llff", "folder"
+    ] = "auto"
     """Scene format; auto detects it from the files present."""
     json: bool = False
     """Print one JSON object instead of a table."""
@@ -39,8 +41,12 @@ class InspectArgs:
     """Decode every image and mask to find corrupt or truncated files (slow on large scenes)."""
 
 
-def describe(source: SceneSource, protocol: str | None = "auto", views: int | None = None,
-             test_every: int = 8) -> dict:
+def describe(
+    source: SceneSource,
+    protocol: str | None = "auto",
+    views: int | None = None,
+    test_every: int = 8,
+) -> dict:
     """The facts ``recon data inspect`` reports, as a JSON-ready dict (sizes from file headers)."""
     sizes = source.image_sizes()
     counts = Counter(sizes)
@@ -62,18 +68,28 @@ def describe(source: SceneSource, protocol: str | None = "auto", views: int | No
         info["format_split"] = {k: len(v) for k, v in source.split.items()}
     if source.cameras is not None:
         K = source.fit_cameras([0]).Ks[0]
-        info["first_camera"] = {"fx": float(K[0, 0]), "fy": float(K[1, 1]),
-                                "cx": float(K[0, 2]), "cy": float(K[1, 2])}
+        info["first_camera"] = {
+            "fx": float(K[0, 0]),
+            "fy": float(K[1, 1]),
+            "cx": float(K[0, 2]),
+            "cy": float(K[1, 2]),
+        }
     if protocol is not None:
         info["splits"] = _splits(source, protocol, views, test_every)
     return info
 
 
 def _splits(source: SceneSource, protocol: str, views: int | None, test_every: int) -> dict:
-    from recon.data.splits import split_views  # noqa: PLC0415 (kept out of the import path of loaders)
+    from recon.data.splits import split_views
 
-    split = split_views(source.names, protocol, views=views, test_every=test_every,
-                        scene_split=source.split, scene_format=source.format)
+    split = split_views(
+        source.names,
+        protocol,
+        views=views,
+        test_every=test_every,
+        scene_split=source.split,
+        scene_format=source.format,
+    )
     return {**split.to_dict(), "views": views}
 
 
@@ -94,12 +110,25 @@ def _print_table(info: dict) -> None:
     from rich.table import Table
 
     table = Table(show_header=False, box=None)
-    for key in ("format", "root", "num_images", "sizes", "has_poses", "distorted", "has_masks",
-                "num_points", "needs_sfm", "format_split", "first_camera"):
+    for key in (
+        "format",
+        "root",
+        "num_images",
+        "sizes",
+        "has_poses",
+        "distorted",
+        "has_masks",
+        "num_points",
+        "needs_sfm",
+        "format_split",
+        "first_camera",
+    ):
         if key in info:
             value = info[key]
             if isinstance(value, dict):
-                value = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+                value = ", ".join(
+                    f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
+                )
             table.add_row(key, str(value))
     splits = info.get("splits")
     if splits:
@@ -116,7 +145,9 @@ def _ids(ids: list[int], limit: int = 40) -> str:
 def inspect_main(argv: Sequence[str], prog: str = "recon data inspect") -> int:
     """Entry point of ``recon data inspect``; returns the exit status."""
     args = tyro.cli(InspectArgs, args=list(argv), prog=prog)
-    source = parse_scene(args.path, args.format, skip_missing=args.skip_missing, verbose=not args.json)
+    source = parse_scene(
+        args.path, args.format, skip_missing=args.skip_missing, verbose=not args.json
+    )
     if args.check_images:
         check_images(source, verbose=not args.json)
     protocol = None if args.protocol == "none" else args.protocol

@@ -1,309 +1,76 @@
-"""COLMAP sparse models: binary and text readers and writers, and the scene parser.
+"""COLMAP scenes: find the model folder, read it, and turn it into a :class:`SceneSource`.
 
-The file layouts follow COLMAP's ``src/colmap/scene/reconstruction_io.cc``. Poses are stored
-world-to-camera as a unit quaternion ``(qw, qx, qy, qz)`` and a translation, in the OpenCV axes
-that :class:`recon.cameras.Cameras` uses; pixel centres are at ``i + 0.5`` in both.
+The file formats themselves (text and binary, readers and writers) are in
+:mod:`recon.data.colmap_io`, re-exported here. Cameras of the radial models (SIMPLE_RADIAL,
+RADIAL, OPENCV) keep their distortion in the source; :meth:`SceneSource.load` undistorts the
+images to pinholes with the same K.
 """
 
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from recon.cameras import Cameras
+from recon.data.colmap_io import (
+    CAMERA_MODELS,
+    MODEL_FILES,
+    SUPPORTED_MODELS,
+    ColmapCamera,
+    ColmapImage,
+    ColmapModel,
+    ColmapPoints,
+    qvec_to_rotmat,
+    read_model_binary,
+    read_model_text,
+    rotmat_to_qvec,
+    write_model_binary,
+    write_model_text,
+)
 from recon.data.images import list_images
 from recon.data.source import SceneSource, check_missing
 from recon.errors import DataError
 
-# model name -> (COLMAP model id, number of parameters)
-CAMERA_MODELS: dict[str, tuple[int, int]] = {
-    "SIMPLE_PINHOLE": (0, 3),
-    "PINHOLE": (1, 4),
-    "SIMPLE_RADIAL": (2, 4),
-    "RADIAL": (3, 5),
-    "OPENCV": (4, 8),
-    "OPENCV_FISHEYE": (5, 8),
-    "FULL_OPENCV": (6, 12),
-}
-_MODEL_BY_ID = {mid: name for name, (mid, _) in CAMERA_MODELS.items()}
-SUPPORTED_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
-MODEL_FILES = ("cameras", "images", "points3D")
+__all__ = [
+    "CAMERA_MODELS",
+    "SUPPORTED_MODELS",
+    "ColmapCamera",
+    "ColmapImage",
+    "ColmapModel",
+    "ColmapPoints",
+    "find_model_dir",
+    "is_model_dir",
+    "model_from_cameras",
+    "parse_colmap",
+    "qvec_to_rotmat",
+    "read_model",
+    "read_model_binary",
+    "read_model_text",
+    "rotmat_to_qvec",
+    "write_model_binary",
+    "write_model_text",
+]
 
 
-@dataclass
-class ColmapCamera:
-    id: int
-    model: str
-    width: int
-    height: int
-    params: np.ndarray  # [num_params] float64
-
-    def intrinsics(self) -> tuple[np.ndarray, np.ndarray]:
-        """[3, 3] K and [5] OpenCV distortion ``(k1, k2, p1, p2, k3)`` of a supported model."""
-        p = self.params
-        dist = np.zeros(5)
-        if self.model == "SIMPLE_PINHOLE":
-            fx = fy = p[0]
-            cx, cy = p[1], p[2]
-        elif self.model == "PINHOLE":
-            fx, fy, cx, cy = p[:4]
-        elif self.model == "SIMPLE_RADIAL":
-            fx = fy = p[0]
-            cx, cy, dist[0] = p[1], p[2], p[3]
-        elif self.model == "RADIAL":
-            fx = fy = p[0]
-            cx, cy, dist[0], dist[1] = p[1], p[2], p[3], p[4]
-        elif self.model == "OPENCV":
-            fx, fy, cx, cy = p[:4]
-            dist[:4] = p[4:8]
-        else:
-            raise DataError(f"camera {self.id} uses the unsupported model {self.model}",
-                            hint=f"undistort with `colmap image_undistorter` or use one of {', '.join(SUPPORTED_MODELS)}")
-        K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-        return K, dist
-
-
-@dataclass
-class ColmapImage:
-    id: int
-    qvec: np.ndarray  # [4] (qw, qx, qy, qz), world to camera
-    tvec: np.ndarray  # [3]
-    camera_id: int
-    name: str
-    xys: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # [K, 2]
-    point3D_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # [K]
-
-    def viewmat(self) -> np.ndarray:
-        """[4, 4] world-to-camera matrix."""
-        m = np.eye(4)
-        m[:3, :3] = qvec_to_rotmat(self.qvec)
-        m[:3, 3] = self.tvec
-        return m
-
-
-@dataclass
-class ColmapPoints:
-    ids: np.ndarray  # [P] int64
-    xyz: np.ndarray  # [P, 3] float64
-    rgb: np.ndarray  # [P, 3] uint8
-    errors: np.ndarray  # [P] float64
-    tracks: list[np.ndarray]  # P arrays [T, 2] of (image_id, point2D_idx)
-
-    @classmethod
-    def empty(cls) -> "ColmapPoints":
-        return cls(np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 3), np.uint8), np.zeros(0), [])
-
-
-@dataclass
-class ColmapModel:
-    cameras: dict[int, ColmapCamera]
-    images: dict[int, ColmapImage]
-    points: ColmapPoints
-
-
-# ---------------------------------------------------------------------------- rotations
-def qvec_to_rotmat(q: np.ndarray) -> np.ndarray:
-    """[3, 3] rotation of a quaternion ``(w, x, y, z)`` (normalised first)."""
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def rotmat_to_qvec(R: np.ndarray) -> np.ndarray:
-    """Unit quaternion ``(w, x, y, z)`` with w >= 0 of a rotation matrix (Bar-Itzhack's method)."""
-    Rxx, Ryx, Rzx, Rxy, Ryy, Rzy, Rxz, Ryz, Rzz = np.asarray(R, dtype=np.float64).flat
-    Kmat = np.array([
-        [Rxx - Ryy - Rzz, 0, 0, 0],
-        [Ryx + Rxy, Ryy - Rxx - Rzz, 0, 0],
-        [Rzx + Rxz, Rzy + Ryz, Rzz - Rxx - Ryy, 0],
-        [Ryz - Rzy, Rzx - Rxz, Rxy - Ryx, Rxx + Ryy + Rzz],
-    ]) / 3.0
-    eigvals, eigvecs = np.linalg.eigh(Kmat)
-    q = eigvecs[[3, 0, 1, 2], np.argmax(eigvals)]
-    return -q if q[0] < 0 else q
-
-
-# ---------------------------------------------------------------------------- text files
-def _data_lines(path: Path) -> list[str]:
-    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-
-
-def read_model_text(folder: Path) -> ColmapModel:
-    """Reads ``cameras.txt``, ``images.txt`` and ``points3D.txt`` (points optional)."""
-    cameras: dict[int, ColmapCamera] = {}
-    path = folder / "cameras.txt"
-    try:
-        for line in _data_lines(path):
-            e = line.split()
-            cameras[int(e[0])] = ColmapCamera(int(e[0]), e[1], int(e[2]), int(e[3]), np.array(e[4:], dtype=np.float64))
-        images: dict[int, ColmapImage] = {}
-        path = folder / "images.txt"
-        # Two lines per image; the second (points) may be empty, so keep blank lines here.
-        lines = [ln for ln in path.read_text().splitlines() if not ln.startswith("#")]
-        while lines and not lines[-1].strip():
-            lines.pop()
-        for head, pts in zip(lines[0::2], lines[1::2] + [""] * (len(lines) % 2)):
-            e = head.split()
-            xy = np.array(pts.split(), dtype=np.float64).reshape(-1, 3)
-            images[int(e[0])] = ColmapImage(
-                int(e[0]), np.array(e[1:5], np.float64), np.array(e[5:8], np.float64), int(e[8]),
-                " ".join(e[9:]), xy[:, :2], xy[:, 2].astype(np.int64))
-        path = folder / "points3D.txt"
-        points = _read_points_text(path) if path.is_file() else ColmapPoints.empty()
-    except (ValueError, IndexError) as err:
-        raise DataError(f"malformed COLMAP text file ({err})", path=path,
-                        hint="re-export the model with `colmap model_converter`") from None
-    return ColmapModel(cameras, images, points)
-
-
-def _read_points_text(path: Path) -> ColmapPoints:
-    rows = [ln.split() for ln in _data_lines(path)]
-    ids = np.array([int(r[0]) for r in rows], dtype=np.int64)
-    xyz = np.array([r[1:4] for r in rows], dtype=np.float64).reshape(-1, 3)
-    rgb = np.array([r[4:7] for r in rows], dtype=np.float64).reshape(-1, 3).astype(np.uint8)
-    err = np.array([float(r[7]) for r in rows], dtype=np.float64)
-    tracks = [np.array(r[8:], dtype=np.int64).reshape(-1, 2) for r in rows]
-    return ColmapPoints(ids, xyz, rgb, err, tracks)
-
-
-def write_model_text(model: ColmapModel, folder: Path) -> None:
-    """Writes the model as ``cameras.txt``, ``images.txt`` and ``points3D.txt``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "cameras.txt", "w") as f:
-        f.write("# CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n")
-        f.write(f"# Number of cameras: {len(model.cameras)}\n")
-        for c in model.cameras.values():
-            f.write(f"{c.id} {c.model} {c.width} {c.height} {' '.join(repr(float(v)) for v in c.params)}\n")
-    with open(folder / "images.txt", "w") as f:
-        f.write("# IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME\n# POINTS2D[] as (X, Y, POINT3D_ID)\n")
-        f.write(f"# Number of images: {len(model.images)}\n")
-        for im in model.images.values():
-            vals = " ".join(repr(float(v)) for v in (*im.qvec, *im.tvec))
-            f.write(f"{im.id} {vals} {im.camera_id} {im.name}\n")
-            f.write(" ".join(f"{x!r} {y!r} {int(p)}" for (x, y), p in zip(im.xys.tolist(), im.point3D_ids)) + "\n")
-    p = model.points
-    with open(folder / "points3D.txt", "w") as f:
-        f.write("# POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)\n")
-        f.write(f"# Number of points: {len(p.ids)}\n")
-        for i in range(len(p.ids)):
-            track = " ".join(str(int(v)) for v in p.tracks[i].reshape(-1))
-            xyz = " ".join(repr(float(v)) for v in p.xyz[i])
-            f.write(f"{int(p.ids[i])} {xyz} {' '.join(str(int(v)) for v in p.rgb[i])} {float(p.errors[i])!r} {track}\n")
-
-
-# ---------------------------------------------------------------------------- binary files
-class _Reader:
-    def __init__(self, path: Path):
-        self.path, self.buf, self.pos = path, path.read_bytes(), 0
-
-    def read(self, fmt: str):
-        size = struct.calcsize("<" + fmt)
-        if self.pos + size > len(self.buf):
-            raise DataError("is truncated (unexpected end of file)", path=self.path,
-                            hint="re-export the model with `colmap model_converter`")
-        vals = struct.unpack_from("<" + fmt, self.buf, self.pos)
-        self.pos += size
-        return vals
-
-    def array(self, dtype: str, count: int) -> np.ndarray:
-        size = np.dtype(dtype).itemsize * count
-        if self.pos + size > len(self.buf):
-            self.read(f"{size}x")  # raises the truncation error
-        out = np.frombuffer(self.buf, dtype=dtype, count=count, offset=self.pos)
-        self.pos += size
-        return out
-
-    def cstring(self) -> str:
-        end = self.buf.find(b"\x00", self.pos)
-        if end < 0:
-            self.read("1x" * (len(self.buf) - self.pos + 1))
-        s = self.buf[self.pos:end].decode("utf-8")
-        self.pos = end + 1
-        return s
-
-
-def read_model_binary(folder: Path) -> ColmapModel:
-    """Reads ``cameras.bin``, ``images.bin`` and ``points3D.bin`` (points optional)."""
-    r = _Reader(folder / "cameras.bin")
-    cameras: dict[int, ColmapCamera] = {}
-    for _ in range(r.read("Q")[0]):
-        cid, mid, w, h = r.read("iiQQ")
-        if mid not in _MODEL_BY_ID:
-            raise DataError(f"camera {cid} has the unsupported model id {mid}", path=r.path,
-                            hint=f"use one of {', '.join(SUPPORTED_MODELS)}")
-        name = _MODEL_BY_ID[mid]
-        cameras[cid] = ColmapCamera(cid, name, w, h, r.array("<f8", CAMERA_MODELS[name][1]).copy())
-    r = _Reader(folder / "images.bin")
-    images: dict[int, ColmapImage] = {}
-    for _ in range(r.read("Q")[0]):
-        iid, *qt, cid = r.read("i7di")
-        name = r.cstring()
-        n2d = r.read("Q")[0]
-        rec = r.array(np.dtype([("x", "<f8"), ("y", "<f8"), ("id", "<i8")]), n2d)
-        xys = np.stack([rec["x"], rec["y"]], axis=-1)
-        images[iid] = ColmapImage(iid, np.array(qt[:4]), np.array(qt[4:]), cid, name, xys, rec["id"].astype(np.int64))
-    path = folder / "points3D.bin"
-    points = _read_points_binary(path) if path.is_file() else ColmapPoints.empty()
-    return ColmapModel(cameras, images, points)
-
-
-def _read_points_binary(path: Path) -> ColmapPoints:
-    r = _Reader(path)
-    n = r.read("Q")[0]
-    ids, xyz, rgb, err, tracks = np.zeros(n, np.int64), np.zeros((n, 3)), np.zeros((n, 3), np.uint8), np.zeros(n), []
-    for i in range(n):
-        pid, x, y, z, cr, cg, cb, e, tlen = r.read("Q3d3BdQ")
-        ids[i], xyz[i], rgb[i], err[i] = pid, (x, y, z), (cr, cg, cb), e
-        tracks.append(r.array("<i4", 2 * tlen).reshape(-1, 2).astype(np.int64))
-    return ColmapPoints(ids, xyz, rgb, err, tracks)
-
-
-def write_model_binary(model: ColmapModel, folder: Path) -> None:
-    """Writes the model as ``cameras.bin``, ``images.bin`` and ``points3D.bin``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "cameras.bin", "wb") as f:
-        f.write(struct.pack("<Q", len(model.cameras)))
-        for c in model.cameras.values():
-            mid, nparams = CAMERA_MODELS[c.model]
-            f.write(struct.pack("<iiQQ", c.id, mid, c.width, c.height))
-            f.write(np.asarray(c.params, "<f8")[:nparams].tobytes())
-    with open(folder / "images.bin", "wb") as f:
-        f.write(struct.pack("<Q", len(model.images)))
-        for im in model.images.values():
-            f.write(struct.pack("<i7di", im.id, *im.qvec, *im.tvec, im.camera_id))
-            f.write(im.name.encode("utf-8") + b"\x00")
-            rec = np.zeros(len(im.point3D_ids), dtype=[("x", "<f8"), ("y", "<f8"), ("id", "<i8")])
-            rec["x"], rec["y"], rec["id"] = im.xys[:, 0], im.xys[:, 1], im.point3D_ids
-            f.write(struct.pack("<Q", len(rec)) + rec.tobytes())
-    p = model.points
-    with open(folder / "points3D.bin", "wb") as f:
-        f.write(struct.pack("<Q", len(p.ids)))
-        for i in range(len(p.ids)):
-            f.write(struct.pack("<Q3d3BdQ", int(p.ids[i]), *p.xyz[i], *p.rgb[i], float(p.errors[i]), len(p.tracks[i])))
-            f.write(np.asarray(p.tracks[i], "<i4").tobytes())
-
-
-# ---------------------------------------------------------------------------- model folders
 def is_model_dir(folder: Path) -> bool:
     """True when ``folder`` holds a text or binary model (cameras + images)."""
-    return any(all((folder / f"{n}.{ext}").is_file() for n in MODEL_FILES[:2]) for ext in ("bin", "txt"))
+    return any(
+        all((folder / f"{n}.{ext}").is_file() for n in MODEL_FILES[:2]) for ext in ("bin", "txt")
+    )
 
 
 def find_model_dir(root: Path, max_depth: int = 2) -> Path | None:
-    """The first model folder at ``root`` or up to ``max_depth`` levels below (``sparse/0`` style)."""
+    """The first model folder at ``root`` or at most ``max_depth`` levels below (``sparse/0``)."""
     level = [root]
     for _ in range(max_depth + 1):
         for folder in level:
             if is_model_dir(folder):
                 return folder
-        level = sorted(d for f in level for d in f.iterdir() if d.is_dir() and not d.name.startswith("."))
+        level = sorted(
+            d for f in level for d in f.iterdir() if d.is_dir() and not d.name.startswith(".")
+        )
     return None
 
 
@@ -319,20 +86,34 @@ def model_from_cameras(cams: Cameras, names: list[str], points=None, colors=None
     cameras, images = {}, {}
     for i in range(len(cams)):
         K = cams.Ks[i].double().numpy()
-        cameras[i + 1] = ColmapCamera(i + 1, "PINHOLE", int(cams.widths[i]), int(cams.heights[i]),
-                                      np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]]))
+        cameras[i + 1] = ColmapCamera(
+            i + 1,
+            "PINHOLE",
+            int(cams.widths[i]),
+            int(cams.heights[i]),
+            np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]]),
+        )
         V = cams.viewmats[i].double().numpy()
-        images[i + 1] = ColmapImage(i + 1, rotmat_to_qvec(V[:3, :3]), V[:3, 3].copy(), i + 1, names[i])
+        images[i + 1] = ColmapImage(
+            i + 1, rotmat_to_qvec(V[:3, :3]), V[:3, 3].copy(), i + 1, names[i]
+        )
     pts = ColmapPoints.empty()
     if points is not None:
         xyz = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         rgb = np.zeros_like(xyz) if colors is None else np.asarray(colors, dtype=np.float64)
-        pts = ColmapPoints(np.arange(1, len(xyz) + 1), xyz, np.round(rgb * 255).clip(0, 255).astype(np.uint8),
-                           np.zeros(len(xyz)), [np.zeros((0, 2), np.int64) for _ in xyz])
+        pts = ColmapPoints(
+            np.arange(1, len(xyz) + 1),
+            xyz,
+            np.round(rgb * 255).clip(0, 255).astype(np.uint8),
+            np.zeros(len(xyz)),
+            [np.zeros((0, 2), np.int64) for _ in xyz],
+        )
     return ColmapModel(cameras, images, pts)
 
 
-def parse_colmap(root: Path, model_dir: Path | None = None, images_dir: Path | None = None) -> SceneSource:
+def parse_colmap(
+    root: Path, model_dir: Path | None = None, images_dir: Path | None = None
+) -> SceneSource:
     """Parses a COLMAP scene: a model folder and the images it names.
 
     Args:
@@ -342,7 +123,9 @@ def parse_colmap(root: Path, model_dir: Path | None = None, images_dir: Path | N
     """
     model_dir = model_dir or find_model_dir(root)
     if model_dir is None:
-        raise DataError("no COLMAP model (cameras + images .bin/.txt) found up to two levels down", path=root)
+        raise DataError(
+            "no COLMAP model (cameras + images .bin/.txt) found up to two levels down", path=root
+        )
     model = read_model(model_dir)
     images_dir = images_dir or _find_images_dir(root, model_dir, model)
     order = sorted(model.images.values(), key=lambda im: im.name)
@@ -350,12 +133,18 @@ def parse_colmap(root: Path, model_dir: Path | None = None, images_dir: Path | N
         raise DataError("the COLMAP model has no registered images", path=model_dir)
     paths = [images_dir / im.name for im in order]
     listed = model_dir / ("images.bin" if (model_dir / "images.bin").is_file() else "images.txt")
-    check_missing(paths, listed, hint=f"images are looked up in {images_dir}; "
-                  "put them there or pass the scene root that holds images/")
+    check_missing(
+        paths,
+        listed,
+        hint=f"images are looked up in {images_dir}; "
+        "put them there or pass the scene root that holds images/",
+    )
     Ks, dists, views, widths, heights = [], [], [], [], []
     for im in order:
         if im.camera_id not in model.cameras:
-            raise DataError(f"image {im.name} refers to missing camera {im.camera_id}", path=model_dir)
+            raise DataError(
+                f"image {im.name} refers to missing camera {im.camera_id}", path=model_dir
+            )
         cam = model.cameras[im.camera_id]
         K, dist = cam.intrinsics()
         Ks.append(K), dists.append(dist), views.append(im.viewmat())
@@ -369,14 +158,21 @@ def parse_colmap(root: Path, model_dir: Path | None = None, images_dir: Path | N
         names=[im.name for im in order],
         cameras=cams,
         points=torch.as_tensor(pts.xyz, dtype=torch.float32) if len(pts.ids) else None,
-        point_colors=torch.as_tensor(pts.rgb / 255.0, dtype=torch.float32) if len(pts.ids) else None,
-        meta={"model_dir": str(model_dir), "camera_models": sorted({c.model for c in model.cameras.values()})},
+        point_colors=torch.as_tensor(pts.rgb / 255.0, dtype=torch.float32)
+        if len(pts.ids)
+        else None,
+        meta={
+            "model_dir": str(model_dir),
+            "camera_models": sorted({c.model for c in model.cameras.values()}),
+        },
     )
 
 
 def _find_images_dir(root: Path, model_dir: Path, model: ColmapModel) -> Path:
     first = next(iter(model.images.values())).name
-    candidates = [root / "images"] + [p / "images" for p in model_dir.parents if root in (p, *p.parents)]
+    candidates = [root / "images"] + [
+        p / "images" for p in model_dir.parents if root in (p, *p.parents)
+    ]
     candidates += [root, model_dir.parent]
     for c in candidates:
         if (c / first).is_file():

@@ -41,8 +41,11 @@ def parse_dtu(root: Path, prefer_factor: float = 1) -> SceneSource:
     img_dir, factor = folder
     paths = list_images(img_dir)
     if len(paths) != n:
-        raise DataError(f"has {n} cameras but {img_dir.name}/ has {len(paths)} images", path=npz_path,
-                        hint="world_mat_i must match the sorted image names one to one")
+        raise DataError(
+            f"has {n} cameras but {img_dir.name}/ has {len(paths)} images",
+            path=npz_path,
+            hint="world_mat_i must match the sorted image names one to one",
+        )
     Ks, views, scale_mats = [], [], []
     for i in range(n):
         try:
@@ -56,16 +59,29 @@ def parse_dtu(root: Path, prefer_factor: float = 1) -> SceneSource:
     w, h = image_size(paths[0])
     cx, cy = Ks[0][0, 2], Ks[0][1, 2]
     if not (0 < cx < w and 0 < cy < h):
-        raise DataError(f"principal point ({cx:.1f}, {cy:.1f}) lies outside the {w}x{h} images of "
-                        f"{img_dir.name}/ (assumed downscale factor {factor})", path=npz_path,
-                        hint="name the image folder images_<factor> after its downscale factor")
+        raise DataError(
+            f"principal point ({cx:.1f}, {cy:.1f}) lies outside the {w}x{h} images of "
+            f"{img_dir.name}/ (assumed downscale factor {factor})",
+            path=npz_path,
+            hint="name the image folder images_<factor> after its downscale factor",
+        )
     sizes = [image_size(p) for p in paths]
-    cams = Cameras.create(np.stack(Ks), np.stack(views), [s[0] for s in sizes], [s[1] for s in sizes])
+    cams = Cameras.create(
+        np.stack(Ks), np.stack(views), [s[0] for s in sizes], [s[1] for s in sizes]
+    )
     mask_folder = image_folder(root, factor, prefixes=("mask", "masks"))
     masks = None
     if mask_folder is not None and mask_folder[1] == factor:
         masks = match_masks(paths, mask_folder[0])
     return SceneSource(
-        format="dtu", root=root, image_paths=paths, cameras=cams, mask_paths=masks,
-        meta={"scale_mats": np.stack(scale_mats).tolist(), "image_dir": img_dir.name, "image_factor": factor},
+        format="dtu",
+        root=root,
+        image_paths=paths,
+        cameras=cams,
+        mask_paths=masks,
+        meta={
+            "scale_mats": np.stack(scale_mats).tolist(),
+            "image_dir": img_dir.name,
+            "image_factor": factor,
+        },
     )

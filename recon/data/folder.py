@@ -22,5 +22,10 @@ def parse_folder(root: Path) -> SceneSource:
     folder = photo_folder(root)
     if folder is None:
         raise DataError("holds no images", path=root, hint="point to a folder of .jpg/.png photos")
-    return SceneSource(format="folder", root=root, image_paths=list_images(folder), cameras=None,
-                       meta={"needs_sfm": True, "image_dir": str(folder)})
+    return SceneSource(
+        format="folder",
+        root=root,
+        image_paths=list_images(folder),
+        cameras=None,
+        meta={"needs_sfm": True, "image_dir": str(folder)},
+    )

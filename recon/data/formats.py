@@ -50,7 +50,12 @@ def _detectors() -> list[tuple[str, Callable[[Path], str | None]]]:
         ("nerfstudio", nerfstudio),
         ("colmap", colmap),
         ("llff", file_named("poses_bounds.npy")),
-        ("folder", lambda p: None if p.is_file() or (d := photo_folder(p)) is None else f"images in {d.name}/"),
+        (
+            "folder",
+            lambda p: (
+                None if p.is_file() or (d := photo_folder(p)) is None else f"images in {d.name}/"
+            ),
+        ),
     ]
 
 
@@ -68,13 +73,15 @@ def _check_path(path: Path) -> Path:
     if not path.exists():
         raise DataError("does not exist", path=path, hint="check the scene path")
     if path.is_dir() and not any(path.iterdir()):
-        raise DataError("is an empty folder", path=path, hint="point to a folder holding images or a scene")
+        raise DataError(
+            "is an empty folder", path=path, hint="point to a folder holding images or a scene"
+        )
     return path
 
 
 def parse_scene(
     path: str | Path,
-    format: str = "auto",  # noqa: A002
+    format: str = "auto",
     prefer_factor: float = 1,
     skip_missing: bool = False,
     verbose: bool = True,
@@ -82,9 +89,9 @@ def parse_scene(
     """Parses a scene's metadata (cameras, file lists, points) without decoding images.
 
     Args:
-        path: the scene folder, or a format's main file (``transforms.json``, ``poses_bounds.npy``...).
+        path: the scene folder, or a format's main file (``transforms.json``, ``*_par.txt``...).
         format: ``"auto"`` or one of :data:`FORMATS`.
-        prefer_factor: an ``images_<factor>`` folder to prefer where a format has several (LLFF, DTU).
+        prefer_factor: the ``images_<factor>`` folder to prefer when there are several (LLFF, DTU).
         skip_missing: for transforms files, drop frames whose images do not exist.
         verbose: print the detected format on stderr.
     """
@@ -92,16 +99,27 @@ def parse_scene(
     if format == "auto":
         found = detect_formats(path)
         if not found:
-            looked = ("transforms_train.json, cameras_sphere.npz, *_par.txt, transforms.json, a COLMAP "
-                      "model (cameras/images .bin/.txt, up to two levels down), poses_bounds.npy, images")
-            raise DataError(f"no known scene layout (looked for {looked})", path=path,
-                            hint="pass --format or point to the folder that holds these files")
+            looked = (
+                "transforms_train.json, cameras_sphere.npz, *_par.txt, transforms.json, a COLMAP "
+                "model (cameras/images .bin/.txt, up to two levels down), poses_bounds.npy, images"
+            )
+            raise DataError(
+                f"no known scene layout (looked for {looked})",
+                path=path,
+                hint="pass --format or point to the folder that holds these files",
+            )
         format = found[0][0]
         if verbose:
             from rich.console import Console
 
-            others = "; also matched " + ", ".join(f"{n} ({e})" for n, e in found[1:]) if found[1:] else ""
-            Console(stderr=True).print(f"format: {format} ({found[0][1]}){others}", highlight=False, soft_wrap=True)
+            others = (
+                "; also matched " + ", ".join(f"{n} ({e})" for n, e in found[1:])
+                if found[1:]
+                else ""
+            )
+            Console(stderr=True).print(
+                f"format: {format} ({found[0][1]}){others}", highlight=False, soft_wrap=True
+            )
     if format not in FORMATS:
         raise DataError(f"unknown format {format!r}; choose auto or one of {', '.join(FORMATS)}")
     if format == "blender":
@@ -135,7 +153,7 @@ def parse_scene(
 
 def load_scene(
     path: str | Path,
-    format: str = "auto",  # noqa: A002
+    format: str = "auto",
     downscale: float = 1,
     background: tuple[float, float, float] = (1.0, 1.0, 1.0),
     verbose: bool = True,
@@ -157,7 +175,9 @@ def load_scene(
     Returns:
         The scene: float32 images in [0, 1], undistorted pinhole cameras matching them exactly.
     """
-    source = parse_scene(path, format, prefer_factor=downscale, skip_missing=skip_missing, verbose=verbose)
+    source = parse_scene(
+        path, format, prefer_factor=downscale, skip_missing=skip_missing, verbose=verbose
+    )
     remaining = downscale
     if source.meta.get("image_factor", 1) == downscale:
         remaining = 1  # the folder is already downscaled by the requested factor

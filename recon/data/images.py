@@ -25,7 +25,9 @@ _EXIF_HEADER_FORMATS = ("JPEG", "MPO", "TIFF", "WEBP")
 
 def is_image_file(path: Path) -> bool:
     """True for a visible file whose suffix is a known image type."""
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    return (
+        path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    )
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -46,7 +48,9 @@ def image_size(path: Path) -> tuple[int, int]:
     except FileNotFoundError:
         raise DataError("image file not found", path=path) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"not a readable image ({err})", path=path, hint="replace or remove the file") from None
+        raise DataError(
+            f"not a readable image ({err})", path=path, hint="replace or remove the file"
+        ) from None
     return (h, w) if orientation in _TRANSPOSING_ORIENTATIONS else (w, h)
 
 
@@ -173,7 +177,7 @@ def undistort(image: Tensor, K: Tensor, dist: Tensor, K_new: Tensor | None = Non
     Args:
         image: [H, W, C] or [H, W] distorted image.
         K: [3, 3] intrinsics of the distorted image.
-        dist: [5] OpenCV coefficients ``(k1, k2, p1, p2, k3)`` (COLMAP's RADIAL is ``(k1, k2, 0, 0, 0)``).
+        dist: [5] OpenCV ``(k1, k2, p1, p2, k3)`` (COLMAP's RADIAL is ``(k1, k2, 0, 0, 0)``).
         K_new: [3, 3] intrinsics of the output pinhole (defaults to ``K``).
 
     Returns:
@@ -185,15 +189,19 @@ def undistort(image: Tensor, K: Tensor, dist: Tensor, K_new: Tensor | None = Non
     K = K.double()
     K_new = K if K_new is None else K_new.double()
     dist = dist.double()
-    v, u = torch.meshgrid(torch.arange(h, dtype=torch.float64) + 0.5,
-                          torch.arange(w, dtype=torch.float64) + 0.5, indexing="ij")
+    v, u = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64) + 0.5,
+        torch.arange(w, dtype=torch.float64) + 0.5,
+        indexing="ij",
+    )
     x = (u - K_new[0, 2]) / K_new[0, 0]
     y = (v - K_new[1, 2]) / K_new[1, 1]
     xy_d = distort_normalized(torch.stack([x, y], dim=-1), dist)  # [H, W, 2]
     ud = K[0, 0] * xy_d[..., 0] + K[0, 1] * xy_d[..., 1] + K[0, 2]
     vd = K[1, 1] * xy_d[..., 1] + K[1, 2]
     grid = torch.stack([2 * ud / w - 1, 2 * vd / h - 1], dim=-1)[None].to(img.dtype)  # [1, H, W, 2]
-    out = F.grid_sample(img.permute(2, 0, 1)[None], grid, mode="bilinear",
-                        padding_mode="zeros", align_corners=False)
+    out = F.grid_sample(
+        img.permute(2, 0, 1)[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
     out = out[0].permute(1, 2, 0)
     return out[..., 0] if squeeze else out.contiguous()

@@ -19,8 +19,9 @@ from recon.data.source import SceneSource
 from recon.errors import DataError
 
 
-
-def image_folder(root: Path, prefer_factor: float = 1, prefixes: tuple[str, ...] = ("images",)) -> tuple[Path, int] | None:
+def image_folder(
+    root: Path, prefer_factor: float = 1, prefixes: tuple[str, ...] = ("images",)
+) -> tuple[Path, int] | None:
     """An image folder of ``root`` and its downscale factor (``images_4`` -> 4).
 
     ``<prefix>_<prefer_factor>`` wins when it exists, then the full-size folder, then the
@@ -36,7 +37,11 @@ def image_folder(root: Path, prefer_factor: float = 1, prefixes: tuple[str, ...]
                 found.setdefault(int(m.group(1) or 1), d)
     if not found:
         return None
-    f = int(prefer_factor) if float(prefer_factor).is_integer() and int(prefer_factor) in found else min(found)
+    f = (
+        int(prefer_factor)
+        if float(prefer_factor).is_integer() and int(prefer_factor) in found
+        else min(found)
+    )
     return found[f], f
 
 
@@ -50,8 +55,11 @@ def match_masks(images: list[Path], mask_dir: Path | None) -> list[Path] | None:
         return [by_stem[p.stem] for p in images]
     if len(masks) == len(images):
         return masks
-    raise DataError(f"has {len(masks)} masks for {len(images)} images and their names do not match",
-                    path=mask_dir, hint="name each mask after its image or remove the folder")
+    raise DataError(
+        f"has {len(masks)} masks for {len(images)} images and their names do not match",
+        path=mask_dir,
+        hint="name each mask after its image or remove the folder",
+    )
 
 
 def parse_llff(root: Path, prefer_factor: float = 1) -> SceneSource:
@@ -68,12 +76,17 @@ def parse_llff(root: Path, prefer_factor: float = 1) -> SceneSource:
         raise DataError(f"has shape {pb.shape}, expected [N, 17]", path=pb_path)
     folder = image_folder(root, prefer_factor)
     if folder is None:
-        raise DataError("no images/ or images_N/ folder with images beside poses_bounds.npy", path=root)
+        raise DataError(
+            "no images/ or images_N/ folder with images beside poses_bounds.npy", path=root
+        )
     img_dir, factor = folder
     paths = list_images(img_dir)
     if len(paths) != len(pb):
-        raise DataError(f"has {len(pb)} poses but {img_dir.name}/ has {len(paths)} images", path=pb_path,
-                        hint="the rows must match the sorted image names one to one; regenerate the file")
+        raise DataError(
+            f"has {len(pb)} poses but {img_dir.name}/ has {len(paths)} images",
+            path=pb_path,
+            hint="the rows must match the sorted image names one to one; regenerate the file",
+        )
     poses = pb[:, :15].reshape(-1, 3, 5)
     h, w, f = poses[:, 0, 4], poses[:, 1, 4], poses[:, 2, 4]
     Ks = np.zeros((len(pb), 3, 3))
@@ -84,7 +97,15 @@ def parse_llff(root: Path, prefer_factor: float = 1) -> SceneSource:
     if mask_folder is not None and mask_folder[1] == factor:
         masks = match_masks(paths, mask_folder[0])
     return SceneSource(
-        format="llff", root=root, image_paths=paths, cameras=cams, mask_paths=masks,
-        meta={"near": pb[:, 15].tolist(), "far": pb[:, 16].tolist(), "image_dir": img_dir.name,
-              "image_factor": factor},
+        format="llff",
+        root=root,
+        image_paths=paths,
+        cameras=cams,
+        mask_paths=masks,
+        meta={
+            "near": pb[:, 15].tolist(),
+            "far": pb[:, 16].tolist(),
+            "image_dir": img_dir.name,
+            "image_factor": factor,
+        },
     )

@@ -36,8 +36,10 @@ def parse_middlebury(path: Path) -> SceneSource:
         lines = lines[1:]
     for row, e in enumerate(lines, start=1):
         if len(e) != 22:
-            raise DataError(f"line {row} has {len(e)} fields, expected 22 (name k11..k33 r11..r33 t1..t3)",
-                            path=par)
+            raise DataError(
+                f"line {row} has {len(e)} fields, expected 22 (name k11..k33 r11..r33 t1..t3)",
+                path=par,
+            )
         vals = np.array(e[1:], dtype=np.float64)
         view = np.eye(4)
         view[:3, :3], view[:3, 3] = vals[9:18].reshape(3, 3), vals[18:21]
@@ -48,6 +50,13 @@ def parse_middlebury(path: Path) -> SceneSource:
     check_missing(paths, par, hint="the images must lie beside the _par.txt file")
 
     sizes = [image_size(p) for p in paths]
-    cams = Cameras.create(np.stack(Ks), np.stack(views), [s[0] for s in sizes], [s[1] for s in sizes])
-    return SceneSource(format="middlebury", root=par.parent, image_paths=paths, cameras=cams,
-                       meta={"par_file": str(par)})
+    cams = Cameras.create(
+        np.stack(Ks), np.stack(views), [s[0] for s in sizes], [s[1] for s in sizes]
+    )
+    return SceneSource(
+        format="middlebury",
+        root=par.parent,
+        image_paths=paths,
+        cameras=cams,
+        meta={"par_file": str(par)},
+    )

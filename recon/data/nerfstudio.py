@@ -63,8 +63,11 @@ def read_frames(path: Path, data: dict, skip_missing: bool = False) -> Transform
     """
     model = data.get("camera_model", "OPENCV")
     if model not in _SUPPORTED_CAMERA_MODELS:
-        raise DataError(f"camera_model {model} is not supported", path=path,
-                        hint=f"use one of {', '.join(_SUPPORTED_CAMERA_MODELS)}")
+        raise DataError(
+            f"camera_model {model} is not supported",
+            path=path,
+            hint=f"use one of {', '.join(_SUPPORTED_CAMERA_MODELS)}",
+        )
     frames = data["frames"]
     if not frames:
         raise DataError("lists no frames", path=path)
@@ -79,8 +82,11 @@ def read_frames(path: Path, data: dict, skip_missing: bool = False) -> Transform
             raise DataError("none of the listed images exists", path=path)
     else:
         siblings = _complete_siblings(path)
-        hint = (f"pass {siblings[0]} instead, or use --skip-missing" if siblings
-                else "fix the file paths or use --skip-missing to load only the existing frames")
+        hint = (
+            f"pass {siblings[0]} instead, or use --skip-missing"
+            if siblings
+            else "fix the file paths or use --skip-missing to load only the existing frames"
+        )
         check_missing(paths, path, hint=hint)
     Ks, c2ws, dists, widths, heights, masks = [], [], [], [], [], []
     for i in keep:
@@ -88,7 +94,9 @@ def read_frames(path: Path, data: dict, skip_missing: bool = False) -> Transform
         try:
             c2w = np.asarray(f["transform_matrix"], dtype=np.float64)
         except KeyError:
-            raise DataError(f"frame {frames[i]['file_path']} has no transform_matrix", path=path) from None
+            raise DataError(
+                f"frame {frames[i]['file_path']} has no transform_matrix", path=path
+            ) from None
         if "w" in f and "h" in f:
             w, h = int(f["w"]), int(f["h"])
         else:
@@ -111,7 +119,9 @@ def read_frames(path: Path, data: dict, skip_missing: bool = False) -> Transform
         c2ws.append(c2w), widths.append(w), heights.append(h)
         if "mask_path" in frames[i]:
             masks.append(path.parent / frames[i]["mask_path"])
-    cams = Cameras.from_opengl_c2w(np.stack(c2ws), np.array(Ks), widths, heights, dist=np.array(dists))
+    cams = Cameras.from_opengl_c2w(
+        np.stack(c2ws), np.array(Ks), widths, heights, dist=np.array(dists)
+    )
     mask_paths = masks if len(masks) == len(keep) else None
     if mask_paths:
         check_missing(mask_paths, path, hint="fix the mask_path entries or remove them")
@@ -128,7 +138,9 @@ def _complete_siblings(path: Path) -> list[str]:
             frames = json.loads(other.read_text()).get("frames", [])
         except (OSError, ValueError, AttributeError):
             continue
-        if frames and all(_resolve(other.parent, str(f.get("file_path", ""))).is_file() for f in frames):
+        if frames and all(
+            _resolve(other.parent, str(f.get("file_path", ""))).is_file() for f in frames
+        ):
             found.append(str(other))
     return found
 
@@ -147,8 +159,14 @@ def parse_nerfstudio(path: Path, skip_missing: bool = False) -> SceneSource:
     for key in ("aabb_scale", "scale", "offset"):
         if key in data:
             meta[key] = data[key]
-    return SceneSource(format="nerfstudio", root=json_path.parent, image_paths=fr.image_paths,
-                       cameras=fr.cameras, mask_paths=fr.mask_paths, meta=meta)
+    return SceneSource(
+        format="nerfstudio",
+        root=json_path.parent,
+        image_paths=fr.image_paths,
+        cameras=fr.cameras,
+        mask_paths=fr.mask_paths,
+        meta=meta,
+    )
 
 
 def write_transforms(path: Path, cameras: Cameras, file_paths: list[str]) -> None:
@@ -167,8 +185,12 @@ def write_transforms(path: Path, cameras: Cameras, file_paths: list[str]) -> Non
         raise ValueError(f"{len(file_paths)} file paths for {n} cameras")
     Ks = cameras.Ks.double()
     intr = {
-        "fl_x": Ks[:, 0, 0], "fl_y": Ks[:, 1, 1], "cx": Ks[:, 0, 2], "cy": Ks[:, 1, 2],
-        "w": cameras.widths, "h": cameras.heights,
+        "fl_x": Ks[:, 0, 0],
+        "fl_y": Ks[:, 1, 1],
+        "cx": Ks[:, 0, 2],
+        "cy": Ks[:, 1, 2],
+        "w": cameras.widths,
+        "h": cameras.heights,
     }
     if cameras.dist is not None:
         intr.update({k: cameras.dist[:, j].double() for j, k in enumerate(_DIST_KEYS)})

@@ -69,7 +69,7 @@ class SceneSource:
         return len(self.image_paths)
 
     def image_sizes(self, indices: Sequence[int] | None = None) -> list[tuple[int, int]]:
-        """(width, height) of the image files, read from their headers (EXIF orientation applied)."""
+        """(width, height) of the image files from their headers (EXIF orientation applied)."""
         idx = range(len(self)) if indices is None else indices
         return [image_size(self.image_paths[i]) for i in idx]
 
@@ -124,8 +124,10 @@ class SceneSource:
         idx = list(range(len(self)) if indices is None else indices)
         for i in idx:
             if not 0 <= i < len(self):
-                raise DataError(f"view index {i} is out of range: the scene has {len(self)} views",
-                                path=self.root)
+                raise DataError(
+                    f"view index {i} is out of range: the scene has {len(self)} views",
+                    path=self.root,
+                )
         cams = self.fit_cameras(idx)
         if cams is not None and downscale != 1:
             cams = cams.rescale(downscale)
@@ -136,14 +138,17 @@ class SceneSource:
             rgb, alpha = read_image(self.image_paths[i], downscale=downscale, background=background)
             h, w = rgb.shape[:2]
             if cams is not None and (int(cams.widths[k]), int(cams.heights[k])) != (w, h):
-                raise DataError(f"decoded to {w}x{h}, which its header did not say",
-                                path=self.image_paths[i])
+                raise DataError(
+                    f"decoded to {w}x{h}, which its header did not say", path=self.image_paths[i]
+                )
             mask = alpha
             if self.mask_paths is not None:
                 mask = read_mask(self.mask_paths[i], downscale=downscale)
                 if mask.shape != (h, w):
-                    raise DataError(f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
-                                    f"{w}x{h}", path=self.mask_paths[i])
+                    raise DataError(
+                        f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is {w}x{h}",
+                        path=self.mask_paths[i],
+                    )
             if cams is not None and cams.dist is not None and bool(cams.dist[k].abs().gt(0).any()):
                 rgb = undistort(rgb, cams.Ks[k], cams.dist[k])
                 mask = None if mask is None else undistort(mask, cams.Ks[k], cams.dist[k])
@@ -202,6 +207,8 @@ def check_missing(paths: list[Path], listed_in: Path, hint: str) -> None:
         return
     shown = ", ".join(_relative_name(p, listed_in.parent) for p in missing[:3])
     more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-    raise DataError(f"{len(missing)} of {len(paths)} listed images do not exist: {shown}{more}",
-                    path=listed_in, hint=hint)
-
+    raise DataError(
+        f"{len(missing)} of {len(paths)} listed images do not exist: {shown}{more}",
+        path=listed_in,
+        hint=hint,
+    )

@@ -39,11 +39,18 @@ def ring_cameras(n: int = 6, width: int = 32, height: int = 24, radius: float = 
         c2w[:3, :3] = np.stack([right, down, fwd], axis=1)
         c2w[:3, 3] = eye
         c2ws.append(c2w)
-    Ks = np.array([[[30.0 + i, 0, width / 2 + 0.25 * i], [0, 31.0 + i, height / 2 - 0.5], [0, 0, 1]] for i in range(n)])
+    Ks = np.array(
+        [
+            [[30.0 + i, 0, width / 2 + 0.25 * i], [0, 31.0 + i, height / 2 - 0.5], [0, 0, 1]]
+            for i in range(n)
+        ]
+    )
     return Cameras.from_opencv_c2w(np.stack(c2ws), Ks, width, height)
 
 
-def write_tiny_scene(root: Path, n: int = 6, width: int = 32, height: int = 24, seed: int = 0) -> TinyScene:
+def write_tiny_scene(
+    root: Path, n: int = 6, width: int = 32, height: int = 24, seed: int = 0
+) -> TinyScene:
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
     names, images = [], []

@@ -1,4 +1,4 @@
-"""``recon data inspect`` through ``recon.cli.main``: JSON facts and one-line errors on bad input."""
+"""``recon data inspect`` through ``recon.cli.main``: JSON facts, one-line errors on bad input."""
 
 from __future__ import annotations
 
@@ -50,16 +50,51 @@ def test_inspect_table_mentions_format(tiny_scene, capsys):
     assert "format: folder" in out.err  # the detected format is announced on stderr
 
 
-@pytest.mark.parametrize("scene,expected", [
-    ("nerf_synthetic/lego_400", dict(format="blender", num_images=300, width=400, height=400, has_masks=True)),
-    ("dtu/scan24", dict(format="dtu", num_images=49, width=400, height=300, has_masks=True)),
-    ("nerd_real/gold_cape", dict(format="llff", num_images=119, width=456, height=456, has_masks=True)),
-    ("middlebury_mvs/templeSparseRing", dict(format="middlebury", num_images=16, width=640, height=480)),
-    ("gtsfm_lund_door/set1_lund_door", dict(format="colmap", num_images=12, width=1296, height=1936,
-                                            num_points=11384)),
-    ("instant_ngp/fox/transforms_available.json", dict(format="nerfstudio", num_images=50, width=1080,
-                                                       height=1920)),
-])
+_REAL = {
+    "nerf_synthetic/lego_400": {
+        "format": "blender",
+        "num_images": 300,
+        "width": 400,
+        "height": 400,
+        "has_masks": True,
+    },
+    "dtu/scan24": {
+        "format": "dtu",
+        "num_images": 49,
+        "width": 400,
+        "height": 300,
+        "has_masks": True,
+    },
+    "nerd_real/gold_cape": {
+        "format": "llff",
+        "num_images": 119,
+        "width": 456,
+        "height": 456,
+        "has_masks": True,
+    },
+    "middlebury_mvs/templeSparseRing": {
+        "format": "middlebury",
+        "num_images": 16,
+        "width": 640,
+        "height": 480,
+    },
+    "gtsfm_lund_door/set1_lund_door": {
+        "format": "colmap",
+        "num_images": 12,
+        "width": 1296,
+        "height": 1936,
+        "num_points": 11384,
+    },
+    "instant_ngp/fox/transforms_available.json": {
+        "format": "nerfstudio",
+        "num_images": 50,
+        "width": 1080,
+        "height": 1920,
+    },
+}
+
+
+@pytest.mark.parametrize("scene,expected", list(_REAL.items()), ids=list(_REAL))
 def test_inspect_real_scenes(shared_data: Path, capsys, scene: str, expected: dict):
     info = _inspect_json(capsys, str(shared_data / scene))
     assert info["has_poses"]
@@ -101,9 +136,13 @@ def test_pose_rows_do_not_match_images(tmp_path: Path, capsys):
     rng = np.random.default_rng(0)
     (tmp_path / "images").mkdir()
     for i in range(5):
-        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(tmp_path / "images" / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(
+            tmp_path / "images" / f"{i}.png"
+        )
     pb = np.zeros((4, 17))
-    pb[:, :15] = np.concatenate([np.eye(3), np.zeros((3, 1)), [[12], [16], [20]]], axis=1).reshape(15)
+    pb[:, :15] = np.concatenate([np.eye(3), np.zeros((3, 1)), [[12], [16], [20]]], axis=1).reshape(
+        15
+    )
     np.save(tmp_path / "poses_bounds.npy", pb)
     line = _fails(capsys, "data", "inspect", str(tmp_path), names="poses_bounds.npy")
     assert "4 poses" in line and "5 images" in line
@@ -111,7 +150,11 @@ def test_pose_rows_do_not_match_images(tmp_path: Path, capsys):
 
 def test_transforms_naming_missing_files(tiny_scene, capsys):
     s = tiny_scene
-    write_transforms(s.root / "transforms.json", s.cameras, [f"images/{n}" for n in s.names[:-1]] + ["images/lost.png"])
+    write_transforms(
+        s.root / "transforms.json",
+        s.cameras,
+        [f"images/{n}" for n in s.names[:-1]] + ["images/lost.png"],
+    )
     line = _fails(capsys, "data", "inspect", str(s.root), names="transforms.json")
     assert "images/lost.png" in line and "--skip-missing" in line
     info = _inspect_json(capsys, str(s.root), "--skip-missing")
@@ -119,5 +162,7 @@ def test_transforms_naming_missing_files(tiny_scene, capsys):
 
 
 def test_fox_transforms_with_missing_frames(shared_data: Path, capsys):
-    line = _fails(capsys, "data", "inspect", str(shared_data / "instant_ngp" / "fox"), names="transforms.json")
+    line = _fails(
+        capsys, "data", "inspect", str(shared_data / "instant_ngp" / "fox"), names="transforms.json"
+    )
     assert "17 of 67" in line and "transforms_available.json" in line

@@ -1,4 +1,4 @@
-"""COLMAP models: our writer -> our reader, our writer -> pycolmap, pycolmap's writer -> our reader."""
+"""COLMAP models: ours -> ours, ours -> pycolmap, pycolmap -> ours (text and binary)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ def test_write_read_scene_round_trip(tiny_scene, writer: str):
     torch.testing.assert_close(scene.cameras.viewmats, s.cameras.viewmats, atol=1e-5, rtol=0)
     assert scene.cameras.widths.tolist() == s.cameras.widths.tolist()
     torch.testing.assert_close(scene.points.double(), torch.as_tensor(s.points), atol=1e-6, rtol=0)
-    torch.testing.assert_close(scene.point_colors.double(), torch.as_tensor(s.colors), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        scene.point_colors.double(), torch.as_tensor(s.colors), atol=1e-6, rtol=0
+    )
     np.testing.assert_allclose(scene.images[3].numpy(), s.images[3] / 255.0, atol=1e-6)
 
     # pycolmap, an independent reader, sees the same model.
@@ -59,9 +61,13 @@ def test_write_read_scene_round_trip(tiny_scene, writer: str):
     assert rec.num_images() == len(s.names) and rec.num_points3D() == len(s.points)
     for image in rec.images.values():
         i = s.names.index(image.name)
-        np.testing.assert_allclose(_cfw(image), s.cameras.viewmats[i, :3].double().numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            _cfw(image), s.cameras.viewmats[i, :3].double().numpy(), atol=1e-5
+        )
         K = s.cameras.Ks[i].double().numpy()
-        np.testing.assert_allclose(rec.cameras[image.camera_id].params, [K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
+        np.testing.assert_allclose(
+            rec.cameras[image.camera_id].params, [K[0, 0], K[1, 1], K[0, 2], K[1, 2]]
+        )
 
 
 def test_reads_model_written_by_pycolmap(shared_data: Path, tmp_path: Path):
@@ -100,13 +106,16 @@ def test_our_binary_writer_reproduces_pycolmap_model(shared_data: Path, tmp_path
         np.testing.assert_allclose(_cfw(rec.images[iid]), _cfw(ref.images[iid]), atol=1e-12)
 
 
-@pytest.mark.parametrize("model,params", [
-    ("SIMPLE_PINHOLE", [80.0, 40.0, 30.0]),
-    ("PINHOLE", [80.0, 82.0, 40.0, 30.0]),
-    ("SIMPLE_RADIAL", [80.0, 40.0, 30.0, -0.08]),
-    ("RADIAL", [80.0, 40.0, 30.0, -0.08, 0.02]),
-    ("OPENCV", [80.0, 82.0, 40.0, 30.0, -0.08, 0.02, 0.003, -0.001]),
-])
+@pytest.mark.parametrize(
+    "model,params",
+    [
+        ("SIMPLE_PINHOLE", [80.0, 40.0, 30.0]),
+        ("PINHOLE", [80.0, 82.0, 40.0, 30.0]),
+        ("SIMPLE_RADIAL", [80.0, 40.0, 30.0, -0.08]),
+        ("RADIAL", [80.0, 40.0, 30.0, -0.08, 0.02]),
+        ("OPENCV", [80.0, 82.0, 40.0, 30.0, -0.08, 0.02, 0.003, -0.001]),
+    ],
+)
 def test_camera_models_project_like_pycolmap(model: str, params: list[float]):
     K, dist = ColmapCamera(1, model, 80, 60, np.array(params)).intrinsics()
     ref_cam = pycolmap.Camera(model=model, width=80, height=60, params=params)
@@ -127,5 +136,7 @@ def test_radial_scene_is_undistorted_on_load(tiny_scene):
     assert scene.cameras.dist is None  # images were resampled to the ideal pinhole
     torch.testing.assert_close(scene.cameras.Ks, s.cameras.Ks)
     centre = (slice(10, 14), slice(14, 18))  # barely moved by the distortion near the centre
-    np.testing.assert_allclose(scene.images[0][centre].numpy(), s.images[0][centre] / 255.0, atol=0.25)
+    np.testing.assert_allclose(
+        scene.images[0][centre].numpy(), s.images[0][centre] / 255.0, atol=0.25
+    )
     assert not np.allclose(scene.images[0].numpy(), s.images[0] / 255.0, atol=1e-3)

@@ -1,4 +1,4 @@
-"""LLFF, DTU, Middlebury and photo-folder parsers on scenes written from known cameras; detection order."""
+"""LLFF, DTU, Middlebury and photo-folder parsers on scenes written from known cameras."""
 
 from __future__ import annotations
 
@@ -28,17 +28,31 @@ def _write_images(folder: Path, names: list[str], w: int, h: int, mode: str = "R
 
 
 def write_llff(root: Path, cams: Cameras, factor: int) -> None:
-    """poses_bounds.npy for the full-size cameras, images_<factor>/ and masks_<factor>/ at 1/factor."""
+    """poses_bounds.npy of the full-size cameras; images_<factor>/ and masks_<factor>/."""
     c2w = cams.camtoworlds.double().numpy()
     right, down, fwd, t = c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3]
-    hwf = np.stack([cams.heights.double().numpy(), cams.widths.double().numpy(), cams.Ks[:, 0, 0].double().numpy()], -1)
-    poses = np.stack([down, right, -fwd, t, hwf], axis=-1)  # [N, 3, 5] in LLFF's (down, right, back)
+    hwf = np.stack(
+        [
+            cams.heights.double().numpy(),
+            cams.widths.double().numpy(),
+            cams.Ks[:, 0, 0].double().numpy(),
+        ],
+        -1,
+    )
+    poses = np.stack(
+        [down, right, -fwd, t, hwf], axis=-1
+    )  # [N, 3, 5] in LLFF's (down, right, back)
     bounds = np.tile([[0.5, 9.0]], (len(cams), 1))
     np.save(root / "poses_bounds.npy", np.concatenate([poses.reshape(-1, 15), bounds], axis=1))
     names = [f"IMG_{i:02d}.JPG" for i in range(len(cams))]
     _write_images(root / f"images_{factor}", names, cams.width // factor, cams.height // factor)
-    _write_images(root / f"masks_{factor}", [n.replace(".JPG", ".png") for n in names],
-                  cams.width // factor, cams.height // factor, mode="L")
+    _write_images(
+        root / f"masks_{factor}",
+        [n.replace(".JPG", ".png") for n in names],
+        cams.width // factor,
+        cams.height // factor,
+        mode="L",
+    )
 
 
 def test_llff_cameras_follow_the_downscaled_folder(tmp_path: Path, ring):

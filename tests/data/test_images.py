@@ -1,4 +1,4 @@
-"""Image reading: alpha compositing, grey, 16-bit, EXIF orientation, downscale, bad files, undistortion."""
+"""Image reading: alpha, grey, 16-bit, EXIF orientation, downscale, bad files, undistortion."""
 
 from __future__ import annotations
 

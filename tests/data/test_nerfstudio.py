@@ -1,4 +1,4 @@
-"""transforms.json (nerfstudio / instant-ngp) and Blender scenes: writer round trip, hand-written files."""
+"""transforms.json (nerfstudio / instant-ngp) and Blender scenes: round trip, hand-written files."""
 
 from __future__ import annotations
 
@@ -31,12 +31,29 @@ def test_write_read_round_trip(tiny_scene):
 def test_instant_ngp_file_with_global_intrinsics(tmp_path: Path):
     # One camera at z = +5 (OpenGL, identity rotation) with global intrinsics and distortion.
     Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "a.jpg")
-    frames = [{"file_path": "a.jpg", "transform_matrix": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 5], [0, 0, 0, 1]]}]
-    data = {"fl_x": 50.0, "fl_y": 52.0, "cx": 19.0, "cy": 16.0, "w": 40, "h": 30, "k1": 0.01, "k2": 0.0,
-            "p1": 0.0, "p2": 0.0, "aabb_scale": 16, "frames": frames}
+    frames = [
+        {
+            "file_path": "a.jpg",
+            "transform_matrix": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 5], [0, 0, 0, 1]],
+        }
+    ]
+    data = {
+        "fl_x": 50.0,
+        "fl_y": 52.0,
+        "cx": 19.0,
+        "cy": 16.0,
+        "w": 40,
+        "h": 30,
+        "k1": 0.01,
+        "k2": 0.0,
+        "p1": 0.0,
+        "p2": 0.0,
+        "aabb_scale": 16,
+        "frames": frames,
+    }
     (tmp_path / "transforms.json").write_text(json.dumps(data))
     scene = load_scene(tmp_path, verbose=False)
-    uv, depth = scene.cameras.project(torch.tensor([[1.0, 1.0, 0.0]]))
+    uv, _ = scene.cameras.project(torch.tensor([[1.0, 1.0, 0.0]]))
     torch.testing.assert_close(uv[0, 0], torch.tensor([19.0 + 50 / 5, 16.0 - 52 / 5]))
     assert scene.cameras.dist is None  # the image was undistorted on load
 
@@ -51,11 +68,15 @@ def test_blender_split_focal_and_alpha(tmp_path: Path):
             rgba = rng.integers(0, 256, size=(20, 20, 4), dtype=np.uint8)
             Image.fromarray(rgba, "RGBA").save(tmp_path / split / f"r_{i}.png")
             frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": np.eye(4).tolist()})
-        (tmp_path / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": angle, "frames": frames}))
+        (tmp_path / f"transforms_{split}.json").write_text(
+            json.dumps({"camera_angle_x": angle, "frames": frames})
+        )
     scene = load_scene(tmp_path, background=(0.0, 0.0, 0.0), verbose=False)
     assert scene.format == "blender" and len(scene) == 5
     assert scene.split == {"train": [0, 1, 2], "test": [3, 4]}
-    torch.testing.assert_close(scene.cameras.Ks[0, 0, 0], torch.tensor(0.5 * 20 / math.tan(angle / 2)))
+    torch.testing.assert_close(
+        scene.cameras.Ks[0, 0, 0], torch.tensor(0.5 * 20 / math.tan(angle / 2))
+    )
     rgba = np.asarray(Image.open(tmp_path / "test" / "r_1.png"), dtype=np.float64) / 255.0
     np.testing.assert_allclose(scene.images[4].numpy(), rgba[..., :3] * rgba[..., 3:], atol=1e-6)
     np.testing.assert_allclose(scene.masks[4].numpy(), rgba[..., 3], atol=1e-6)
@@ -69,7 +90,9 @@ def test_missing_frames_error_and_skip(tiny_scene):
     cams = s.cameras[list(range(len(s.names))) + [0, 1]]
     write_transforms(s.root / "transforms.json", cams, paths)
     write_transforms(s.root / "transforms_ok.json", s.cameras, [f"images/{n}" for n in s.names])
-    with pytest.raises(DataError, match=r"2 of 8 listed images do not exist: images/gone_1.png") as err:
+    with pytest.raises(
+        DataError, match=r"2 of 8 listed images do not exist: images/gone_1.png"
+    ) as err:
         load_scene(s.root, verbose=False)
     assert "transforms_ok.json" in str(err.value) and "\n" not in str(err.value)
     assert len(load_scene(s.root, verbose=False, skip_missing=True)) == len(s.names)

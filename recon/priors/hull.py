@@ -10,6 +10,8 @@ cameras' focus point, grown until the hull no longer touches its faces.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -73,7 +75,7 @@ def visual_hull(
     resolution: int = 128,
     min_views: int | None = None,
     bounds: tuple[Tensor, Tensor] | None = None,
-    surface_only: bool = True,
+    shell: str = "visible",
 ) -> PointCloud:
     """Carves a voxel grid with object masks and returns the kept voxel centres.
 
@@ -83,9 +85,14 @@ def visual_hull(
         images: optional per view [H, W, 3] images for colours (mean over the views that see
             the voxel inside their mask); grey otherwise.
         resolution: voxels per axis of the final grid.
-        min_views: views whose mask must contain a voxel (default ``max(V - 1, min(V, 2))``).
+        min_views: views whose mask must contain a voxel. Default: all views up to 4 views (the
+            viewing cones of a narrow arc overlap without bound when one view may disagree),
+            all but one from 5 views on (GaussianObject's rule, tolerant of one bad mask).
         bounds: optional (lo [3], hi [3]) box; found automatically otherwise.
-        surface_only: keep only voxels with an empty 6-neighbour (the hull's shell).
+        shell: ``"visible"`` keeps the surface voxels seen first from some view (the hull's
+            front as the cameras see it: a few nearby views carve an elongated cone-shaped hull
+            whose back is far from the object), ``"surface"`` every voxel with an empty
+            6-neighbour, ``"solid"`` all kept voxels.
 
     Returns:
         A :class:`PointCloud` with source ``"hull"``.
@@ -96,7 +103,7 @@ def visual_hull(
     v = len(masks)
     if v == 0:
         raise DataError("visual hull needs at least one mask")
-    need = min_views if min_views is not None else max(v - 1, min(v, 2))
+    need = min_views if min_views is not None else (v if v <= 4 else v - 1)
     if bounds is None:
         bounds = _auto_bounds(masks, Ks, viewmats, need)
     lo, hi = (torch.as_tensor(b, dtype=torch.float64) for b in bounds)
@@ -108,7 +115,9 @@ def visual_hull(
             hint="check that the mask folder matches the images (same names and order) and that "
             "masks are white on the object",
         )
-    if surface_only:
+    if shell not in ("visible", "surface", "solid"):
+        raise ValueError(f"shell must be 'visible', 'surface' or 'solid', got {shell!r}")
+    if shell != "solid":
         occ = keep.reshape(resolution, resolution, resolution)
         pad = F.pad(occ[None, None].float(), (1, 1, 1, 1, 1, 1))[0, 0]
         full = torch.ones_like(occ, dtype=torch.bool)
@@ -120,6 +129,10 @@ def visual_hull(
         keep = (occ & ~full).reshape(-1)
     sel = keep.nonzero()[:, 0]
     pts, inside = pts[sel], inside[:, sel]
+    if shell == "visible":
+        voxel = float((hi - lo).max()) / resolution
+        front = _front_voxels(pts, voxel, masks, Ks, viewmats)
+        pts, inside = pts[front], inside[:, front]
     colors = torch.full((pts.shape[0], 3), 0.5)
     if images is not None:
         acc = torch.zeros(pts.shape[0], 3, dtype=torch.float64)
@@ -135,6 +148,28 @@ def visual_hull(
             cnt += w
         colors = (acc / cnt.clamp_min(1)).float()
     return PointCloud(pts.float(), colors, "hull")
+
+
+def _front_voxels(pts: Tensor, voxel: float, masks: list[Tensor], Ks: Tensor, viewmats: Tensor) -> Tensor:
+    """[P] bool: voxels within two voxel sizes of the nearest voxel along their pixel cell in at
+    least one view (a z-buffer on cells about one projected voxel wide, so there are no holes)."""
+    front = torch.zeros(pts.shape[0], dtype=torch.bool)
+    for v, mask in enumerate(masks):
+        h, w = mask.shape
+        cam = pts @ viewmats[v, :3, :3].double().T + viewmats[v, :3, 3].double()
+        z = cam[:, 2]
+        ok = z > 1e-9
+        uv = (cam @ Ks[v].double().T)[:, :2] / z.clamp_min(1e-9)[:, None]
+        f = float(Ks[v, 0, 0])
+        cell = max(1.0, math.ceil(f * voxel / float(z[ok].median()))) if bool(ok.any()) else 1.0
+        cw, ch = int(math.ceil(w / cell)) + 2, int(math.ceil(h / cell)) + 2
+        cx = (uv[:, 0] / cell).floor().long().clamp(-1, cw - 2) + 1
+        cy = (uv[:, 1] / cell).floor().long().clamp(-1, ch - 2) + 1
+        idx = cy * cw + cx
+        zbuf = torch.full((ch * cw,), math.inf, dtype=torch.float64)
+        zbuf.scatter_reduce_(0, idx[ok], z[ok], reduce="amin")
+        front |= ok & (z <= zbuf[idx] + 2.0 * voxel)
+    return front
 
 
 def _auto_bounds(masks: list[Tensor], Ks: Tensor, viewmats: Tensor, need: int) -> tuple[Tensor, Tensor]:
@@ -158,5 +193,6 @@ def _auto_bounds(masks: list[Tensor], Ks: Tensor, viewmats: Tensor, need: int) -
             continue
         cell = (hi - lo) / n
         return lo + (first - 1).double() * cell, lo + (last + 2).double() * cell
-    # Give back the last box tried; carving inside it decides what remains.
-    return centre - half, centre + half
+    # The hull is unbounded (cones of nearly parallel views): fall back to the first box.
+    half0 = 0.5 * float((c2w[:, :3, 3] - centre).norm(dim=-1).mean())
+    return centre - half0, centre + half0

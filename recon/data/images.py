@@ -167,18 +167,48 @@ def distort_normalized(xy: Tensor, dist: Tensor) -> Tensor:
     return torch.stack([xd, yd], dim=-1)
 
 
-def undistort(image: Tensor, K: Tensor, dist: Tensor, K_new: Tensor | None = None) -> Tensor:
-    """Resamples a distorted image to an ideal pinhole (bilinear, same size).
+def undistortion_grid(
+    K: Tensor, dist: Tensor, width: int, height: int, K_new: Tensor | None = None
+) -> Tensor:
+    """The ``grid_sample`` grid [1, H, W, 2] that :func:`undistort` uses (reusable per camera).
 
     For every output pixel centre ``p`` the ray ``K_new^-1 p`` is distorted with ``dist`` and
-    projected with ``K``; the input is sampled there (pixel centres at ``i + 0.5``). Pixels that
-    fall outside the input are 0.
+    projected with ``K``; the result is in ``grid_sample``'s [-1, 1] coordinates
+    (``align_corners=False``: pixel centres at ``i + 0.5``).
+    """
+    K = K.double()
+    K_new = K if K_new is None else K_new.double()
+    v, u = torch.meshgrid(
+        torch.arange(height, dtype=torch.float64) + 0.5,
+        torch.arange(width, dtype=torch.float64) + 0.5,
+        indexing="ij",
+    )
+    x = (u - K_new[0, 2]) / K_new[0, 0]
+    y = (v - K_new[1, 2]) / K_new[1, 1]
+    xy_d = distort_normalized(torch.stack([x, y], dim=-1), dist.double())  # [H, W, 2]
+    ud = K[0, 0] * xy_d[..., 0] + K[0, 1] * xy_d[..., 1] + K[0, 2]
+    vd = K[1, 1] * xy_d[..., 1] + K[1, 2]
+    return torch.stack([2 * ud / width - 1, 2 * vd / height - 1], dim=-1)[None].float()
+
+
+def undistort(
+    image: Tensor,
+    K: Tensor,
+    dist: Tensor,
+    K_new: Tensor | None = None,
+    grid: Tensor | None = None,
+) -> Tensor:
+    """Resamples a distorted image to an ideal pinhole (bilinear, same size).
+
+    Output pixels whose source falls outside the input are 0.
 
     Args:
         image: [H, W, C] or [H, W] distorted image.
         K: [3, 3] intrinsics of the distorted image.
         dist: [5] OpenCV ``(k1, k2, p1, p2, k3)`` (COLMAP's RADIAL is ``(k1, k2, 0, 0, 0)``).
         K_new: [3, 3] intrinsics of the output pinhole (defaults to ``K``).
+        grid: a precomputed :func:`undistortion_grid` for these arguments (faster for many
+            images of one camera).
 
     Returns:
         The undistorted image with the shape of ``image``.
@@ -186,22 +216,14 @@ def undistort(image: Tensor, K: Tensor, dist: Tensor, K_new: Tensor | None = Non
     squeeze = image.ndim == 2
     img = image[..., None] if squeeze else image
     h, w = img.shape[:2]
-    K = K.double()
-    K_new = K if K_new is None else K_new.double()
-    dist = dist.double()
-    v, u = torch.meshgrid(
-        torch.arange(h, dtype=torch.float64) + 0.5,
-        torch.arange(w, dtype=torch.float64) + 0.5,
-        indexing="ij",
-    )
-    x = (u - K_new[0, 2]) / K_new[0, 0]
-    y = (v - K_new[1, 2]) / K_new[1, 1]
-    xy_d = distort_normalized(torch.stack([x, y], dim=-1), dist)  # [H, W, 2]
-    ud = K[0, 0] * xy_d[..., 0] + K[0, 1] * xy_d[..., 1] + K[0, 2]
-    vd = K[1, 1] * xy_d[..., 1] + K[1, 2]
-    grid = torch.stack([2 * ud / w - 1, 2 * vd / h - 1], dim=-1)[None].to(img.dtype)  # [1, H, W, 2]
+    if grid is None:
+        grid = undistortion_grid(K, dist, w, h, K_new)
     out = F.grid_sample(
-        img.permute(2, 0, 1)[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        img.permute(2, 0, 1)[None],
+        grid.to(img.dtype),
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=False,
     )
     out = out[0].permute(1, 2, 0)
     return out[..., 0] if squeeze else out.contiguous()

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from recon.cameras import Cameras
-from recon.data.images import image_size, read_image, read_mask, undistort
+from recon.data.images import image_size, read_image, read_mask, undistort, undistortion_grid
 from recon.data.scene import SceneData
 from recon.errors import DataError
 
@@ -134,6 +134,7 @@ class SceneSource:
         images: list[Tensor] = []
         masks: list[Tensor] = []
         alphas: list[Tensor] = []
+        grids: dict[tuple, Tensor] = {}  # undistortion grids, one per distinct camera
         for k, i in enumerate(progress(idx, f"reading {len(idx)} images", verbose)):
             rgb, alpha = read_image(self.image_paths[i], downscale=downscale, background=background)
             h, w = rgb.shape[:2]
@@ -150,8 +151,12 @@ class SceneSource:
                         path=self.mask_paths[i],
                     )
             if cams is not None and cams.dist is not None and bool(cams.dist[k].abs().gt(0).any()):
-                rgb = undistort(rgb, cams.Ks[k], cams.dist[k])
-                mask = None if mask is None else undistort(mask, cams.Ks[k], cams.dist[k])
+                key = (*cams.Ks[k].flatten().tolist(), *cams.dist[k].tolist(), w, h)
+                if key not in grids:
+                    grids[key] = undistortion_grid(cams.Ks[k], cams.dist[k], w, h)
+                rgb = undistort(rgb, cams.Ks[k], cams.dist[k], grid=grids[key])
+                if mask is not None:
+                    mask = undistort(mask, cams.Ks[k], cams.dist[k], grid=grids[key])
             images.append(rgb)
             if mask is not None:
                 (masks if self.mask_paths is not None else alphas).append(mask)

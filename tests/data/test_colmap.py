@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pycolmap
 import pytest
 import torch
 
@@ -21,6 +20,8 @@ from recon.data.colmap import (
 )
 from recon.data.formats import load_scene
 from recon.data.images import distort_normalized
+
+pycolmap = pytest.importorskip("pycolmap")  # the independent reader/writer (extra: priors)
 
 
 def _cfw(image) -> np.ndarray:

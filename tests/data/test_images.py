@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pycolmap
 import pytest
 import torch
 from PIL import Image
@@ -80,6 +79,7 @@ def test_corrupt_and_truncated_images_name_the_file(tmp_path: Path):
 
 
 def test_distortion_model_matches_pycolmap():
+    pycolmap = pytest.importorskip("pycolmap")
     params = [90.0, 91.0, 50.0, 40.0, 0.1, -0.05, 0.01, 0.002]
     cam = pycolmap.Camera(model="OPENCV", width=100, height=80, params=params)
     xy = np.random.default_rng(3).uniform(-0.5, 0.5, size=(30, 2))
@@ -91,6 +91,7 @@ def test_distortion_model_matches_pycolmap():
 
 
 def test_undistort_recovers_pinhole_image():
+    pycolmap = pytest.importorskip("pycolmap")
     # A smooth pattern g on the ideal pinhole image; the distorted image samples g where pycolmap
     # (an independent implementation) says each distorted pixel's ray lands.
     w, h = 80, 60

@@ -167,6 +167,39 @@ def distort_normalized(xy: Tensor, dist: Tensor) -> Tensor:
     return torch.stack([xd, yd], dim=-1)
 
 
+def undistorted_intrinsics(K: Tensor, dist: Tensor, width: int, height: int) -> Tensor:
+    """Pinhole intrinsics [3, 3] for undistorting without blank borders.
+
+    Keeps the principal point and scales the focal lengths up by the smallest factor (found by
+    bisection, at most 2) for which every border pixel of the undistorted image samples inside
+    the distorted one, as COLMAP's undistorter does with ``blank_pixels = 0``. Pincushion
+    distortion (no blank border) keeps ``K`` unchanged.
+    """
+
+    def inside(scale: float) -> bool:
+        K_new = K.double().clone()
+        K_new[0, 0] *= scale
+        K_new[1, 1] *= scale
+        grid = undistortion_grid(K, dist, width, height, K_new)[0].double()
+        border = torch.cat([grid[0], grid[-1], grid[:, 0], grid[:, -1]])  # [2(W + H), 2]
+        # grid coordinates of the outermost pixel centres are +-(1 - 1/size).
+        limit = torch.tensor([1.0 - 1.0 / width, 1.0 - 1.0 / height], dtype=torch.float64)
+        return bool((border.abs() <= limit + 1e-9).all())
+
+    lo, hi = 1.0, 2.0
+    if inside(lo):
+        return K.clone()
+    if not inside(hi):
+        return K.clone()  # extreme distortion: keep K and accept blank borders
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if inside(mid) else (mid, hi)
+    K_new = K.clone()
+    K_new[0, 0] *= hi
+    K_new[1, 1] *= hi
+    return K_new
+
+
 def undistortion_grid(
     K: Tensor, dist: Tensor, width: int, height: int, K_new: Tensor | None = None
 ) -> Tensor:

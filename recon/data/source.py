@@ -15,7 +15,14 @@ import torch
 from torch import Tensor
 
 from recon.cameras import Cameras
-from recon.data.images import image_size, read_image, read_mask, undistort, undistortion_grid
+from recon.data.images import (
+    image_size,
+    read_image,
+    read_mask,
+    undistort,
+    undistorted_intrinsics,
+    undistortion_grid,
+)
 from recon.data.scene import SceneData
 from recon.errors import DataError
 
@@ -134,7 +141,9 @@ class SceneSource:
         images: list[Tensor] = []
         masks: list[Tensor] = []
         alphas: list[Tensor] = []
-        grids: dict[tuple, Tensor] = {}  # undistortion grids, one per distinct camera
+        # (new K, undistortion grid) per distinct distorted camera
+        grids: dict[tuple, tuple[Tensor, Tensor]] = {}
+        new_Ks = None if cams is None else cams.Ks.clone()  # [N, 3, 3] after undistortion
         for k, i in enumerate(progress(idx, f"reading {len(idx)} images", verbose)):
             rgb, alpha = read_image(self.image_paths[i], downscale=downscale, background=background)
             h, w = rgb.shape[:2]
@@ -153,17 +162,20 @@ class SceneSource:
             if cams is not None and cams.dist is not None and bool(cams.dist[k].abs().gt(0).any()):
                 key = (*cams.Ks[k].flatten().tolist(), *cams.dist[k].tolist(), w, h)
                 if key not in grids:
-                    grids[key] = undistortion_grid(cams.Ks[k], cams.dist[k], w, h)
-                rgb = undistort(rgb, cams.Ks[k], cams.dist[k], grid=grids[key])
+                    K_new = undistorted_intrinsics(cams.Ks[k], cams.dist[k], w, h)
+                    grids[key] = (K_new, undistortion_grid(cams.Ks[k], cams.dist[k], w, h, K_new))
+                K_new, grid = grids[key]
+                rgb = undistort(rgb, cams.Ks[k], cams.dist[k], grid=grid)
                 if mask is not None:
-                    mask = undistort(mask, cams.Ks[k], cams.dist[k], grid=grids[key])
+                    mask = undistort(mask, cams.Ks[k], cams.dist[k], grid=grid)
+                new_Ks[k] = K_new
             images.append(rgb)
             if mask is not None:
                 (masks if self.mask_paths is not None else alphas).append(mask)
         if self.mask_paths is None and len(alphas) == len(images):
             masks = alphas  # every image had an alpha channel: it is the object mask
         if cams is not None and cams.dist is not None:
-            cams = replace(cams, dist=None)
+            cams = replace(cams, Ks=new_Ks, dist=None)
         meta = dict(self.meta)
         if downscale != 1:
             meta["downscale"] = downscale

@@ -141,3 +141,18 @@ def test_radial_scene_is_undistorted_on_load(tiny_scene):
         scene.images[0][centre].numpy(), s.images[0][centre] / 255.0, atol=0.25
     )
     assert not np.allclose(scene.images[0].numpy(), s.images[0] / 255.0, atol=1e-3)
+
+
+def test_pincushion_scene_zooms_in_without_blank_border(tiny_scene):
+    s = tiny_scene
+    model = model_from_cameras(s.cameras, s.names)
+    for cam in model.cameras.values():
+        cam.model, cam.params = "OPENCV", np.concatenate([cam.params, [0.3, 0.0, 0.0, 0.0]])
+    write_model_text(model, s.root / "sparse" / "0")
+    scene = load_scene(s.root, verbose=False)
+    zoom = scene.cameras.Ks[:, 0, 0] / s.cameras.Ks[:, 0, 0]
+    assert bool((zoom > 1.01).all())
+    torch.testing.assert_close(scene.cameras.Ks[:, 1, 1] / s.cameras.Ks[:, 1, 1], zoom)
+    torch.testing.assert_close(scene.cameras.Ks[:, :2, 2], s.cameras.Ks[:, :2, 2])
+    for img in scene.images:  # random non-black input: a blank (zero) pixel means a hole
+        assert float(img.amax(dim=-1).min()) > 0.0

@@ -9,7 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from recon.data.images import distort_normalized, image_size, read_image, read_mask, undistort
+from recon.data.images import (
+    distort_normalized,
+    image_size,
+    read_image,
+    read_mask,
+    undistort,
+    undistorted_intrinsics,
+)
 from recon.errors import DataError
 
 
@@ -110,4 +117,43 @@ def test_undistort_recovers_pinhole_image():
     out = undistort(torch.as_tensor(distorted, dtype=torch.float32), K, dist).numpy()
     inner = (slice(8, -8), slice(8, -8))
     assert np.abs(out - g(uu, vv))[inner].max() < 0.02
+    # With other output intrinsics the pattern is seen through K_new: g(K K_new^-1 p).
+    K_new = torch.tensor([[80.0, 0, 41.0], [0, 81.0, 29.0], [0, 0, 1]])
+    out2 = undistort(torch.as_tensor(distorted, dtype=torch.float32), K, dist, K_new=K_new).numpy()
+    expected2 = g(fx * (uu - 41.0) / 80.0 + cx, fy * (vv - 29.0) / 81.0 + cy)
+    assert np.abs(out2 - expected2)[inner].max() < 0.02
     assert np.abs(distorted - g(uu, vv))[inner].max() > 0.05  # the distortion was not negligible
+
+
+@pytest.mark.parametrize("k1,zooms", [(-0.15, False), (0.2, True)])
+def test_undistorted_intrinsics_leave_no_blank_border(k1: float, zooms: bool):
+    pycolmap = pytest.importorskip("pycolmap")
+    w, h = 80, 60
+    params = [70.0, 72.0, 40.0, 30.0, k1, 0.0, 0.0, 0.0]
+    cam = pycolmap.Camera(model="OPENCV", width=w, height=h, params=params)
+    K = torch.tensor([[70.0, 0, 40.0], [0, 72.0, 30.0], [0, 0, 1]])
+    K_new = undistorted_intrinsics(K, torch.tensor([k1, 0, 0, 0, 0.0]), w, h)
+    scale = float(K_new[0, 0] / K[0, 0])
+    assert (scale > 1.001) == zooms and torch.equal(K_new[:2, 2], K[:2, 2])
+    assert float(K_new[1, 1] / K[1, 1]) == pytest.approx(scale)
+
+    def border_sources(s: float) -> np.ndarray:
+        # Where pycolmap sends the rays of the undistorted image's outermost pixel centres.
+        u = np.concatenate(
+            [np.arange(w) + 0.5, np.arange(w) + 0.5, np.full(h, 0.5), np.full(h, w - 0.5)]
+        )
+        v = np.concatenate(
+            [np.full(w, 0.5), np.full(w, h - 0.5), np.arange(h) + 0.5, np.arange(h) + 0.5]
+        )
+        rays = np.stack([(u - 40.0) / (70.0 * s), (v - 30.0) / (72.0 * s), np.ones_like(u)], -1)
+        return cam.img_from_cam(rays)
+
+    def all_inside(px: np.ndarray) -> bool:
+        return bool(
+            ((px[:, 0] >= 0.5 - 1e-6) & (px[:, 0] <= w - 0.5 + 1e-6)).all()
+            and ((px[:, 1] >= 0.5 - 1e-6) & (px[:, 1] <= h - 0.5 + 1e-6)).all()
+        )
+
+    assert all_inside(border_sources(scale))
+    if zooms:  # and the zoom is the smallest that works
+        assert not all_inside(border_sources(scale * 0.995))

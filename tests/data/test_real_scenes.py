@@ -140,3 +140,8 @@ def test_fox_instant_ngp(shared_data: Path):
     )
     scene = load_scene(root / "transforms_available.json", indices=[10], downscale=4, verbose=False)
     _check_loaded(scene, 270, 480)
+    # Undistorted to a pinhole that zooms in slightly (k2 < 0 would leave blank corners).
+    assert (
+        scene.cameras.dist is None and 1.0 < float(scene.cameras.Ks[0, 0, 0] * 4 / 1375.52) < 1.05
+    )
+    assert float(scene.images[0].amax(dim=-1)[[0, -1]][:, [0, -1]].min()) > 0.0

@@ -38,7 +38,7 @@ class SceneContext:
         names: one name per camera.
         split: split name (``train``/``test``) -> camera indices; cameras in no split are
             drawn as ``train``.
-        thumbnails: one [h, w, 3] uint8 image per camera shown inside its frustum, or None.
+        thumbnails: per camera a [h, w, 3] uint8 image shown inside its frustum (or None).
         points: [P, 3] prior point cloud (world), or None.
         point_colors: [P, 3] colours (uint8 or float in [0, 1]), or None.
         primitives: names of the primitive sets a client can toggle between.
@@ -48,7 +48,7 @@ class SceneContext:
     cameras: Cameras | None = None
     names: list[str] = field(default_factory=list)
     split: dict[str, list[int]] = field(default_factory=dict)
-    thumbnails: list[np.ndarray] | None = None
+    thumbnails: list[np.ndarray | None] | None = None
     points: np.ndarray | None = None
     point_colors: np.ndarray | None = None
     primitives: list[str] = field(default_factory=list)
@@ -202,7 +202,7 @@ class ViewerApp:
             show_cams = self.server.gui.add_checkbox("Cameras", initial_value=True)
             show_points = self.server.gui.add_checkbox("Prior points", initial_value=True)
             show_axes = self.server.gui.add_checkbox("World axes", initial_value=True)
-        axes = scene.add_frame("/world_axes", axes_length=0.5 * extent, axes_radius=0.01 * extent)
+        axes = scene.add_frame("/world_axes", axes_length=0.25 * extent, axes_radius=0.004 * extent)
         show_axes.on_update(lambda _: setattr(axes, "visible", show_axes.value))
 
         if sc.points is not None and len(sc.points) > 0:
@@ -228,6 +228,7 @@ class ViewerApp:
             frustum = scene.add_camera_frustum(
                 f"/cameras/{split}/{i:04d}", fov=pose.fov, aspect=w / h, scale=0.08 * extent,
                 color=_SPLIT_COLOURS.get(split, (120, 120, 120)), image=thumb, format="jpeg",
+                thickness=1.5, thickness_units="screen",
                 wxyz=pose.wxyz, position=pose.position)
             frustum.on_click(self._jump_to(pose))
             frustums.append(frustum)

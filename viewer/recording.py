@@ -62,7 +62,7 @@ class PathRecorder:
         self._handles = [
             self.server.scene.add_camera_frustum(
                 f"/camera_path/key_{i:03d}", fov=k.fov, aspect=self.path.width / self.path.height,
-                scale=self.scale, color=(40, 200, 90), wxyz=k.wxyz, position=k.position)
+                scale=self.scale, color=(40, 200, 90), thickness=1.5, thickness_units="screen", wxyz=k.wxyz, position=k.position)
             for i, k in enumerate(keyframes)
         ]
         self.path.keyframes = list(keyframes)

@@ -33,12 +33,12 @@ class RenderSettings:
         mode: ``rgb``, ``depth`` (colour-mapped, near = warm), ``alpha`` (grey) or ``density``
             (heat-map of how many primitive centres project into each pixel).
         primitive: which primitive set to render when a run holds several (None = the first).
-        background: RGB background in [0, 1].
+        background: RGB background in [0, 1]; None = the primitive set's own (its training one).
     """
 
     mode: RenderMode = "rgb"
     primitive: str | None = None
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    background: tuple[float, float, float] | None = None
 
 
 RenderFn = Callable[[Cameras, RenderSettings], np.ndarray]
@@ -116,8 +116,16 @@ def colorize_density(counts: np.ndarray) -> np.ndarray:
     return turbo(x) * (counts > 1e-6)[..., None]
 
 
-def primitive_centres(params: Mapping[str, Tensor]) -> Tensor:
-    """[N, 3] centres of any primitive family (``means``, ``vertices`` [N,3,3], ``points`` [N,K,3])."""
+def primitive_centres(params: Mapping[str, Tensor], primitive: str | None = None) -> Tensor:
+    """[N, 3] centres: the family's ``centers`` when known, else ``means`` / mean of ``vertices``
+    [N, 3, 3] / mean of ``points`` [N, K, 3]."""
+    if primitive is not None:
+        try:
+            from recon.primitives import family
+
+            return family(primitive).centers(dict(params))
+        except (ImportError, KeyError, ValueError, AttributeError):
+            pass
     for key in ("means", "vertices", "points"):
         if key in params:
             value = params[key]
@@ -134,11 +142,13 @@ class PrimitiveSet:
         primitive: family name understood by :func:`recon.render.render`.
         params: raw parameter tensors sharing the leading N.
         sh_degree: spherical-harmonics degree of the colours (0 for plain colours).
+        background: RGB in [0, 1] behind the primitives (None = black).
     """
 
     primitive: str
     params: dict[str, Tensor]
     sh_degree: int = 0
+    background: tuple[float, float, float] | None = None
 
 
 def make_render_fn(sets: Mapping[str, PrimitiveSet], *, backend: str = "auto",
@@ -162,9 +172,10 @@ def make_render_fn(sets: Mapping[str, PrimitiveSet], *, backend: str = "auto",
         device = next(iter(prim.params.values())).device
         cam = camera.to(device)
         if settings.mode == "density":
-            centres = primitive_centres(prim.params)
+            centres = primitive_centres(prim.params, prim.primitive)
             return to_uint8(colorize_density(density_map(centres, cam)))
-        bg = torch.tensor([settings.background], dtype=torch.float32, device=device)  # [1, 3]
+        rgb_bg = settings.background or prim.background or (0.0, 0.0, 0.0)
+        bg = torch.tensor([rgb_bg], dtype=torch.float32, device=device)  # [1, 3]
         with torch.no_grad():
             out = render(prim.primitive, prim.params, cam, sh_degree=prim.sh_degree,
                          backgrounds=bg, backend=backend)

@@ -139,3 +139,30 @@ def chromium():
     yield start
     for b in opened:
         b.close()
+
+
+@pytest.fixture
+def tiny_run(tmp_path) -> Path:
+    """A run directory written with the trainer's own writers: 300 Gaussians, 6 ring cameras."""
+    import torch
+
+    from recon.config import TrainConfig, save_config
+    from recon.data.splits import Split
+    from recon.primitives.gaussian import init_from_points
+    from recon.train.checkpoint import save_checkpoint
+    from recon.train.run import write_cameras
+    from viewer.cameras import look_at_pose, pose_to_cameras
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(TrainConfig(), run / "config.json")
+    poses = [look_at_pose(np.array([3 * np.cos(a), 3 * np.sin(a), 1.0]), np.zeros(3),
+                          np.array([0.0, 0.0, 1.0]), 0.8)
+             for a in np.linspace(0, 2 * np.pi, 6, endpoint=False)]
+    write_cameras(run, pose_to_cameras(poses, 64, 48), [f"{i}.png" for i in range(6)],
+                  Split([0, 1, 2, 3], [4, 5], "generic"), str(tmp_path / "no_scene"))
+    g = torch.Generator().manual_seed(0)
+    params = init_from_points(torch.randn(300, 3, generator=g) * 0.5, torch.rand(300, 3, generator=g),
+                              sh_degree=1, opacity=0.8)
+    save_checkpoint(run / "checkpoints", 10, params, {}, {}, extra={"sh_degree": 1})
+    return run

@@ -1,0 +1,144 @@
+"""``recon view`` (serve a run or PLY in the browser) and ``recon render`` (camera path -> video)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import tyro
+from rich.progress import Progress
+
+from recon.errors import ConfigError
+from viewer.app import SceneContext
+from viewer.cameras import pose_to_cameras
+from viewer.loading import Viewable, add_scene_extras, load_viewable
+from viewer.paths import CameraPath, orbit_path, spiral_path
+from viewer.render import RenderSettings, make_render_fn
+
+
+@dataclass
+class ViewArgs:
+    """Serve a run directory or an exported PLY in the browser."""
+
+    path: tyro.conf.Positional[Path]
+    """run directory written by `recon train`, or a .ply exported by `recon export`"""
+    port: int = 8080
+    """first port to try; the next free one is used (and printed) when it is taken"""
+    host: str = "127.0.0.1"
+    """interface to bind; 127.0.0.1 = this machine only, 0.0.0.0 = every network interface"""
+    max_resolution: int = 512
+    """initial longer side of still renders, in pixels (also a slider in the GUI)"""
+    backend: str = "auto"
+    """rasterizer backend: auto, cpu, cuda, reference, gsplat"""
+    thumbnails: bool = True
+    """show the training/test images inside the camera frustums (reads the scene folder)"""
+
+
+@dataclass
+class RenderArgs:
+    """Render a camera path of a run (or PLY) to a video."""
+
+    path_in: tyro.conf.Positional[Path]
+    """run directory written by `recon train`, or a .ply (needs --path to a JSON file)"""
+    path: str = "orbit"
+    """camera path: a JSON file saved by the viewer, or `orbit` / `spiral` from the training cameras"""
+    out: Path = Path("video.mp4")
+    """output video (.mp4 through imageio-ffmpeg, or .gif)"""
+    frames: int | None = None
+    """number of frames (default: the JSON path's fps x seconds, 120 for orbit/spiral)"""
+    fps: float | None = None
+    """frames per second (default: the JSON path's, else 30)"""
+    width: int | None = None
+    """video width (default: the JSON path's, else the first camera's)"""
+    height: int | None = None
+    """video height (default: the JSON path's, else the first camera's)"""
+    mode: Literal["rgb", "depth", "alpha", "density"] = "rgb"
+    """what to render"""
+    primitive: str | None = None
+    """which primitive set to render when the run holds several"""
+    backend: str = "auto"
+    """rasterizer backend: auto, cpu, cuda, reference, gsplat"""
+
+
+def scene_context(v: Viewable, with_thumbnails: bool = True) -> SceneContext:
+    """The viewer's scene context for a loaded run."""
+    thumbnails = add_scene_extras(v) if with_thumbnails else None
+    return SceneContext(
+        cameras=v.cameras, names=list(v.names or []), split=dict(v.split or {}),
+        thumbnails=thumbnails, points=v.points,
+        point_colors=v.point_colors, primitives=list(v.sets),
+        path_dir=None if v.run_dir is None else v.run_dir / "camera_paths",
+    )
+
+
+def view_main(argv: list[str], prog: str = "recon view") -> int:
+    """Entry point of ``recon view``: serves until Ctrl+C."""
+    args = tyro.cli(ViewArgs, args=argv, prog=prog)
+    from viewer.app import ViewerApp
+
+    viewable = load_viewable(args.path)
+    app = ViewerApp(make_render_fn(viewable.sets, backend=args.backend),
+                    scene_context(viewable, args.thumbnails), host=args.host, port=args.port,
+                    max_resolution=args.max_resolution, title=f"recon: {args.path.name}")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.stop()
+    return 0
+
+
+def resolve_path(args: RenderArgs, v: Viewable) -> tuple[list, int, int, float]:
+    """The frames, size and fps a ``recon render`` call asks for."""
+    if args.path in ("orbit", "spiral"):
+        if v.cameras is None or len(v.cameras) == 0:
+            raise ConfigError(f"--path {args.path} needs the run's cameras", path=args.path_in,
+                              hint="pass --path camera_path.json for a PLY")
+        n = args.frames or 120
+        frames = (orbit_path if args.path == "orbit" else spiral_path)(v.cameras, n)
+        width = args.width or int(v.cameras.widths[0])
+        height = args.height or int(v.cameras.heights[0])
+        return frames, width, height, args.fps or 30.0
+    file = Path(args.path)
+    if not file.is_absolute() and not file.exists() and v.run_dir is not None:
+        file = v.run_dir / "camera_paths" / file
+    cam_path = CameraPath.load(file)
+    if args.width:
+        cam_path.width = args.width
+    if args.height:
+        cam_path.height = args.height
+    return cam_path.frames(args.frames), cam_path.width, cam_path.height, args.fps or cam_path.fps
+
+
+def render_main(argv: list[str], prog: str = "recon render") -> int:
+    """Entry point of ``recon render``: writes one video."""
+    args = tyro.cli(RenderArgs, args=argv, prog=prog)
+    import imageio.v2 as imageio
+
+    viewable = load_viewable(args.path_in)
+    if args.primitive is not None and args.primitive not in viewable.sets:
+        raise ConfigError(f"no primitive set {args.primitive!r}; the run holds {sorted(viewable.sets)}",
+                          path=args.path_in)
+    frames, width, height, fps = resolve_path(args, viewable)
+    render_fn = make_render_fn(viewable.sets, backend=args.backend)
+    settings = RenderSettings(mode=args.mode, primitive=args.primitive)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    options = {"fps": fps}
+    if args.out.suffix.lower() in (".mp4", ".mov", ".mkv"):
+        options.update(codec="libx264", quality=8, macro_block_size=1)
+    try:
+        writer = imageio.get_writer(args.out, **options)
+    except Exception as err:  # noqa: BLE001 (missing ffmpeg plugin, bad suffix)
+        raise ConfigError(f"cannot write a video here ({err})", path=args.out,
+                          hint="use .mp4 (needs imageio-ffmpeg) or .gif") from None
+    with writer, Progress() as progress:
+        task = progress.add_task(f"rendering {len(frames)} frames", total=len(frames))
+        for pose in frames:
+            writer.append_data(np.ascontiguousarray(render_fn(pose_to_cameras(pose, width, height), settings)))
+            progress.advance(task)
+    print(f"wrote {args.out} ({len(frames)} frames, {width}x{height}, {fps:g} fps)")
+    return 0

@@ -146,7 +146,10 @@ def parse_colmap(
                 f"image {im.name} refers to missing camera {im.camera_id}", path=model_dir
             )
         cam = model.cameras[im.camera_id]
-        K, dist = cam.intrinsics()
+        try:
+            K, dist = cam.intrinsics()
+        except DataError as err:
+            raise DataError(str(err), path=model_dir) from None
         Ks.append(K), dists.append(dist), views.append(im.viewmat())
         widths.append(cam.width), heights.append(cam.height)
     cams = Cameras.create(np.stack(Ks), np.stack(views), widths, heights, dist=np.stack(dists))

@@ -167,6 +167,8 @@ def load_scene(
         format: ``"auto"`` (detect, see the module docstring) or one of :data:`FORMATS`.
         downscale: image downscale factor. Where the scene ships a pre-downscaled folder
             (``images_<downscale>``) it is read directly; otherwise images are box-filtered.
+            LLFF/DTU scenes that ship only downscaled folders (``images_8`` alone) are read
+            from the smallest-factor folder and ``downscale`` applies on top of it.
         background: RGB in [0, 1] that RGBA images are composited on.
         verbose: print the detected format and show progress on stderr.
         indices: load only these views (e.g. a few for a quick look).

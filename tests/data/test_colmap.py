@@ -20,6 +20,7 @@ from recon.data.colmap import (
 )
 from recon.data.formats import load_scene
 from recon.data.images import distort_normalized
+from recon.errors import DataError
 
 pycolmap = pytest.importorskip("pycolmap")  # the independent reader/writer (extra: priors)
 
@@ -156,3 +157,19 @@ def test_pincushion_scene_zooms_in_without_blank_border(tiny_scene):
     torch.testing.assert_close(scene.cameras.Ks[:, :2, 2], s.cameras.Ks[:, :2, 2])
     for img in scene.images:  # random non-black input: a blank (zero) pixel means a hole
         assert float(img.amax(dim=-1).min()) > 0.0
+
+
+def test_unsupported_model_and_truncated_file_are_data_errors(tiny_scene):
+    s = tiny_scene
+    model = model_from_cameras(s.cameras, s.names)
+    model.cameras[1].model = "OPENCV_FISHEYE"
+    model.cameras[1].params = np.concatenate([model.cameras[1].params, np.zeros(4)])
+    write_model_binary(model, s.root / "sparse" / "0")
+    with pytest.raises(
+        DataError, match=r"sparse/0: camera 1 uses the unsupported model OPENCV_FISHEYE"
+    ):
+        load_scene(s.root, verbose=False)
+    data = (s.root / "sparse" / "0" / "images.bin").read_bytes()
+    (s.root / "sparse" / "0" / "images.bin").write_bytes(data[:100])
+    with pytest.raises(DataError, match=r"images.bin: is truncated"):
+        load_scene(s.root, verbose=False)

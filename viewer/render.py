@@ -45,9 +45,16 @@ RenderFn = Callable[[Cameras, RenderSettings], np.ndarray]
 
 
 def check_image(image: object, width: int, height: int) -> np.ndarray:
-    """Validates a render function's result: an [H, W, 3] uint8 array of the camera's size."""
+    """Validates a render function's result: an [H, W, 3] uint8 array of the camera's size.
+
+    Float arrays or tensors in [0, 1] of the right shape are accepted and converted to uint8.
+    """
+    if isinstance(image, Tensor):
+        image = image.detach().float().cpu().numpy()
     if not isinstance(image, np.ndarray):
         raise TypeError(f"render_fn must return a numpy array, got {type(image).__name__}")
+    if image.shape == (height, width, 3) and np.issubdtype(image.dtype, np.floating):
+        image = to_uint8(image)
     if image.shape != (height, width, 3) or image.dtype != np.uint8:
         raise ValueError(
             f"render_fn must return a [{height}, {width}, 3] uint8 image for a {width}x{height} "
@@ -151,9 +158,37 @@ class PrimitiveSet:
     background: tuple[float, float, float] | None = None
 
 
+def render_set(prim: PrimitiveSet, camera: Cameras, settings: RenderSettings, *,
+               backend: str = "auto", render: Callable | None = None) -> np.ndarray:
+    """Renders one primitive set into one camera in the mode ``settings`` asks for.
+
+    Returns:
+        [H, W, 3] uint8.
+    """
+    device = next(iter(prim.params.values())).device
+    cam = camera.to(device)
+    if settings.mode == "density":
+        centres = primitive_centres(prim.params, prim.primitive)
+        return to_uint8(colorize_density(density_map(centres, cam)))
+    if render is None:
+        from recon.render import render  # imported where used: the viewer runs without it
+    rgb_bg = settings.background or prim.background or (0.0, 0.0, 0.0)
+    bg = torch.tensor([rgb_bg], dtype=torch.float32, device=device)  # [1, 3]
+    with torch.no_grad():
+        out = render(prim.primitive, prim.params, cam, sh_degree=prim.sh_degree, backgrounds=bg,
+                     backend=backend)
+    if settings.mode == "rgb":
+        return to_uint8(out.rgb[0])
+    alpha = out.alpha[0, ..., 0].float().cpu().numpy()  # [H, W]
+    if settings.mode == "alpha":
+        return to_uint8(np.repeat(alpha[..., None], 3, axis=-1))
+    depth = out.depth[0, ..., 0].float().cpu().numpy()  # [H, W]
+    return to_uint8(colorize_depth(depth, alpha))
+
+
 def make_render_fn(sets: Mapping[str, PrimitiveSet], *, backend: str = "auto",
                    render: Callable | None = None) -> RenderFn:
-    """A render function over named primitive sets through :func:`recon.render.render`.
+    """A render function over fixed, named primitive sets (a saved run or PLY).
 
     Args:
         sets: name -> primitive set; ``RenderSettings.primitive`` picks one (default: first).
@@ -163,28 +198,34 @@ def make_render_fn(sets: Mapping[str, PrimitiveSet], *, backend: str = "auto",
     """
     if not sets:
         raise ValueError("make_render_fn needs at least one primitive set")
-    if render is None:
-        from recon.render import render as render  # noqa: PLW0127 (imported where used)
 
     def render_fn(camera: Cameras, settings: RenderSettings) -> np.ndarray:
         name = settings.primitive if settings.primitive in sets else next(iter(sets))
-        prim = sets[name]
-        device = next(iter(prim.params.values())).device
-        cam = camera.to(device)
-        if settings.mode == "density":
-            centres = primitive_centres(prim.params, prim.primitive)
-            return to_uint8(colorize_density(density_map(centres, cam)))
-        rgb_bg = settings.background or prim.background or (0.0, 0.0, 0.0)
-        bg = torch.tensor([rgb_bg], dtype=torch.float32, device=device)  # [1, 3]
-        with torch.no_grad():
-            out = render(prim.primitive, prim.params, cam, sh_degree=prim.sh_degree,
-                         backgrounds=bg, backend=backend)
-        if settings.mode == "rgb":
-            return to_uint8(out.rgb[0])
-        alpha = out.alpha[0, ..., 0].float().cpu().numpy()  # [H, W]
-        if settings.mode == "alpha":
-            return to_uint8(np.repeat(alpha[..., None], 3, axis=-1))
-        depth = out.depth[0, ..., 0].float().cpu().numpy()  # [H, W]
-        return to_uint8(colorize_depth(depth, alpha))
+        return render_set(sets[name], camera, settings, backend=backend, render=render)
+
+    return render_fn
+
+
+def make_live_render_fn(primitive: str, get_params: Callable[[], Mapping[str, Tensor]],
+                        get_sh_degree: Callable[[], int], *, lock=None,
+                        background: tuple[float, float, float] | None = None,
+                        backend: str = "auto", render: Callable | None = None) -> RenderFn:
+    """A render function over parameters that change while training.
+
+    Args:
+        primitive: the family being trained.
+        get_params: returns the current raw parameters (densification may replace the dict).
+        get_sh_degree: returns the active SH degree.
+        lock: held while reading and rendering the parameters (e.g. ``TrainingState.lock``) so
+            the optimiser never updates them mid-render.
+        background: RGB in [0, 1] (None = black).
+    """
+    import contextlib
+
+    def render_fn(camera: Cameras, settings: RenderSettings) -> np.ndarray:
+        with lock if lock is not None else contextlib.nullcontext():
+            params = {k: v.detach() for k, v in get_params().items()}
+            prim = PrimitiveSet(primitive, params, int(get_sh_degree()), background)
+            return render_set(prim, camera, settings, backend=backend, render=render)
 
     return render_fn

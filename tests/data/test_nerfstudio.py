@@ -29,7 +29,8 @@ def test_write_read_round_trip(tiny_scene):
 
 
 def test_instant_ngp_file_with_global_intrinsics(tmp_path: Path):
-    # One camera at z = +5 (OpenGL, identity rotation) with global intrinsics and distortion.
+    # One camera at z = +5 (OpenGL, identity rotation) with global intrinsics and barrel
+    # distortion (undistorting it needs no zoom, so K is kept).
     Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "a.jpg")
     frames = [
         {
@@ -44,7 +45,7 @@ def test_instant_ngp_file_with_global_intrinsics(tmp_path: Path):
         "cy": 16.0,
         "w": 40,
         "h": 30,
-        "k1": 0.01,
+        "k1": -0.01,
         "k2": 0.0,
         "p1": 0.0,
         "p2": 0.0,

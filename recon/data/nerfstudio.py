@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from recon.cameras import Cameras
 from recon.data.images import image_size
@@ -159,14 +160,72 @@ def parse_nerfstudio(path: Path, skip_missing: bool = False) -> SceneSource:
     for key in ("aabb_scale", "scale", "offset"):
         if key in data:
             meta[key] = data[key]
+    points = colors = None
+    if "ply_file_path" in data:  # nerfstudio's ns-process-data writes the SfM points here
+        xyz, rgb = read_ply_points(json_path.parent / str(data["ply_file_path"]))
+        points = torch.as_tensor(xyz, dtype=torch.float32)
+        colors = None if rgb is None else torch.as_tensor(rgb, dtype=torch.float32)
     return SceneSource(
         format="nerfstudio",
         root=json_path.parent,
         image_paths=fr.image_paths,
         cameras=fr.cameras,
         mask_paths=fr.mask_paths,
+        points=points,
+        point_colors=colors,
         meta=meta,
     )
+
+
+_PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
+    "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+}  # fmt: skip
+
+
+def read_ply_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Reads the vertices of a point-cloud PLY (ascii or binary, no faces needed).
+
+    Returns:
+        xyz [P, 3] float64 and colours [P, 3] in [0, 1] (None without red/green/blue).
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError("point cloud file not found", path=path, hint="fix ply_file_path") from None
+    end = raw.find(b"end_header")
+    if not raw.startswith(b"ply") or end < 0:
+        raise DataError("is not a PLY file", path=path)
+    header = raw[:end].decode("ascii", errors="replace").splitlines()
+    body = raw[raw.index(b"\n", end) + 1 :]
+    fmt = next((ln.split()[1] for ln in header if ln.startswith("format")), "ascii")
+    count, props, in_vertex = 0, [], False
+    for line in header:
+        e = line.split()
+        if e[:1] == ["element"]:
+            in_vertex = e[1] == "vertex"
+            count = int(e[2]) if in_vertex else count
+        elif e[:1] == ["property"] and in_vertex:
+            if e[1] == "list" or e[1] not in _PLY_TYPES:
+                raise DataError(f"vertex property {' '.join(e[1:])} is not supported", path=path)
+            props.append((e[2], _PLY_TYPES[e[1]]))
+    endian = {"binary_little_endian": "<", "binary_big_endian": ">"}.get(fmt, "")
+    try:
+        if endian:
+            v = np.frombuffer(body, np.dtype([(n, endian + t) for n, t in props]), count=count)
+        else:
+            rows = np.loadtxt(body.decode().splitlines()[:count], ndmin=2)
+            v = {n: rows[:, i] for i, (n, _) in enumerate(props)}
+        xyz = np.stack([v["x"], v["y"], v["z"]], axis=-1).astype(np.float64)
+    except (ValueError, KeyError) as err:
+        raise DataError(f"has unreadable vertices ({err})", path=path) from None
+    names = [n for n, _ in props]
+    if not all(c in names for c in ("red", "green", "blue")):
+        return xyz, None
+    rgb = np.stack([v["red"], v["green"], v["blue"]], axis=-1).astype(np.float64)
+    scale = 255.0 if dict(props)["red"] in ("u1", "i1") or rgb.max(initial=0) > 1 else 1.0
+    return xyz, rgb / scale
 
 
 def write_transforms(path: Path, cameras: Cameras, file_paths: list[str]) -> None:

@@ -98,3 +98,32 @@ def test_missing_frames_error_and_skip(tiny_scene):
     assert "transforms_ok.json" in str(err.value) and "\n" not in str(err.value)
     assert len(load_scene(s.root, verbose=False, skip_missing=True)) == len(s.names)
     assert len(load_scene(s.root / "transforms_ok.json", verbose=False)) == len(s.names)
+
+
+@pytest.mark.parametrize("ascii_ply", [False, True])
+def test_nerfstudio_points_and_masks(tiny_scene, ascii_ply: bool):
+    o3d = pytest.importorskip("open3d")  # an independent PLY writer
+    s = tiny_scene
+    cloud = o3d.geometry.PointCloud()
+    cloud.points = o3d.utility.Vector3dVector(s.points)
+    cloud.colors = o3d.utility.Vector3dVector(s.colors)
+    o3d.io.write_point_cloud(str(s.root / "sparse_pc.ply"), cloud, write_ascii=ascii_ply)
+    (s.root / "masks").mkdir()
+    rng = np.random.default_rng(5)
+    for n in s.names:
+        Image.fromarray(rng.integers(0, 256, (24, 32), dtype=np.uint8), "L").save(
+            s.root / "masks" / n
+        )
+    write_transforms(s.root / "transforms.json", s.cameras, [f"images/{n}" for n in s.names])
+    data = json.loads((s.root / "transforms.json").read_text())
+    data["ply_file_path"] = "sparse_pc.ply"
+    for frame, n in zip(data["frames"], s.names):
+        frame["mask_path"] = f"masks/{n}"
+    (s.root / "transforms.json").write_text(json.dumps(data))
+    scene = load_scene(s.root, verbose=False, indices=[1])
+    torch.testing.assert_close(scene.points.double(), torch.as_tensor(s.points), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        scene.point_colors.double(), torch.as_tensor(s.colors), atol=1e-6, rtol=0
+    )
+    mask = np.asarray(Image.open(s.root / "masks" / s.names[1]), dtype=np.float64) / 255.0
+    np.testing.assert_allclose(scene.masks[0].numpy(), mask, atol=1e-6)

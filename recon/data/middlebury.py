@@ -31,10 +31,12 @@ def parse_middlebury(path: Path) -> SceneSource:
     if par is None:
         raise DataError("no *_par.txt calibration file", path=path)
     names, Ks, views = [], [], []
-    lines = [ln.split() for ln in par.read_text().splitlines() if ln.strip()]
-    if lines and len(lines[0]) == 1:  # the first line may hold the number of views
+    lines = [
+        (row, ln.split()) for row, ln in enumerate(par.read_text().splitlines(), 1) if ln.strip()
+    ]
+    if lines and len(lines[0][1]) == 1:  # the first line may hold the number of views
         lines = lines[1:]
-    for row, e in enumerate(lines, start=1):
+    for row, e in lines:
         if len(e) != 22:
             raise DataError(
                 f"line {row} has {len(e)} fields, expected 22 (name k11..k33 r11..r33 t1..t3)",
@@ -48,7 +50,6 @@ def parse_middlebury(path: Path) -> SceneSource:
         raise DataError("lists no views", path=par)
     paths = [par.parent / n for n in names]
     check_missing(paths, par, hint="the images must lie beside the _par.txt file")
-
     sizes = [image_size(p) for p in paths]
     cams = Cameras.create(
         np.stack(Ks), np.stack(views), [s[0] for s in sizes], [s[1] for s in sizes]

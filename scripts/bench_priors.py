@@ -1,0 +1,148 @@
+"""Geometry-prior benchmarks (issue 5): SfM on Lund door, plane-sweep MVS accuracy and coverage.
+
+Usage: python scripts/bench_priors.py [--only sfm,mvs,real] [--json out.json]
+
+* sfm: pycolmap SfM on the 12 Lund door photos (SIFT on photos downscaled to a longer side of
+  1000 px; keypoints and the model are at full resolution), camera centres compared with the
+  provided COLMAP model after a similarity (Umeyama) alignment; error in % of the scene extent
+  (the largest distance between two ground-truth camera centres).
+* mvs: plane-sweep stereo on the embedded synthetic scene (exact depth) at 400x300, 3 and 6
+  neighbouring views of the ring, depth bounds from the cameras only (no ground truth used).
+* real: kept fraction and forward-backward reprojection error of consistent pixels on
+  Middlebury templeSparseRing (6 neighbouring views) and DTU scan24 (the 3-view protocol).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Similarity (s, R, t) minimising |dst - (s R src + t)|^2 (Umeyama 1991)."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    xs, xd = src - mu_s, dst - mu_d
+    cov = xd.T @ xs / len(src)
+    U, S, Vt = np.linalg.svd(cov)
+    D = np.eye(3)
+    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
+        D[2, 2] = -1
+    R = U @ D @ Vt
+    s = np.trace(np.diag(S) @ D) / xs.var(0).sum()
+    return s, R, mu_d - s * R @ mu_s
+
+
+def bench_sfm() -> dict:
+    import pycolmap
+
+    from recon.priors.sfm import run_sfm
+
+    root = DATA / "gtsfm_lund_door" / "set1_lund_door"
+    out = Path(tempfile.mkdtemp(prefix="bench-sfm-")) / "lund"
+    t0 = time.perf_counter()
+    res = run_sfm(root / "images", out, max_image_size=1000)
+    elapsed = time.perf_counter() - t0
+    rec = pycolmap.Reconstruction(str(res.model_dir))
+    gt = pycolmap.Reconstruction(str(root / "colmap_ground_truth"))
+    gt_c = {im.name: im.projection_center() for im in gt.images.values()}
+    est_c = {im.name: im.projection_center() for im in rec.images.values() if im.has_pose}
+    names = sorted(set(gt_c) & set(est_c))
+    a = np.array([est_c[n] for n in names])
+    b = np.array([gt_c[n] for n in names])
+    s, R, t = umeyama(a, b)
+    err = np.linalg.norm((s * (R @ a.T)).T + t - b, axis=1)
+    extent = max(np.linalg.norm(p - q) for p in b for q in b)
+    shutil.rmtree(out.parent, ignore_errors=True)
+    return {"registered": len(res.registered), "total": res.num_images, "points": res.num_points,
+            "median_err_pct_extent": float(np.median(err) / extent * 100),
+            "max_err_pct_extent": float(err.max() / extent * 100), "seconds": round(elapsed, 1)}
+
+
+def _mvs_stats(scene, ids, cfg, gt: bool) -> dict:
+    from recon.priors.bounds import depth_bounds
+    from recon.priors.stereo import run_mvs
+
+    cams = scene.cameras[ids]
+    bounds = depth_bounds(cams.viewmats)
+    t0 = time.perf_counter()
+    res = run_mvs([scene.images[i] for i in ids], cams.Ks, cams.viewmats, bounds, cfg, progress=False)
+    out = {"views": len(ids), "seconds": round(time.perf_counter() - t0, 1)}
+    kept_all, kept_fg, rel_med, reproj = [], [], [], []
+    for k, i in enumerate(ids):
+        kept = res.depths[k] > 0
+        kept_all.append(float(kept.float().mean()))
+        reproj.append(float(res.reproj_errors[k][kept].mean()) if kept.any() else float("nan"))
+        if gt:
+            d = scene.depths[i]
+            fg = d > 0
+            kept_fg.append(float((kept & fg).sum() / fg.sum()))
+            ok = kept & fg
+            rel_med.append(float(((res.depths[k] - d).abs() / d)[ok].median()))
+        else:
+            fg = scene.masks[i] > 0.5 if scene.masks is not None else scene.images[i].amax(-1) > 0.05
+            kept_fg.append(float((kept & fg).sum() / fg.sum()))
+    out.update(kept_fraction=round(float(np.mean(kept_all)), 3), kept_foreground=round(float(np.mean(kept_fg)), 3),
+               mean_reproj_px=round(float(np.nanmean(reproj)), 3), fused_points=len(res.cloud))
+    if gt:
+        out["median_rel_err"] = round(float(np.median(rel_med)), 4)
+    return out
+
+
+def bench_mvs() -> list[dict]:
+    from recon.data.synthetic import make_synthetic_scene
+    from recon.priors.stereo import MVSConfig
+
+    scene = make_synthetic_scene(num_views=24, width=400, height=300)
+    rows = []
+    for ids in ([1, 2, 3], [1, 2, 3, 4, 5, 6]):
+        rows.append({"scene": "synthetic 400x300", **_mvs_stats(scene, ids, MVSConfig(), gt=True)})
+    return rows
+
+
+def bench_real() -> list[dict]:
+    from recon.data import load_scene
+    from recon.priors.stereo import MVSConfig
+
+    rows = []
+    temple = load_scene(DATA / "middlebury_mvs" / "templeSparseRing", verbose=False)
+    rows.append({"scene": "templeSparseRing (views 1-6, 400x300)",
+                 **_mvs_stats(temple, [0, 1, 2, 3, 4, 5], MVSConfig(), gt=False)})
+    dtu = load_scene(DATA / "dtu" / "scan24", verbose=False)
+    rows.append({"scene": "DTU scan24 (views 25, 22, 28, 400x300)",
+                 **_mvs_stats(dtu, [25, 22, 28], MVSConfig(), gt=False)})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default="sfm,mvs,real")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    parts = args.only.split(",")
+    torch.set_num_threads(2)
+    report = {"machine": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
+    if "mvs" in parts:
+        report["mvs"] = bench_mvs()
+        print(json.dumps(report["mvs"], indent=1), flush=True)
+    if "real" in parts:
+        report["real"] = bench_real()
+        print(json.dumps(report["real"], indent=1), flush=True)
+    if "sfm" in parts:
+        report["sfm"] = bench_sfm()
+        print(json.dumps(report["sfm"], indent=1), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

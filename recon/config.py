@@ -1,0 +1,375 @@
+"""Training configuration: frozen dataclasses, named presets, strict load and save.
+
+A :class:`TrainConfig` is composed of small frozen sections (data, init, optimisation, losses,
+sparse-view regularisers, strategy, checkpointing). Field docstrings are the CLI help (tyro reads
+them). Named presets live in ``configs/train/<name>.yaml``: each holds only the fields that differ
+from the defaults, nested like the dataclasses. Configs are saved as plain JSON/YAML with a
+``schema_version``; loading is strict: an unknown key or a wrong type is a
+:class:`~recon.errors.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from recon.errors import ConfigError
+
+SCHEMA_VERSION = 1
+PRESET_DIR = Path(__file__).resolve().parents[1] / "configs" / "train"
+
+Primitive = Literal["gaussian", "triangle", "convex"]
+PRIMITIVES: tuple[str, ...] = ("gaussian", "triangle", "convex")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which scene to read and which views train."""
+
+    path: str = ""
+    """Scene folder or file (COLMAP, transforms.json, Blender, LLFF, DTU, photos); "synthetic" = the demo scene."""
+    format: str = "auto"
+    """Scene format, or "auto" to detect it."""
+    protocol: str = "auto"
+    """Sparse-view protocol: llff, dtu, blender, generic or auto (from the format)."""
+    views: int | None = None
+    """Number of training views (protocol default when unset)."""
+    test_every: int = 8
+    """Every K-th view is a test view (llff, generic protocols)."""
+    downscale: float = 1.0
+    """Image downscale factor (reads images_<K> folders when present)."""
+    synthetic_width: int = 96
+    """Image width of the synthetic demo scene."""
+    synthetic_height: int = 72
+    """Image height of the synthetic demo scene."""
+    synthetic_views: int = 24
+    """Number of views of the synthetic demo scene."""
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """How primitives are initialised."""
+
+    method: str = "auto"
+    """Point cloud prior: auto, scene (the scene's own points), sfm, mvs, hull, random."""
+    max_points: int = 20000
+    """Random subset of the prior points kept for initialisation (0 = all)."""
+    random_points: int = 5000
+    """Number of random points in the scene bounds when no prior point cloud exists."""
+    opacity: float = 0.1
+    """Initial opacity of Gaussians (triangles 0.28 and convexes 0.1 as in METHODS.md use their own below)."""
+    scale_mult: float = 1.0
+    """Multiplier on the k-NN based initial sizes."""
+    triangle_opacity: float = 0.28
+    """Initial triangle opacity."""
+    triangle_sigma: float = 1.16
+    """Initial triangle window smoothness sigma."""
+    triangle_size: float = 2.23
+    """Triangle radius as a multiple of the 3-NN RMS distance."""
+    convex_points: int = 6
+    """Points per convex (K)."""
+    convex_opacity: float = 0.1
+    """Initial convex opacity."""
+    convex_size: float = 1.2
+    """Convex radius as a multiple of the 3-NN RMS distance."""
+    convex_sigma: float = 9.5e-4
+    """Initial convex sharpness sigma."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam learning rates and schedules (per parameter group)."""
+
+    means_lr: float = 1.6e-4
+    """Gaussian centre LR, multiplied by the scene scale; decays exponentially to means_lr_final."""
+    means_lr_final: float = 1.6e-6
+    """Final Gaussian centre LR (times scene scale)."""
+    scales_lr: float = 5e-3
+    """Gaussian log-scale LR."""
+    quats_lr: float = 1e-3
+    """Gaussian rotation LR."""
+    opacities_lr: float = 5e-2
+    """Opacity logit LR (Gaussians; triangles use triangle_opacity_lr, convexes convex_opacity_lr)."""
+    sh0_lr: float = 2.5e-3
+    """SH DC LR."""
+    shN_lr: float = 2.5e-3 / 20
+    """Higher-order SH LR."""
+    vertices_lr: float = 1.8e-3
+    """Triangle vertex LR (times scene scale), decayed to /100."""
+    sigma_lr: float = 8e-4
+    """Triangle smoothness LR."""
+    triangle_opacity_lr: float = 0.014
+    """Triangle opacity logit LR."""
+    points_lr: float = 5e-4
+    """Convex point LR (times scene scale), decayed to /100."""
+    delta_lr: float = 5e-3
+    """Convex log-delta LR."""
+    convex_sigma_lr: float = 4.5e-3
+    """Convex log-sigma LR."""
+    convex_opacity_lr: float = 0.01
+    """Convex opacity logit LR."""
+    sh_degree: int = 3
+    """Maximum SH degree."""
+    sh_increase_every: int = 1000
+    """Raise the active SH degree by one every N steps."""
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Photometric loss and per-primitive regularisers."""
+
+    ssim_lambda: float = 0.2
+    """Weight of D-SSIM against L1."""
+    opacity_reg: float = 0.0
+    """Weight of mean opacity (Gaussians; triangles use 0.0055 by default below)."""
+    scale_reg: float = 0.0
+    """Weight of mean activated scale (Gaussians, MCMC uses 0.01)."""
+    triangle_opacity_reg: float = 0.0055
+    """Weight of mean triangle opacity."""
+    convex_mask_reg: float = 0.0
+    """Weight of mean convex opacity (3DCS mask term, simplified)."""
+    background: Literal["auto", "white", "black", "random"] = "auto"
+    """Background: auto (scene's own colour, white for masked scenes), white, black, random."""
+
+
+@dataclass(frozen=True)
+class SparseConfig:
+    """Sparse-view regularisers (FSGS, SparseNeRF, pseudo views, floater pruning)."""
+
+    enabled: bool | None = None
+    """Turn all of them on/off; unset = on when training on 9 views or fewer."""
+    depth_source: Literal["auto", "scene", "priors", "none"] = "auto"
+    """Depth prior: scene (the scene's own depth maps), priors (geometry priors), auto = priors then scene."""
+    pearson_weight: float = 0.05
+    """Weight of 1 - Pearson(rendered depth, prior depth) on training views (FSGS)."""
+    ranking_weight: float = 0.1
+    """Weight of the local depth ranking loss (SparseNeRF)."""
+    ranking_pairs: int = 512
+    """Pixel pairs sampled per step for the ranking loss."""
+    ranking_box: int = 16
+    """Half size of the box the second pixel of a pair is drawn in."""
+    pseudo_weight: float = 0.05
+    """Weight of the depth smoothness loss on pseudo views near training cameras."""
+    pseudo_every: int = 4
+    """Render a pseudo view every N steps."""
+    pseudo_start: int = 200
+    """First step with pseudo views."""
+    pseudo_shift: float = 0.1
+    """Pseudo camera displacement as a fraction of the scene scale."""
+    floater_every: int = 0
+    """Prune floaters (primitives in front of the depth prior) every N steps; 0 = never."""
+    floater_margin: float = 0.2
+    """A primitive is a floater when its depth < (1 - margin) x prior depth in a training view."""
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Densification and pruning (the strategy is chosen per primitive)."""
+
+    name: Literal["auto", "default", "mcmc", "triangle", "convex", "none"] = "auto"
+    """auto = default for Gaussians, triangle for triangles, convex for convexes."""
+    refine_start: int = 500
+    """First refinement step."""
+    refine_stop: int = 15000
+    """No refinement after this step."""
+    refine_every: int = 100
+    """Refine every N steps."""
+    reset_every: int = 3000
+    """Opacity reset period (default strategy)."""
+    grow_grad2d: float = 2e-4
+    """Gradient threshold for growth (default strategy)."""
+    absgrad: bool = False
+    """Use the absolute 2D gradient (AbsGS) for growth."""
+    grow_scale3d: float = 0.01
+    """Clone below / split above this scale (fraction of the scene scale)."""
+    prune_opacity: float = 0.005
+    """Prune primitives below this opacity."""
+    prune_scale3d: float = 0.1
+    """Prune Gaussians larger than this fraction of the scene scale."""
+    cap_max: int = 100000
+    """Primitive budget (MCMC, triangles)."""
+    noise_lr: float = 5e5
+    """MCMC position noise scale."""
+    dead_blend: float = 0.022
+    """Triangles: dead when max blending weight is below this."""
+    split_size: float = 24.0
+    """Triangles: projected radius (px) above which a sampled triangle is subdivided."""
+    growth: float = 1.3
+    """Triangles: budget growth factor per refinement."""
+    convex_grad: float = 2.5e-5
+    """Convexes: split threshold on the mean sigma gradient."""
+    convex_shrink: float = 0.63
+    """Convexes: child scale relative to the parent."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; saved to RUN/config.json."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    primitive: Primitive = "gaussian"
+    """Primitive family."""
+    init: InitConfig = field(default_factory=InitConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    sparse: SparseConfig = field(default_factory=SparseConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    iterations: int = 30000
+    """Training steps (one view per step)."""
+    seed: int = 0
+    """Seed of every random choice (runs are reproducible on CPU)."""
+    backend: str = "auto"
+    """Rasterizer backend: auto, cpu, cuda, reference, gsplat."""
+    device: str = "cpu"
+    """Torch device: cpu or cuda."""
+    checkpoint_every: int = 1000
+    """Write a checkpoint every N steps (and at the end and on Ctrl-C)."""
+    log_every: int = 10
+    """Append to log.jsonl every N steps."""
+    preset: str = ""
+    """Name of the preset this config was built from (informational)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict with ``schema_version``."""
+        return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+
+
+# --------------------------------------------------------------------------------- strict IO
+def _check_value(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, typing.get_args(tp)))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_value(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, base: Any = None) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f" in {prefix}" if prefix else ""
+        raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}{where}",
+                          hint=f"valid keys: {', '.join(fields)}")
+    base = base if base is not None else cls()
+    values = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            values[name] = _build(tp, value, key, getattr(base, name))
+        else:
+            values[name] = _check_value(value, tp, key)
+    return dataclasses.replace(base, **values)
+
+
+def config_from_dict(data: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """Builds a config from a nested dict, strictly (unknown keys and wrong types rejected).
+
+    Args:
+        data: nested mapping; ``schema_version`` is checked and removed when present.
+        base: config the values override (defaults when None).
+    """
+    data = dict(data)
+    version = data.pop("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise ConfigError(f"config schema_version {version} is not supported (this recon reads {SCHEMA_VERSION})")
+    return _build(TrainConfig, data, "", base)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Writes ``config`` as JSON (``.json``) or YAML (``.yaml``/``.yml``)."""
+    path = Path(path)
+    data = config.to_dict()
+    text = yaml.safe_dump(data, sort_keys=False) if path.suffix in (".yaml", ".yml") else json.dumps(data, indent=2)
+    path.write_text(text)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Reads a config written by :func:`save_config` (strict)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config: {err.strerror}", path=path) from None
+    try:
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as err:
+        raise ConfigError(f"not valid {'YAML' if path.suffix != '.json' else 'JSON'}: {err}", path=path) from None
+    try:
+        return config_from_dict(data or {})
+    except ConfigError as err:
+        raise ConfigError(str(err), path=path) from None
+
+
+def preset_names() -> list[str]:
+    """Names of the presets in ``configs/train``."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str) -> TrainConfig:
+    """The named preset: the defaults overridden by ``configs/train/<name>.yaml``.
+
+    Raises:
+        ConfigError: unknown preset (the message lists the known ones) or an invalid file.
+    """
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name!r}", hint=f"--preset must be one of {', '.join(preset_names())}")
+    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        config = config_from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(str(err), path=path) from None
+    return dataclasses.replace(config, preset=name)
+
+
+def override(config: TrainConfig, **changes: Any) -> TrainConfig:
+    """Returns ``config`` with dotted keys replaced, e.g. ``override(c, **{"data.views": 3})``."""
+    nested: dict[str, Any] = {}
+    for key, value in changes.items():
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return config_from_dict(nested, base=config)

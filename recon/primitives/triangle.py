@@ -1,0 +1,65 @@
+"""Triangles (Triangle Splatting): 3 free vertices, window smoothness sigma, opacity, SH."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from recon.primitives.knn import mean_sq_knn_dist
+from recon.primitives.sh import sh_params
+from recon.primitives.spec import PrimitiveSpec, fibonacci_sphere, random_rotations
+
+SPEC = PrimitiveSpec(
+    name="triangle",
+    activations={
+        "vertices": "identity",  # [N, 3, 3]
+        "sigma": "exp_plus_0.01",  # [N] sigma = 0.01 + exp(raw)
+        "opacities": "sigmoid",  # [N]
+        "sh0": "identity",  # [N, 1, 3]
+        "shN": "identity",  # [N, K - 1, 3]
+    },
+)
+
+
+def init_from_points(
+    points: Tensor,
+    colors: Tensor,
+    *,
+    sh_degree: int = 3,
+    opacity: float = 0.28,
+    sigma: float = 1.16,
+    size: float = 2.23,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """One triangle per point: vertices = centre + r R u_i (METHODS.md 1.1).
+
+    ``u_i`` are 3 Fibonacci-sphere directions, ``R`` a random rotation per triangle and
+    ``r = size * sqrt(mean squared 3-NN distance)``.
+
+    Args:
+        points: [P, 3] centres.
+        colors: [P, 3] colours in [0, 1].
+        sh_degree: highest SH degree stored.
+        opacity: initial opacity.
+        sigma: initial window smoothness (> 0.01).
+        size: radius multiplier on the 3-NN RMS distance.
+        generator: random source for the rotations.
+    """
+    n = points.shape[0]
+    r = mean_sq_knn_dist(points.float()).sqrt() * size  # [N]
+    u = fibonacci_sphere(3)  # [3, 3]
+    R = random_rotations(n, generator)  # [N, 3, 3]
+    offsets = torch.einsum("nij,kj->nki", R, u) * r[:, None, None]  # [N, 3, 3]
+    sh0, shN = sh_params(colors.float(), sh_degree)
+    return {
+        "vertices": points.float()[:, None, :] + offsets,
+        "sigma": SPEC.inverse("sigma", torch.full((n,), sigma)),
+        "opacities": torch.full((n,), float(torch.logit(torch.tensor(opacity)))),
+        "sh0": sh0,
+        "shN": shN,
+    }
+
+
+def centers(params: dict[str, Tensor]) -> Tensor:
+    """[N, 3] centroids."""
+    return params["vertices"].mean(1)

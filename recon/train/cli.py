@@ -1,0 +1,262 @@
+"""``recon train``, ``recon demo`` and ``recon eval``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import tyro
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from recon.config import TrainConfig, load_config, load_preset, override, save_config
+from recon.errors import ConfigError
+from recon.train.run import load_run, write_cameras
+from recon.train.setup import SYNTHETIC, depth_prior_maps, initial_cloud, load_training_scene, make_split
+from recon.train.trainer import Trainer, TrainResult, sparse_enabled
+
+console = Console(stderr=True)
+
+
+@dataclass
+class TrainArgs:
+    """Reconstruct a scene: recon train --data PATH --primitive gaussian --out RUN."""
+
+    out: str
+    """Run folder (config, checkpoints, logs, eval)."""
+    data: str = ""
+    """Scene folder or file (not needed with --resume)."""
+    format: str = "auto"
+    """Scene format (auto = detect)."""
+    protocol: Literal["auto", "llff", "dtu", "blender", "generic"] = "auto"
+    """Sparse-view protocol choosing train/test views."""
+    views: int | None = None
+    """Number of training views (protocol default when unset)."""
+    primitive: Literal["gaussian", "triangle", "convex"] = "gaussian"
+    """Primitive family."""
+    preset: str = "auto"
+    """Preset in configs/train (auto = sparse-3view for <= 9 training views, else dense)."""
+    iterations: int | None = None
+    """Override the preset's number of steps."""
+    seed: int | None = None
+    """Override the seed."""
+    backend: str | None = None
+    """Rasterizer backend: auto, cpu, cuda, reference, gsplat."""
+    downscale: float | None = None
+    """Image downscale factor."""
+    init: str | None = None
+    """Initial point cloud: auto, scene, sfm, mvs, hull, random."""
+    sparse: bool | None = None
+    """Force the sparse-view regularisers on or off."""
+    checkpoint_every: int | None = None
+    """Override the checkpoint period (steps)."""
+    resume: bool = False
+    """Continue the run in --out from its latest checkpoint."""
+    overwrite: bool = False
+    """Delete an existing --out folder first."""
+    viewer: bool = False
+    """Serve a live viewer while training (needs recon[viewer])."""
+
+
+@dataclass
+class DemoArgs:
+    """Train on the embedded synthetic scene with the demo preset, then evaluate."""
+
+    out: str | None = None
+    """Run folder (default: runs/demo-<primitive>-<time>)."""
+    primitive: Literal["gaussian", "triangle", "convex"] = "gaussian"
+    """Primitive family."""
+    iterations: int | None = None
+    """Override the preset's number of steps."""
+    backend: str | None = None
+    """Rasterizer backend."""
+    overwrite: bool = False
+    """Delete an existing --out folder first."""
+
+
+@dataclass
+class EvalArgs:
+    """Render a run's test views and report PSNR/SSIM/LPIPS."""
+
+    run: tyro.conf.Positional[str]
+    """The run folder."""
+    json: bool = False
+    """Print one JSON object (psnr, ssim, lpips, views) instead of a table."""
+    no_images: bool = False
+    """Do not write side-by-side images."""
+
+
+def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume:
+        if not (out / "config.json").is_file():
+            raise ConfigError("--resume: no run to resume here (no config.json)", path=out,
+                              hint="start it without --resume")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError("the run folder already exists", path=out,
+                              hint="pass --resume to continue it or --overwrite to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _progress_bar(total: int, start: int) -> tuple[Progress, object]:
+    progress = Progress(
+        TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.4f}  psnr {task.fields[psnr]:.2f}  n {task.fields[n]}  {task.fields[its]:.1f} it/s"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+    )  # fmt: skip
+    task = progress.add_task("train", total=total, completed=start, loss=0.0, psnr=0.0, n=0, its=0.0)
+    t0, s0 = time.perf_counter(), start
+
+    def update(step: int, losses: dict, count: int) -> None:
+        its = (step - s0) / max(time.perf_counter() - t0, 1e-9)
+        progress.update(task, completed=step, loss=losses["loss"], psnr=losses["psnr"], n=count, its=its)
+
+    return progress, update
+
+
+def _start_viewer(trainer: Trainer) -> None:
+    try:
+        from viewer.live import start_live_viewer
+    except ImportError:
+        console.print("[yellow]--viewer: the viewer is not installed (pip install 'recon[viewer]'); training without it")
+        return
+    import torch
+
+    from recon.render import render
+
+    def render_fn(cameras, settings):
+        with trainer.state.lock, torch.no_grad():
+            out = render(trainer.config.primitive, trainer.params, cameras, sh_degree=trainer.sh_degree(trainer.step),
+                         backgrounds=None, backend=trainer.config.backend)
+        return out.rgb[0].clamp(0, 1).numpy()
+
+    start_live_viewer(render_fn, trainer.state)
+
+
+def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: bool = False,
+                 quiet: bool = False) -> tuple[Trainer, TrainResult]:
+    """Loads the scene, initialises (or resumes) and trains; writes everything under ``out``."""
+    from recon.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    scene = load_training_scene(config.data, out, verbose=not quiet)
+    split = make_split(scene, config.data)
+    if not resume:
+        save_config(config, out / "config.json")
+        write_cameras(out, scene.cameras, scene.names, split, str(scene.root))
+    use_sparse = sparse_enabled(config, len(split.train))
+    priors = depth_prior_maps(scene, split.train, config.sparse.depth_source) if use_sparse else None
+    trainer = Trainer(config, scene, split, out, depth_priors=priors)
+    ckpt = latest_checkpoint(out / "checkpoints") if resume else None
+    if ckpt is not None:
+        trainer.load(load_checkpoint(ckpt))
+    else:
+        cloud = initial_cloud(scene, split.train, config.init, config.seed, out)
+        trainer.init_from_cloud(cloud)
+        if not quiet:
+            console.print(f"init: {cloud.points.shape[0]} points from {cloud.source}; "
+                          f"{len(split.train)} train / {len(split.test)} test views ({split.protocol}); "
+                          f"sparse regularisers {'on' if use_sparse else 'off'}")
+    if viewer:
+        _start_viewer(trainer)
+    if quiet:
+        result = trainer.train()
+    else:
+        progress, update = _progress_bar(config.iterations, trainer.step)
+        with progress:
+            result = trainer.train(update)
+    if not quiet:
+        state = "interrupted" if result.interrupted else "done"
+        console.print(f"{state}: step {result.step}/{config.iterations}, {result.num_primitives} {config.primitive}s, "
+                      f"{result.seconds:.1f} s, last train PSNR {result.last_psnr:.2f} dB; run in {out}")
+    return trainer, result
+
+
+def _config_from_args(args: TrainArgs) -> TrainConfig:
+    preset = args.preset
+    if preset == "auto":
+        preset = "sparse-3view" if (args.views is not None and args.views <= 9) or args.protocol == "dtu" else "dense"
+    config = load_preset(preset)
+    changes = {"data.path": args.data, "data.format": args.format, "data.protocol": args.protocol,
+               "data.views": args.views, "primitive": args.primitive}
+    for key, value in (("iterations", args.iterations), ("seed", args.seed), ("backend", args.backend),
+                       ("data.downscale", args.downscale), ("init.method", args.init), ("sparse.enabled", args.sparse),
+                       ("checkpoint_every", args.checkpoint_every)):
+        if value is not None:
+            changes[key] = value
+    return override(config, **changes)
+
+
+def train_main(argv: list[str], prog: str = "recon train") -> int:
+    args = tyro.cli(TrainArgs, args=_resume_shorthand(argv), prog=prog)
+    out = Path(args.out)
+    _prepare_out(out, args.resume, args.overwrite)
+    if args.resume:
+        config = load_config(out / "config.json")
+        if args.iterations is not None:
+            config = override(config, iterations=args.iterations)
+    else:
+        if not args.data:
+            raise ConfigError("--data is required", hint="pass --data PATH to a scene folder")
+        config = _config_from_args(args)
+    _, result = run_training(config, out, resume=args.resume, viewer=args.viewer)
+    return 130 if result.interrupted else 0
+
+
+def _resume_shorthand(argv: list[str]) -> list[str]:
+    if "--resume" not in argv:
+        return argv
+    i = argv.index("--resume")
+    if i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+        return argv[:i] + ["--resume", "--out", argv[i + 1]] + argv[i + 2 :]
+    return argv
+
+
+def demo_main(argv: list[str], prog: str = "recon demo") -> int:
+    args = tyro.cli(DemoArgs, args=list(argv), prog=prog)
+    out = Path(args.out or f"runs/demo-{args.primitive}-{time.strftime('%Y%m%d-%H%M%S')}")
+    _prepare_out(out, False, args.overwrite)
+    changes = {"data.path": SYNTHETIC, "primitive": args.primitive}
+    if args.iterations is not None:
+        changes["iterations"] = args.iterations
+    if args.backend is not None:
+        changes["backend"] = args.backend
+    config = override(load_preset("demo"), **changes)
+    t0 = time.perf_counter()
+    _, result = run_training(config, out)
+    if result.interrupted:
+        return 130
+    res = _evaluate(out, images=True)
+    console.print(f"demo: test PSNR {res.psnr:.2f} dB, SSIM {res.ssim:.3f} over {len(res.views)} held-out views "
+                  f"({time.perf_counter() - t0:.0f} s total)")
+    print(json.dumps({"psnr": res.psnr, "ssim": res.ssim, "lpips": res.lpips, "run": str(out)}))
+    return 0
+
+
+def _evaluate(run_dir: Path, images: bool = True):
+    from recon.train.evaluate import evaluate_run
+
+    run = load_run(run_dir)
+    scene = load_training_scene(run.config.data, run_dir, verbose=False)
+    return evaluate_run(run, scene, run_dir / "eval", images=images)
+
+
+def eval_main(argv: list[str], prog: str = "recon eval") -> int:
+    args = tyro.cli(EvalArgs, args=list(argv), prog=prog)
+    res = _evaluate(Path(args.run), images=not args.no_images)
+    if args.json:
+        print(json.dumps(res.to_dict()))
+        return 0
+    kind = "masked " if res.masked else ""
+    for row in res.views:
+        lp = "n/a" if row["lpips"] is None else f"{row['lpips']:.4f}"
+        print(f"{row['name']:<32} {kind}PSNR {row['psnr']:6.2f}  SSIM {row['ssim']:.4f}  LPIPS {lp}")
+    lp = "unavailable (no local weights)" if res.lpips is None else f"{res.lpips:.4f}"
+    print(f"mean over {len(res.views)} views: {kind}PSNR {res.psnr:.2f} dB, SSIM {res.ssim:.4f}, LPIPS {lp}")
+    return 0
+

@@ -1,0 +1,112 @@
+"""Photometric losses, depth-prior losses (FSGS, SparseNeRF) and depth smoothness."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32) -> Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).to(dtype)  # [size, size]
+
+
+def ssim(img1: Tensor, img2: Tensor, window_size: int = 11) -> Tensor:
+    """Mean SSIM of two [..., H, W, C] images (3DGS implementation: 11x11 Gaussian, sigma 1.5,
+    zero padding, channel averaged)."""
+    a = img1.reshape(-1, *img1.shape[-3:]).permute(0, 3, 1, 2)  # [B, C, H, W]
+    b = img2.reshape(-1, *img2.shape[-3:]).permute(0, 3, 1, 2)
+    c = a.shape[1]
+    w = _gaussian_window(window_size, dtype=a.dtype).to(a.device).expand(c, 1, window_size, window_size)
+    pad = window_size // 2
+    mu1 = F.conv2d(a, w, padding=pad, groups=c)
+    mu2 = F.conv2d(b, w, padding=pad, groups=c)
+    s11 = F.conv2d(a * a, w, padding=pad, groups=c) - mu1**2
+    s22 = F.conv2d(b * b, w, padding=pad, groups=c) - mu2**2
+    s12 = F.conv2d(a * b, w, padding=pad, groups=c) - mu1 * mu2
+    c1, c2 = 0.01**2, 0.03**2
+    m = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
+    return m.mean()
+
+
+def photometric_loss(render: Tensor, target: Tensor, ssim_lambda: float) -> tuple[Tensor, Tensor]:
+    """``(1 - l) L1 + l (1 - SSIM)`` of [V, H, W, 3] images; returns (loss, l1)."""
+    l1 = (render - target).abs().mean()
+    if ssim_lambda <= 0:
+        return l1, l1
+    return (1 - ssim_lambda) * l1 + ssim_lambda * (1 - ssim(render, target)), l1
+
+
+def pearson(x: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:
+    """Pearson correlation of two equally shaped tensors (all entries)."""
+    x = x.reshape(-1) - x.mean()
+    y = y.reshape(-1) - y.mean()
+    return (x * y).sum() / (x.norm() * y.norm() + eps)
+
+
+def pearson_depth_loss(depth: Tensor, prior: Tensor, valid: Tensor | None = None) -> Tensor:
+    """FSGS depth loss ``min(1 - rho(d, -D), 1 - rho(d, 1/(D + 200)))``, scale/shift invariant.
+
+    Here ``prior`` is a depth (not a disparity); the two forms are evaluated against its negated
+    disparity ``-1/prior`` and against ``prior`` itself, whichever correlates better, so metric
+    depth and MiDaS-style disparity priors both work.
+
+    Args:
+        depth: [H, W] rendered depth.
+        prior: [H, W] prior depth (> 0 where valid).
+        valid: [H, W] bool pixels to use (default: prior > 0).
+    """
+    valid = (prior > 0) if valid is None else valid
+    if int(valid.sum()) < 16:
+        return depth.sum() * 0.0
+    d, p = depth[valid], prior[valid]
+    return torch.minimum(1 - pearson(d, p), 1 - pearson(d, -1.0 / p))
+
+
+def ranking_loss(
+    depth: Tensor, prior: Tensor, num_pairs: int, box: int, generator: torch.Generator | None = None, margin: float = 1e-4
+) -> Tensor:
+    """SparseNeRF local depth ranking: pixel pairs in small boxes, ordered by the prior.
+
+    For pairs (a, b) where the prior says a is nearer, ``mean max(d_a - d_b + margin, 0)``.
+
+    Args:
+        depth: [H, W] rendered depth.
+        prior: [H, W] prior depth (0 = unknown).
+        num_pairs: pairs sampled.
+        box: the second pixel lies within +-box of the first.
+        generator: random source.
+    """
+    h, w = prior.shape
+    ya = torch.randint(0, h, (num_pairs,), generator=generator)
+    xa = torch.randint(0, w, (num_pairs,), generator=generator)
+    yb = (ya + torch.randint(-box, box + 1, (num_pairs,), generator=generator)).clamp(0, h - 1)
+    xb = (xa + torch.randint(-box, box + 1, (num_pairs,), generator=generator)).clamp(0, w - 1)
+    pa, pb = prior[ya, xa], prior[yb, xb]
+    ok = (pa > 0) & (pb > 0) & (pa != pb)
+    if not bool(ok.any()):
+        return depth.sum() * 0.0
+    da, db = depth[ya, xa], depth[yb, xb]
+    near_first = pa < pb
+    d_near = torch.where(near_first, da, db)[ok]
+    d_far = torch.where(near_first, db, da)[ok]
+    return (d_near - d_far + margin).clamp_min(0).mean()
+
+
+def depth_smoothness(depth: Tensor, image: Tensor | None = None) -> Tensor:
+    """Mean absolute depth gradient (edge-aware when ``image`` [H, W, 3] is given)."""
+    dx = (depth[:, 1:] - depth[:, :-1]).abs()
+    dy = (depth[1:] - depth[:-1]).abs()
+    if image is not None:
+        dx = dx * torch.exp(-(image[:, 1:] - image[:, :-1]).abs().mean(-1))
+        dy = dy * torch.exp(-(image[1:] - image[:-1]).abs().mean(-1))
+    return dx.mean() + dy.mean()
+
+
+def psnr(render: Tensor, target: Tensor) -> float:
+    """PSNR in dB of images in [0, 1]."""
+    mse = float((render - target).square().mean())
+    return float("inf") if mse == 0 else -10.0 * torch.log10(torch.tensor(mse)).item()

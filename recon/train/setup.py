@@ -1,0 +1,140 @@
+"""From a config to what training needs: the scene, its split, the initial point cloud and depth priors.
+
+Priors come from :mod:`recon.priors` when it is installed; otherwise from the scene itself
+(its sparse points and depth maps) and finally random points in the scene bounds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from recon.config import DataConfig, InitConfig, TrainConfig
+from recon.data.scene import SceneData
+from recon.data.splits import Split, split_views
+from recon.errors import ConfigError, ReconError
+
+log = logging.getLogger(__name__)
+SYNTHETIC = "synthetic"
+
+
+@dataclass
+class InitCloud:
+    """Initial points [P, 3], colours [P, 3] in [0, 1] and where they came from."""
+
+    points: Tensor
+    colors: Tensor
+    source: str
+
+
+def load_training_scene(data: DataConfig, run_dir: Path | None = None, verbose: bool = True) -> SceneData:
+    """Reads the scene named by ``data.path`` (``"synthetic"`` = the embedded demo scene)."""
+    if data.path == SYNTHETIC:
+        from recon.data.synthetic import make_synthetic_scene
+
+        return make_synthetic_scene(
+            num_views=data.synthetic_views, width=data.synthetic_width, height=data.synthetic_height,
+            test_every=data.test_every,
+        )  # fmt: skip
+    if not data.path:
+        raise ConfigError("no scene given", hint="pass --data PATH (a scene folder) or use `recon demo`")
+    from recon.data.formats import load_scene
+
+    scene = load_scene(data.path, format=data.format, downscale=data.downscale, verbose=verbose)
+    if not scene.has_poses:
+        try:
+            from recon.priors.sfm import ensure_poses
+        except ImportError:
+            raise ConfigError("the photos have no camera poses and pose recovery is not installed",
+                              path=data.path, hint="pip install 'recon[priors]'") from None
+        scene = ensure_poses(scene, (run_dir or Path(data.path)) / "priors")
+    return scene
+
+
+def make_split(scene: SceneData, data: DataConfig) -> Split:
+    """The protocol's train/test split (``SplitError`` names the bad option)."""
+    return split_views(scene, data.protocol, data.views, data.test_every)
+
+
+def scene_box(scene: SceneData, train_ids: list[int]) -> tuple[Tensor, Tensor]:
+    """An axis-aligned box [3], [3] around the content: the points' 1-99% range, else the cameras'."""
+    if scene.points is not None and scene.num_points > 10:
+        q = torch.quantile(scene.points.float(), torch.tensor([0.01, 0.99]), dim=0)
+        return q[0], q[1]
+    centers = scene.cameras[train_ids].centers.float()
+    mid = centers.mean(0)
+    half = torch.full((3,), 0.5 * scene.scene_scale)
+    return mid - half, mid + half
+
+
+def initial_cloud(scene: SceneData, train_ids: list[int], init: InitConfig, seed: int,
+                  run_dir: Path | None = None) -> InitCloud:
+    """Points to initialise primitives from, following ``init.method``."""
+    gen = torch.Generator().manual_seed(seed)
+    method = init.method
+    cloud = None
+    if method in ("auto", "scene") and scene.points is not None and scene.num_points > 0:
+        colors = scene.point_colors if scene.point_colors is not None else torch.full_like(scene.points, 0.5)
+        cloud = InitCloud(scene.points.float(), colors.float(), "scene")
+    elif method == "scene":
+        raise ConfigError("init.method scene: the scene has no points", hint="use init.method auto or random")
+    elif method != "random":
+        try:
+            from recon.priors.init import initial_point_cloud
+
+            pc = initial_point_cloud(scene, train_ids, method, workdir=None if run_dir is None else run_dir / "priors")
+            cloud = InitCloud(pc.points, pc.colors, pc.source)
+        except ImportError:
+            log.warning("recon.priors is not available; initialising from random points")
+        except ReconError:
+            if method != "auto":
+                raise
+            log.warning("no prior point cloud could be computed; initialising from random points")
+    if cloud is None:
+        lo, hi = scene_box(scene, train_ids)
+        pts = lo + torch.rand(init.random_points, 3, generator=gen) * (hi - lo)
+        cloud = InitCloud(pts, torch.rand(init.random_points, 3, generator=gen), "random")
+    if init.max_points and cloud.points.shape[0] > init.max_points:
+        keep = torch.randperm(cloud.points.shape[0], generator=gen)[: init.max_points]
+        cloud = InitCloud(cloud.points[keep], cloud.colors[keep], cloud.source)
+    return cloud
+
+
+def depth_prior_maps(scene: SceneData, train_ids: list[int], source: str) -> list[Tensor] | None:
+    """Per training view [H, W] depth prior (0 = unknown), or None.
+
+    ``scene`` uses the scene's own depth maps; ``priors`` computes stereo depth; ``auto`` tries
+    the scene's maps first (exact on the synthetic scene), then stereo.
+    """
+    if source == "none":
+        return None
+    if source in ("scene", "auto") and scene.depths is not None:
+        return [scene.depths[i].float() for i in train_ids]
+    if source == "scene":
+        raise ConfigError("sparse.depth_source scene: the scene has no depth maps", hint="use auto or priors")
+    try:
+        from recon.priors.init import depth_priors
+    except ImportError:
+        return None
+    try:
+        return depth_priors(scene, train_ids, "auto")
+    except ReconError as err:
+        log.warning("no depth prior: %s", err)
+        return None
+
+
+def background_color(config: TrainConfig, scene: SceneData) -> Tensor | None:
+    """[3] fixed background, or None for a random one per step."""
+    mode = config.loss.background
+    if mode == "random":
+        return None
+    if mode == "white":
+        return torch.ones(3)
+    if mode == "black":
+        return torch.zeros(3)
+    bg = scene.meta.get("background")
+    return torch.tensor(bg, dtype=torch.float32) if bg is not None else torch.zeros(3)

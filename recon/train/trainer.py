@@ -1,0 +1,322 @@
+"""The training loop: render -> losses -> backward -> optimizer -> strategy, with checkpoints.
+
+Reproducible on CPU: every random choice draws from torch's global RNG seeded by
+``config.seed`` (and restored from checkpoints) or from generators derived from the step, so
+``--resume`` continues bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from recon.cameras import Cameras
+from recon.config import TrainConfig
+from recon.data.scene import SceneData
+from recon.data.splits import Split
+from recon.errors import ConfigError, ReconError
+from recon.primitives import family
+from recon.render import render
+from recon.train import losses
+from recon.train.checkpoint import Checkpoint, save_checkpoint
+from recon.train.optim import POSITION_PARAMS, base_lrs, make_optimizers, make_strategy, position_lr
+from recon.train.setup import InitCloud, background_color
+from recon.train.state import TrainingState
+
+
+class TrainingDiverged(ReconError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    """Summary of a finished (or interrupted) run."""
+
+    step: int
+    num_primitives: int
+    seconds: float
+    last_loss: float
+    last_psnr: float
+    interrupted: bool = False
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+def sparse_enabled(config: TrainConfig, num_train: int) -> bool:
+    """Whether the sparse-view regularisers are on (explicit, or automatic for <= 9 views)."""
+    return config.sparse.enabled if config.sparse.enabled is not None else num_train <= 9
+
+
+def pseudo_camera(cameras: Cameras, shift: float) -> Cameras:
+    """A camera displaced from a random one of ``cameras`` by ``shift`` in a random direction."""
+    i = int(torch.randint(len(cameras), (1,)))
+    cam = cameras[i]
+    delta = torch.randn(3)
+    delta = delta / delta.norm().clamp_min(1e-9) * shift
+    vm = cam.viewmats.clone()
+    vm[0, :3, 3] -= vm[0, :3, :3] @ delta.to(vm.dtype)  # centre moves by +delta
+    return Cameras(Ks=cam.Ks, viewmats=vm, widths=cam.widths, heights=cam.heights)
+
+
+class Trainer:
+    """Trains one primitive family on the training views of a scene.
+
+    Args:
+        config: the run's config.
+        scene: the scene (all views).
+        split: train/test indices.
+        run_dir: folder for checkpoints and logs (None = no files, for tests).
+        depth_priors: per training view [H, W] depth (0 = unknown) or None.
+        state: live state shared with a viewer.
+    """
+
+    def __init__(self, config: TrainConfig, scene: SceneData, split: Split, run_dir: Path | None,
+                 depth_priors: list[Tensor] | None = None, state: TrainingState | None = None):
+        self.config = config
+        self.scene = scene
+        self.split = split
+        self.run_dir = run_dir
+        self.train_ids = list(split.train)
+        self.cameras = scene.cameras[self.train_ids]
+        self.images = [scene.images[i] for i in self.train_ids]
+        self.masks = None if scene.masks is None else [scene.masks[i] for i in self.train_ids]
+        self.depth_priors = depth_priors
+        self.scene_scale = scene.scene_scale
+        self.sparse = sparse_enabled(config, len(self.train_ids))
+        self.background = background_color(config, scene)
+        self.state = state or TrainingState(iterations=config.iterations, primitive=config.primitive)
+        self.family = family(config.primitive)
+        self.params: dict[str, torch.nn.Parameter] = {}
+        self.optimizers: dict[str, torch.optim.Adam] = {}
+        self.lrs0: dict[str, float] = {}
+        if config.strategy.name in ("default", "mcmc") and config.primitive != "gaussian":
+            raise ConfigError(f"strategy.name {config.strategy.name} is for Gaussians, not {config.primitive}s",
+                              hint="use strategy.name auto")
+        self.strategy = make_strategy(config, self.scene_scale)
+        self.strategy_state: dict[str, Any] = {}
+        self.step = 0
+        self._stop = False
+
+    # ------------------------------------------------------------------ setup
+    def init_from_cloud(self, cloud: InitCloud) -> None:
+        """Fresh parameters from a point cloud and a fresh RNG/optimizer state."""
+        torch.manual_seed(self.config.seed)
+        c, i, o = self.config, self.config.init, self.config.optim
+        if c.primitive == "gaussian":
+            raw = self.family.init_from_points(cloud.points, cloud.colors, sh_degree=o.sh_degree,
+                                               opacity=i.opacity, scale_mult=i.scale_mult)
+        elif c.primitive == "triangle":
+            raw = self.family.init_from_points(cloud.points, cloud.colors, sh_degree=o.sh_degree,
+                                               opacity=i.triangle_opacity, sigma=i.triangle_sigma, size=i.triangle_size)
+        else:
+            raw = self.family.init_from_points(cloud.points, cloud.colors, sh_degree=o.sh_degree,
+                                               num_points=i.convex_points, opacity=i.convex_opacity,
+                                               sigma=i.convex_sigma, size=i.convex_size)
+        self._set_params(raw)
+        self.strategy_state = self.strategy.initialize_state(self.params)
+        self.step = 0
+
+    def _set_params(self, raw: dict[str, Tensor]) -> None:
+        device = torch.device(self.config.device)
+        self.params = {k: torch.nn.Parameter(v.to(device).contiguous()) for k, v in raw.items()}
+        self.lrs0 = base_lrs(self.config, self.scene_scale)
+        self.optimizers = make_optimizers(self.params, self.lrs0)
+
+    def load(self, ckpt: Checkpoint) -> None:
+        """Restores parameters, Adam moments, strategy state and the RNG from a checkpoint."""
+        self._set_params(ckpt.params)
+        for name, p in self.params.items():
+            moments, meta = ckpt.adam.get(name, {}), ckpt.adam_meta.get(name, {})
+            opt = self.optimizers[name]
+            opt.param_groups[0]["lr"] = meta.get("lr", opt.param_groups[0]["lr"])
+            if "step" in meta and moments:
+                opt.state[p] = {"step": torch.tensor(meta["step"], dtype=torch.float32),
+                                "exp_avg": moments["exp_avg"].clone(), "exp_avg_sq": moments["exp_avg_sq"].clone()}
+        self.strategy_state = self.strategy.initialize_state(self.params)
+        self.strategy_state.update(ckpt.strategy)
+        if ckpt.rng is not None:
+            torch.set_rng_state(ckpt.rng)
+        self.step = ckpt.step
+
+    # ------------------------------------------------------------------ pieces
+    def sh_degree(self, step: int) -> int:
+        o = self.config.optim
+        return min(o.sh_degree, step // max(o.sh_increase_every, 1))
+
+    def view_index(self, step: int) -> int:
+        """Training view of ``step``: a fresh permutation per epoch, derived from seed and epoch."""
+        n = len(self.train_ids)
+        epoch, pos = divmod(step, n)
+        gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        return int(torch.randperm(n, generator=gen)[pos])
+
+    def _set_lrs(self, step: int) -> dict[str, float]:
+        lrs = {}
+        for name, opt in self.optimizers.items():
+            lr = self.lrs0[name]
+            if name in POSITION_PARAMS:
+                lr = position_lr(self.config, lr, self.scene_scale, step)
+            opt.param_groups[0]["lr"] = lr
+            lrs[name] = lr
+        return lrs
+
+    def _target(self, v: int, bg: Tensor) -> Tensor:
+        img = self.images[v]
+        if self.config.loss.background == "random" and self.masks is not None:
+            m = self.masks[v][..., None]
+            img = img * m + bg * (1 - m)
+        return img
+
+    def _regularisers(self) -> dict[str, Tensor]:
+        c, p, terms = self.config.loss, self.params, {}
+        if self.config.primitive == "gaussian":
+            if c.opacity_reg > 0:
+                terms["opacity_reg"] = c.opacity_reg * torch.sigmoid(p["opacities"]).mean()
+            if c.scale_reg > 0:
+                terms["scale_reg"] = c.scale_reg * torch.exp(p["scales"]).mean()
+        elif self.config.primitive == "triangle" and c.triangle_opacity_reg > 0:
+            terms["opacity_reg"] = c.triangle_opacity_reg * torch.sigmoid(p["opacities"]).mean()
+        elif self.config.primitive == "convex" and c.convex_mask_reg > 0:
+            terms["opacity_reg"] = c.convex_mask_reg * torch.sigmoid(p["opacities"]).mean()
+        return terms
+
+    def _sparse_terms(self, v: int, depth: Tensor, step: int) -> dict[str, Tensor]:
+        s, terms = self.config.sparse, {}
+        if self.depth_priors is not None:
+            prior = self.depth_priors[v]
+            if s.pearson_weight > 0:
+                terms["pearson"] = s.pearson_weight * losses.pearson_depth_loss(depth, prior)
+            if s.ranking_weight > 0:
+                terms["ranking"] = s.ranking_weight * losses.ranking_loss(depth, prior, s.ranking_pairs, s.ranking_box)
+        if s.pseudo_weight > 0 and step >= s.pseudo_start and step % max(s.pseudo_every, 1) == 0:
+            cam = pseudo_camera(self.cameras, s.pseudo_shift * self.scene_scale)
+            out = render(self.config.primitive, self.params, cam, sh_degree=self.sh_degree(step),
+                         backend=self.config.backend)
+            terms["pseudo"] = s.pseudo_weight * losses.depth_smoothness(out.depth[0, ..., 0], out.rgb[0].detach())
+        return terms
+
+    @torch.no_grad()
+    def prune_floaters(self) -> int:
+        """Removes primitives lying in front of the depth prior by more than the margin in any view."""
+        if self.depth_priors is None:
+            return 0
+        from recon.strategy import ops
+
+        centers = self.family.centers(self.params).detach()
+        uv, z = self.cameras.project(centers)  # [V, N, 2], [V, N]
+        floater = torch.zeros(centers.shape[0], dtype=torch.bool)
+        for v, prior in enumerate(self.depth_priors):
+            h, w = prior.shape
+            x, y = uv[v, :, 0].floor().long(), uv[v, :, 1].floor().long()
+            inside = (x >= 0) & (x < w) & (y >= 0) & (y < h) & (z[v] > 0)
+            d = torch.zeros_like(z[v])
+            d[inside] = prior[y[inside], x[inside]]
+            floater |= inside & (d > 0) & (z[v] < (1 - self.config.sparse.floater_margin) * d)
+        if bool(floater.any()) and not bool(floater.all()):
+            ops.remove(self.params, self.optimizers, self.strategy_state, floater)
+            return int(floater.sum())
+        return 0
+
+    # ------------------------------------------------------------------ loop
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimisation step (``step`` counts from 0)."""
+        c = self.config
+        lrs = self._set_lrs(step)
+        v = self.view_index(step)
+        cam = self.cameras[v]
+        bg = self.background if self.background is not None else torch.rand(3)
+        out = render(c.primitive, self.params, cam, sh_degree=self.sh_degree(step), backgrounds=bg.reshape(1, 3),
+                     backend=c.backend)
+        target = self._target(v, bg)[None]
+        loss, l1 = losses.photometric_loss(out.rgb, target, c.loss.ssim_lambda)
+        terms = {"l1": l1, **self._regularisers()}
+        if self.sparse:
+            terms.update(self._sparse_terms(v, out.depth[0, ..., 0], step))
+        for key, value in terms.items():
+            if key != "l1":
+                loss = loss + value
+        if not bool(torch.isfinite(loss)):
+            raise TrainingDiverged(
+                f"the loss became {float(loss)} at step {step + 1}; the last good checkpoint is kept"
+                + (f" in {self.run_dir / 'checkpoints'}" if self.run_dir else ""),
+                hint="lower the learning rates (optim.*_lr) or resume from the last checkpoint with --resume",
+            )
+        info = {"means2d": out.means2d, "radii": out.radii, "width": cam.width, "height": cam.height,
+                "n_cameras": 1, "lrs": lrs,
+                "max_weights": out.max_weights if out.max_weights is not None else torch.ones_like(out.radii[..., 0])}
+        self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step + 1, info)
+        loss.backward()
+        info["param_grads"] = {k: p.grad for k, p in self.params.items()}
+        for opt in self.optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step + 1, info)
+        every = c.sparse.floater_every
+        if self.sparse and every > 0 and (step + 1) % every == 0:
+            self.prune_floaters()
+        return {"loss": float(loss.detach()), "l1": float(l1.detach()), "psnr": losses.psnr(out.rgb.detach().clamp(0, 1), target),
+                **{k: float(t.detach()) for k, t in terms.items() if k != "l1"}}
+
+    def save(self) -> Path | None:
+        if self.run_dir is None:
+            return None
+        extra = {"sh_degree": self.sh_degree(self.step),
+                 "background": None if self.background is None else self.background.tolist(),
+                 "num_primitives": self.num_primitives}
+        return save_checkpoint(self.run_dir / "checkpoints", self.step, self.params, self.optimizers,
+                               self.strategy_state, extra)
+
+    @property
+    def num_primitives(self) -> int:
+        return int(next(iter(self.params.values())).shape[0])
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def train(self, progress: Any = None, install_sigint: bool = True) -> TrainResult:
+        """Runs from ``self.step`` to ``config.iterations``; checkpoints every N steps, at the end
+        and on SIGINT (then returns with ``interrupted=True``)."""
+        c = self.config
+        old_handler = signal.signal(signal.SIGINT, self.request_stop) if install_sigint else None
+        log_file = open(self.run_dir / "log.jsonl", "a") if self.run_dir else None
+        t0, last, rows = time.perf_counter(), {"loss": math.nan, "psnr": math.nan}, []
+        try:
+            while self.step < c.iterations and not self._stop:
+                while self.state.paused and not self._stop:
+                    time.sleep(0.05)
+                t = time.perf_counter()
+                try:
+                    with self.state.lock:
+                        last = self.train_step(self.step)
+                except torch.OutOfMemoryError:
+                    raise ReconError(f"out of memory at step {self.step + 1} with {self.num_primitives} primitives",
+                                     hint="lower strategy.cap_max or raise data.downscale") from None
+                self.step += 1
+                self.state.step, self.state.losses = self.step, last
+                self.state.psnr, self.state.num_primitives = last["psnr"], self.num_primitives
+                if self.step % c.log_every == 0 or self.step == c.iterations:
+                    row = {"step": self.step, **last, "count": self.num_primitives,
+                           "its": 1.0 / max(time.perf_counter() - t, 1e-9)}
+                    rows.append(row)
+                    if log_file:
+                        log_file.write(json.dumps(row) + "\n")
+                        log_file.flush()
+                if progress is not None:
+                    progress(self.step, last, self.num_primitives)
+                if c.checkpoint_every > 0 and self.step % c.checkpoint_every == 0:
+                    self.save()
+            self.save()
+        finally:
+            if log_file:
+                log_file.close()
+            if install_sigint:
+                signal.signal(signal.SIGINT, old_handler)
+        return TrainResult(self.step, self.num_primitives, time.perf_counter() - t0, last["loss"], last["psnr"],
+                           interrupted=self._stop, log=rows)

@@ -5,8 +5,9 @@ value of its window at the pixel centres. Tiles are processed in chunks of simil
 sorted primitive lists of a chunk are padded to ``[B, K]``, the window is evaluated for all
 ``tile_size^2`` pixels at once (``[B, K, P]``) and the per-pixel sequential rules (alpha clamp,
 1/255 skip, stop at ``next_T <= 1e-4``) are applied with a cumulative product and masks; this is
-exact because the transmittance is monotone. Autograd gives the backward; with gradients on,
-each chunk is wrapped in activation checkpointing so memory stays bounded by one chunk.
+exact because the transmittance is monotone. Autograd gives the backward; on large scenes
+(over ``CHECKPOINT_ELEMENTS`` intersection-pixel pairs) each chunk is wrapped in activation
+checkpointing so memory stays bounded by one chunk, at about twice the backward time.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ ALPHA_MIN = 1.0 / 255.0
 T_MIN = 1e-4
 # Elements of one chunk's [B, K, P] window tensor.
 CHUNK_ELEMENTS = 1 << 21
+# Above this many (intersection, pixel) pairs, chunks are checkpointed when gradients are on.
+CHECKPOINT_ELEMENTS = 1 << 25
 
 WindowFn = Callable[..., Tensor]
 """``window(ids [B, K] int64 flat ids view*N+n, pixels [B, P, 2], *params) -> [B, K, P]``.
@@ -69,7 +72,7 @@ def composite_tiles(
     flatten_ids: Tensor,  # [M]
     backgrounds: Tensor | None = None,  # [V, C]
     tile_size: int = 16,
-    chunk_elements: int = CHUNK_ELEMENTS,
+    chunk_elements: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Composites sorted per-tile primitive lists into images.
 
@@ -84,12 +87,14 @@ def composite_tiles(
         flatten_ids: [M] int32 from ``isect_tiles``.
         backgrounds: [V, C] or None (zeros).
         tile_size: tile side in pixels.
-        chunk_elements: budget of ``B * K * P`` elements per chunk of tiles.
+        chunk_elements: budget of ``B * K * P`` elements per chunk of tiles (default
+            ``CHUNK_ELEMENTS``).
 
     Returns:
         colors [V, H, W, C], alphas [V, H, W, 1], max_weights [V, N] (max over pixels of
         ``alpha * T``, no gradient).
     """
+    chunk_elements = CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
     V, N, C = features.shape
     TH, TW = tile_offsets.shape[1:]
     P = tile_size * tile_size
@@ -112,9 +117,12 @@ def composite_tiles(
 
     nonempty = torch.nonzero(counts > 0).squeeze(1)
     nonempty = nonempty[torch.argsort(counts[nonempty], stable=True)]
-    use_ckpt = torch.is_grad_enabled() and any(
+    needs_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (features, opacities, *params)
     )
+    # Recomputing chunks in backward halves the speed; only do it when the saved activations
+    # (about ten [M, P] tensors) would be large.
+    use_ckpt = needs_grad and M * P > CHECKPOINT_ELEMENTS
     out_rows, t_rows, tile_rows = [], [], []
     i = 0
     n_nonempty = nonempty.numel()
@@ -151,7 +159,7 @@ def composite_tiles(
         tiles_all = torch.cat(tile_rows)
         sums = sums.index_copy(0, tiles_all, torch.cat(out_rows))
         trans = trans.index_copy(0, tiles_all, torch.cat(t_rows))
-    elif use_ckpt:
+    elif needs_grad:
         # Nothing visible: keep the outputs in the graph so backward() gives zero gradients
         # (as a fused kernel would) instead of failing on a graph-less loss.
         anchor = sum(t.sum() for t in (feats, opacities, *params) if t.is_floating_point())

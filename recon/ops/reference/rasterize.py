@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from recon.ops.reference.composite import CHUNK_ELEMENTS, composite_tiles
+from recon.ops.reference import composite
+from recon.ops.reference.composite import composite_tiles
 from recon.ops.reference.convex import hull_lines
 
 
@@ -110,7 +111,7 @@ def rasterize_triangles_to_pixels(
     params = (verts2d.reshape(V * N, 3, 2), sigma)
     return composite_tiles(
         triangle_window, params, features, opacities, width, height, tile_offsets, flatten_ids,
-        backgrounds, tile_size, CHUNK_ELEMENTS // 4,
+        backgrounds, tile_size, composite.CHUNK_ELEMENTS // 4,
     )
 
 
@@ -137,5 +138,5 @@ def rasterize_convexes_to_pixels(
     )
     return composite_tiles(
         convex_window, params, features, opacities, width, height, tile_offsets, flatten_ids,
-        backgrounds, tile_size, CHUNK_ELEMENTS // (2 * max(K, 1)),
+        backgrounds, tile_size, composite.CHUNK_ELEMENTS // (2 * max(K, 1)),
     )

@@ -37,12 +37,12 @@ def _load_kernels(device: torch.device) -> tuple[types.ModuleType | None, str]:
 
 def _try_kernels(device: torch.device) -> tuple[types.ModuleType | None, str]:
     try:
-        from recon.ops import kernels  # noqa: PLC0415 (import on first use: it may compile)
+        from recon.ops import kernels
 
         if kernels.available(device):
             return kernels, ""
         return None, f"recon.ops.kernels.available({device.type!r}) is False"
-    except Exception as err:  # a missing compiler or a failed build must not break rendering
+    except Exception as err:  # noqa: BLE001 (a failed build must not break rendering)
         return None, f"{type(err).__name__}: {err}"
 
 

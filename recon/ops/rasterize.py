@@ -104,7 +104,6 @@ def _wants_grad(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-
 def _common(
     op: str, width: object, height: object, near_plane: float, far_plane: float
 ) -> tuple[InputChecker, int, int]:
@@ -173,8 +172,22 @@ def rasterize_gaussians(
     viewmats, Ks = _check_cameras(chk, viewmats, Ks)
     if backend == "gsplat":
         return _rasterize_gsplat(
-            chk, means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-            sh_degree, backgrounds, near_plane, far_plane, eps2d, tile_size,
+            chk,
+            means,
+            quats,
+            scales,
+            opacities,
+            colors,
+            viewmats,
+            Ks,
+            width,
+            height,
+            sh_degree,
+            backgrounds,
+            near_plane,
+            far_plane,
+            eps2d,
+            tile_size,
         )
     features = _features(chk, colors, sh_degree, means, viewmats)  # [V, N, C]
     backgrounds = chk.optional("backgrounds", backgrounds, ("V", "C"))
@@ -218,13 +231,17 @@ def _rasterize_gsplat(
             f"got tensors on {means.device}; use backend='auto' on CPU"
         )
     try:
-        from gsplat import rasterization  # noqa: PLC0415 (optional dependency)
+        from gsplat import rasterization
     except ImportError as err:
         raise RuntimeError(
             f"{chk.op}: backend='gsplat' needs the gsplat package: pip install 'recon[gsplat]'"
         ) from err
     if sh_degree is None:
-        colors = chk.tensor("colors", colors, ("V", "N", "C") if getattr(colors, "dim", lambda: 2)() == 3 else ("N", "C"))
+        colors = chk.tensor(
+            "colors",
+            colors,
+            ("V", "N", "C") if getattr(colors, "dim", lambda: 2)() == 3 else ("N", "C"),
+        )
     else:
         colors = chk.tensor("colors", colors, ("N", "SH", 3))
     backgrounds = chk.optional("backgrounds", backgrounds, ("V", "C"))
@@ -237,7 +254,9 @@ def _rasterize_gsplat(
     if means2d.requires_grad:
         means2d.retain_grad()
     depth = torch.where(alphas > 0, image[..., -1:], torch.zeros_like(alphas))
-    return RasterOutput(image[..., :-1], alphas, depth, means2d, meta["radii"].to(torch.int32), None)
+    return RasterOutput(
+        image[..., :-1], alphas, depth, means2d, meta["radii"].to(torch.int32), None
+    )
 
 
 # ----------------------------------------------------------------------------- triangles
@@ -290,7 +309,9 @@ def rasterize_triangles(
     sigma = chk.tensor("sigma", sigma, ("N",), min_value=0.0, exclusive_min=True)
     viewmats, Ks = _check_cameras(chk, viewmats, Ks)
     if backend == "gsplat":
-        raise chk.fail("backend='gsplat' renders Gaussians only; use 'auto', 'cpu', 'cuda' or 'reference'")
+        raise chk.fail(
+            "backend='gsplat' renders Gaussians only; use 'auto', 'cpu', 'cuda' or 'reference'"
+        )
     features = _features(chk, colors, sh_degree, vertices.mean(1), viewmats)
     backgrounds = chk.optional("backgrounds", backgrounds, ("V", "C"))
     engine = resolve_backend(backend, vertices.device)
@@ -364,7 +385,9 @@ def rasterize_convexes(
     sigma = chk.tensor("sigma", sigma, ("N",), min_value=0.0, exclusive_min=True)
     viewmats, Ks = _check_cameras(chk, viewmats, Ks)
     if backend == "gsplat":
-        raise chk.fail("backend='gsplat' renders Gaussians only; use 'auto', 'cpu', 'cuda' or 'reference'")
+        raise chk.fail(
+            "backend='gsplat' renders Gaussians only; use 'auto', 'cpu', 'cuda' or 'reference'"
+        )
     features = _features(chk, colors, sh_degree, points.mean(1), viewmats)
     backgrounds = chk.optional("backgrounds", backgrounds, ("V", "C"))
     engine = resolve_backend(backend, points.device)
@@ -378,7 +401,18 @@ def rasterize_convexes(
         points2d = points2d + shift[..., None, :]
     feats, bgs = _append_depth(features, depths, backgrounds)
     image, alphas, max_weights = engine.rasterize_convexes_to_pixels(
-        points2d, hull, delta, sigma, depths, feats, opacities, width, height, tile_offsets,
-        flatten_ids, bgs, tile_size,
+        points2d,
+        hull,
+        delta,
+        sigma,
+        depths,
+        feats,
+        opacities,
+        width,
+        height,
+        tile_offsets,
+        flatten_ids,
+        bgs,
+        tile_size,
     )
     return _split_output(image, alphas, max_weights, means2d, radii)

@@ -68,7 +68,9 @@ class InputChecker:
         """
         expected = _fmt(shape)
         if not isinstance(value, Tensor):
-            raise self.fail(f"{name} must be a torch.Tensor of shape {expected}, got {type(value).__name__}")
+            raise self.fail(
+                f"{name} must be a torch.Tensor of shape {expected}, got {type(value).__name__}"
+            )
         if value.dim() != len(shape):
             raise self.fail(f"{name} must have shape {expected}, got {list(value.shape)}")
         for axis, (want, got) in enumerate(zip(shape, value.shape)):

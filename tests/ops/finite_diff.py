@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -46,4 +46,6 @@ def check_gradients(
                 plus[name].view(-1)[i] += eps
                 minus[name].view(-1)[i] -= eps
                 flat[i] = (loss(**plus) - loss(**minus)) / (2 * eps)
-        torch.testing.assert_close(grad, numeric, rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(
+            grad, numeric, rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}"
+        )

@@ -60,7 +60,7 @@ def _composite_oracle(means2d, conics, feats, opac, offsets, flat, w, h, bg, til
             for x in range(w):
                 tile = (v * TH + y // tile_size) * TW + x // tile_size
                 T, out = 1.0, np.zeros(C)
-                for fid in ids[flat_off[tile]:flat_off[tile + 1]]:
+                for fid in ids[flat_off[tile] : flat_off[tile + 1]]:
                     vv, n = divmod(int(fid), N)
                     dx, dy = x + 0.5 - m[vv, n, 0], y + 0.5 - m[vv, n, 1]
                     a, b, c = q[vv, n]
@@ -80,10 +80,14 @@ def _composite_oracle(means2d, conics, feats, opac, offsets, flat, w, h, bg, til
     return img, alpha
 
 
-@pytest.mark.parametrize("n,views,w,h,seed", [(60, 1, 24, 20, 0), (150, 2, 40, 33, 1), (200, 1, 48, 32, 2)])
+@pytest.mark.parametrize(
+    "n,views,w,h,seed", [(60, 1, 24, 20, 0), (150, 2, 40, 33, 1), (200, 1, 48, 32, 2)]
+)
 def test_projection_and_tiles_match_gsplat(n, views, w, h, seed):
     means, quats, scales, opac, viewmats, Ks = _scene(n, views, w, h, seed)
-    g_radii, g_means2d, g_depths, g_conics = _gsplat_projection(means, quats, scales, viewmats, Ks, w, h)
+    g_radii, g_means2d, g_depths, g_conics = _gsplat_projection(
+        means, quats, scales, viewmats, Ks, w, h
+    )
     means2d, depths, conics, radii = R.project_gaussians(means, quats, scales, viewmats, Ks, w, h)
     assert torch.equal(radii, g_radii)
     vis = (radii > 0).all(-1)
@@ -106,7 +110,9 @@ def test_images_match_gsplat_pipeline_with_3dgs_compositing(channels):
     bgs = torch.rand(views, channels)
     ours = rasterize_gaussians(means, quats, scales, opac, feats, viewmats, Ks, w, h,
                                backgrounds=bgs, backend="reference")  # fmt: skip
-    g_radii, g_means2d, g_depths, g_conics = _gsplat_projection(means, quats, scales, viewmats, Ks, w, h)
+    g_radii, g_means2d, g_depths, g_conics = _gsplat_projection(
+        means, quats, scales, viewmats, Ks, w, h
+    )
     g_offsets, g_flat = _gsplat_tiles(g_means2d, g_radii, g_depths, w, h)
     img, alpha = _composite_oracle(
         g_means2d, g_conics, feats[None].expand(views, -1, -1), opac, g_offsets, g_flat, w, h,

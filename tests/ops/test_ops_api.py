@@ -12,13 +12,13 @@ import torch
 from recon.errors import ReconError
 from recon.ops import (
     RasterInputError,
+    dispatch,
     rasterize_convexes,
     rasterize_gaussians,
     rasterize_triangles,
     reference,
     resolve_backend,
 )
-from recon.ops import dispatch
 
 from .scenes import cameras, random_gaussians
 
@@ -47,17 +47,27 @@ def _render(**kw):
         (dict(scales=torch.ones(5, 3, dtype=torch.float64)), r"scales is torch.float64 but"),
         (dict(opacities=torch.full((5,), float("nan"))), r"opacities contains NaN or inf"),
         (dict(opacities=torch.full((5,), 1.5)), r"opacities values must be <= 1.0"),
-        (dict(viewmats=torch.eye(4).repeat(2, 1, 1).index_fill(1, torch.tensor([0]), float("inf"))),
-         r"viewmats contains NaN or inf"),
+        (
+            dict(
+                viewmats=torch.eye(4).repeat(2, 1, 1).index_fill(1, torch.tensor([0]), float("inf"))
+            ),
+            r"viewmats contains NaN or inf",
+        ),
         (dict(Ks=torch.eye(3).repeat(3, 1, 1)), r"Ks must have shape \[V, 3, 3\] with V=2"),
-        (dict(colors=torch.ones(5, 3, device="meta")), r"colors is on meta but the other inputs are on cpu"),
+        (
+            dict(colors=torch.ones(5, 3, device="meta")),
+            r"colors is on meta but the other inputs are on cpu",
+        ),
         (dict(quats=torch.zeros(5, 4)), r"quats must have non-zero norm"),
         (dict(width=0), r"width must be a positive integer, got 0"),
         (dict(height=-3), r"height must be a positive integer"),
         (dict(width=16.0), r"width must be a positive integer, got 16.0"),
         (dict(backgrounds=torch.zeros(2, 4)), r"backgrounds must have shape \[V, C\] with C=3"),
         (dict(sh_degree=4), r"sh_degree must be None or an int in 0..3"),
-        (dict(sh_degree=2, colors=torch.zeros(5, 4, 3)), r"colors must be SH coefficients \[N, >= 9, C\]"),
+        (
+            dict(sh_degree=2, colors=torch.zeros(5, 4, 3)),
+            r"colors must be SH coefficients \[N, >= 9, C\]",
+        ),
         (dict(near_plane=2.0, far_plane=1.0), r"need 0 < near_plane < far_plane"),
         (dict(backend="magic"), r"backend must be one of"),
         (dict(backend="gsplat"), r"backend='gsplat' needs CUDA tensors"),
@@ -78,7 +88,14 @@ def test_gaussian_bad_inputs_raise_before_any_kernel(change, pattern, monkeypatc
 def test_triangle_and_convex_bad_inputs():
     viewmats, Ks = cameras(1, W, H, dtype=torch.float32)
     verts = torch.randn(4, 3, 3)
-    ok = dict(colors=torch.rand(4, 3), opacities=torch.rand(4), viewmats=viewmats, Ks=Ks, width=W, height=H)
+    ok = dict(
+        colors=torch.rand(4, 3),
+        opacities=torch.rand(4),
+        viewmats=viewmats,
+        Ks=Ks,
+        width=W,
+        height=H,
+    )
     with pytest.raises(ValueError, match=r"vertices must have shape \[N, 3, 3\]"):
         rasterize_triangles(torch.randn(4, 4, 3), sigma=torch.ones(4), backend="reference", **ok)
     with pytest.raises(ValueError, match=r"sigma values must be > 0.0"):
@@ -119,8 +136,11 @@ def test_output_contract(family, channels):
         out = rasterize_triangles(torch.randn(n, 3, 3) * 0.5, colors, opac, torch.ones(n),
                                   viewmats, Ks, W, H, backend="reference")  # fmt: skip
     else:
-        out = rasterize_convexes(torch.randn(n, 6, 3) * 0.5, colors, opac, torch.ones(n) * 0.1,
-                                 torch.ones(n) * 0.1, viewmats, Ks, W, H, backend="reference")  # fmt: skip
+        delta = sigma = torch.ones(n) * 0.1
+        pts = torch.randn(n, 6, 3) * 0.5
+        out = rasterize_convexes(
+            pts, colors, opac, delta, sigma, viewmats, Ks, W, H, backend="reference"
+        )
     assert out.colors.shape == (V, H, W, channels)
     assert out.alphas.shape == out.depths.shape == (V, H, W, 1)
     assert out.means2d.shape == (V, n, 2) and out.radii.shape == (V, n, 2)

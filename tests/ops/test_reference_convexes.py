@@ -1,4 +1,4 @@
-"""Reference twin, convexes: hull vs scipy, analytic square, per-pixel oracle, finite differences."""
+"""Reference twin, convexes: scipy hull, analytic square, per-pixel oracle, finite differences."""
 
 from __future__ import annotations
 
@@ -80,11 +80,13 @@ def test_square_indicator_by_hand(dtype):
         return 1 / (1 + math.exp(z * sigma * phi))
 
     alpha = out.alphas[0, ..., 0].double()
-    for (i, j) in [(8, 8), (5, 8), (12, 12), (2, 8), (15, 15)]:
+    for i, j in [(8, 8), (5, 8), (12, 12), (2, 8), (15, 15)]:
         expect = min(0.99, o * indicator(i + 0.5, j + 0.5))
         expect = expect if expect >= 1 / 255 else 0.0
         assert alpha[j, i].item() == pytest.approx(expect, rel=1e-5, abs=1e-7)
-    assert alpha[8, 8].item() == pytest.approx(o / (1 + math.exp(z * sigma * (math.log(4) - 1.6))), rel=1e-5)
+    assert alpha[8, 8].item() == pytest.approx(
+        o / (1 + math.exp(z * sigma * (math.log(4) - 1.6))), rel=1e-5
+    )
 
 
 def _random_convexes(n, seed=0, size=0.25, k=6):
@@ -104,7 +106,9 @@ def test_matches_per_pixel_oracle_without_footprint_boxes():
     feats = torch.rand(8, 4, dtype=F64)
     bgs = torch.rand(2, 4, dtype=F64)
     out = _render(pts, feats, opac, delta, sigma, viewmats, Ks, 20, 16, backgrounds=bgs)
-    assert ((out.radii[..., 0] > 0) & (out.radii[..., 0] < 8)).any()  # some boxes are local, so the bound is exercised
+    assert (
+        (out.radii[..., 0] > 0) & (out.radii[..., 0] < 8)
+    ).any()  # some boxes are local, so the bound is exercised
     for v in range(2):
         p2d, zs = project_points(pts.numpy(), viewmats[v].numpy(), Ks[v].numpy())
         zc = zs.mean(-1)

@@ -50,7 +50,9 @@ def test_head_on_gaussian_matches_closed_form(dtype):
     torch.testing.assert_close(out.alphas[0, 8, 11, 0].item(), alpha, **tol)
     torch.testing.assert_close(out.colors[0, 8, 11], (alpha * color + (1 - alpha) * bg)[0], **tol)
     covered = out.alphas[0, ..., 0] > 0
-    torch.testing.assert_close(out.depths[0, ..., 0][covered], torch.full_like(out.depths[0, ..., 0][covered], z), **tol)
+    torch.testing.assert_close(
+        out.depths[0, ..., 0][covered], torch.full_like(out.depths[0, ..., 0][covered], z), **tol
+    )
     torch.testing.assert_close(out.max_weights[0, 0].item(), o, **tol)
     assert out.radii[0, 0].tolist() == [math.ceil(3.33 * math.sqrt(var))] * 2
 
@@ -118,7 +120,9 @@ def test_channel_counts_are_independent():
     feats = torch.rand(8, 7, dtype=F64)
     full = _render(means, quats, scales, opac, feats, viewmats, Ks, 16, 12)
     parts = [feats[:, :1], feats[:, 1:4], feats[:, 4:]]
-    got = torch.cat([_render(means, quats, scales, opac, p, viewmats, Ks, 16, 12).colors for p in parts], -1)
+    got = torch.cat(
+        [_render(means, quats, scales, opac, p, viewmats, Ks, 16, 12).colors for p in parts], -1
+    )
     torch.testing.assert_close(full.colors, got, rtol=0, atol=1e-12)
 
 
@@ -148,7 +152,9 @@ def test_invisible_gaussians_give_background_and_zero_gradients(case):
     bg = torch.tensor([[0.3, 0.2, 0.1]], dtype=F64)
     out = _render(*params, viewmat[None], Ks[:1], 16, 12, backgrounds=bg)
     assert (out.radii == 0).all()
-    torch.testing.assert_close(out.colors, bg.expand(1, 12, 16, 3)[..., None, :].reshape(1, 12, 16, 3))
+    torch.testing.assert_close(
+        out.colors, bg.expand(1, 12, 16, 3)[..., None, :].reshape(1, 12, 16, 3)
+    )
     assert (out.alphas == 0).all() and (out.depths == 0).all()
     (out.colors.sum() + out.depths.sum()).backward()
     for p in params:
@@ -195,7 +201,7 @@ def test_means2d_grad_is_the_footprint_translation_gradient():
 
 
 def test_checkpointed_chunks_give_identical_gradients(monkeypatch):
-    import recon.ops.reference.composite as composite
+    from recon.ops.reference import composite
 
     means, quats, scales, opac, colors, viewmats, Ks = _scene(n=20)
 

@@ -57,7 +57,9 @@ def test_right_triangle_window_by_hand(dtype):
     outside = (xs < p0[0]) | (ys < p0[1]) | (xs + ys > p0[0] + p0[1] + 12)
     assert (alpha[outside] == 0).all() and (alpha[~outside] > 0).any()
     assert out.radii[0, 0].tolist() == [7, 7]  # ceil(12 / 2) + 1
-    torch.testing.assert_close(out.means2d[0, 0].double(), torch.tensor([p0[0] + 6, p0[1] + 6], dtype=F64))
+    torch.testing.assert_close(
+        out.means2d[0, 0].double(), torch.tensor([p0[0] + 6, p0[1] + 6], dtype=F64)
+    )
 
 
 def _random_triangles(n, seed=0, size=0.35):
@@ -87,8 +89,14 @@ def test_matches_per_pixel_oracle():
         np.testing.assert_allclose(out.alphas[v, ..., 0].numpy(), alpha, atol=1e-10)
         np.testing.assert_allclose(out.max_weights[v].numpy(), mw, atol=1e-10)
     # Expected depth: render the camera depth of each triangle's centroid as a feature.
-    zc = torch.stack([torch.from_numpy(project_points(verts.numpy(), viewmats[v].numpy(),
-                                                      Ks[v].numpy())[1].mean(-1)) for v in range(2)])
+    zc = torch.stack(
+        [
+            torch.from_numpy(
+                project_points(verts.numpy(), viewmats[v].numpy(), Ks[v].numpy())[1].mean(-1)
+            )
+            for v in range(2)
+        ]
+    )
     ref = _render(verts, zc[..., None], opac, sigma, viewmats, Ks, 20, 16)
     mask = out.alphas > 0
     torch.testing.assert_close(out.depths[mask], (ref.colors / out.alphas.clamp_min(1e-300))[mask])

@@ -12,7 +12,7 @@ checkpointing so memory stays bounded by one chunk, at about twice the backward 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -189,7 +189,9 @@ def project_convexes(
         level = torch.log((1 - eps) / eps)[None, :] / (z * z * delta.double() * sigma.double())
         level = level.clamp_min(0.0)  # [V, N]
         lo, hi = support_box(
-            normals.reshape(V * N, K, 2), offsets.reshape(V * N, K), valid_e.reshape(V * N, K),
+            normals.reshape(V * N, K, 2),
+            offsets.reshape(V * N, K),
+            valid_e.reshape(V * N, K),
             level.reshape(V * N),
         )
         lo, hi = lo.reshape(V, N, 2), hi.reshape(V, N, 2)

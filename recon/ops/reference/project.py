@@ -148,7 +148,10 @@ def project_gaussians(
 
     with torch.no_grad():
         radii = torch.stack(
-            [torch.ceil(3.33 * torch.sqrt(c00.clamp_min(0))), torch.ceil(3.33 * torch.sqrt(c11.clamp_min(0)))],
+            [
+                torch.ceil(3.33 * torch.sqrt(c00.clamp_min(0))),
+                torch.ceil(3.33 * torch.sqrt(c11.clamp_min(0))),
+            ],
             dim=-1,
         )  # [V, N, 2]
         radii = torch.where(valid[..., None], radii, torch.zeros_like(radii))

@@ -89,8 +89,16 @@ def rasterize_gaussians_to_pixels(
     V, N = conics.shape[:2]
     params = (means2d.reshape(V * N, 2), conics.reshape(V * N, 3))
     return composite_tiles(
-        gaussian_window, params, features, opacities, width, height, tile_offsets, flatten_ids,
-        backgrounds, tile_size,
+        gaussian_window,
+        params,
+        features,
+        opacities,
+        width,
+        height,
+        tile_offsets,
+        flatten_ids,
+        backgrounds,
+        tile_size,
     )
 
 
@@ -110,8 +118,17 @@ def rasterize_triangles_to_pixels(
     V, N = verts2d.shape[:2]
     params = (verts2d.reshape(V * N, 3, 2), sigma)
     return composite_tiles(
-        triangle_window, params, features, opacities, width, height, tile_offsets, flatten_ids,
-        backgrounds, tile_size, composite.CHUNK_ELEMENTS // 4,
+        triangle_window,
+        params,
+        features,
+        opacities,
+        width,
+        height,
+        tile_offsets,
+        flatten_ids,
+        backgrounds,
+        tile_size,
+        composite.CHUNK_ELEMENTS // 4,
     )
 
 
@@ -133,10 +150,22 @@ def rasterize_convexes_to_pixels(
     """Composites projected convexes; returns colors [V,H,W,C], alphas [V,H,W,1], max_weights [V,N]."""
     V, N, K = hull.shape
     params = (
-        points2d.reshape(V * N, K, 2), hull.reshape(V * N, K).long(), depths.reshape(V * N),
-        delta, sigma,
+        points2d.reshape(V * N, K, 2),
+        hull.reshape(V * N, K).long(),
+        depths.reshape(V * N),
+        delta,
+        sigma,
     )
     return composite_tiles(
-        convex_window, params, features, opacities, width, height, tile_offsets, flatten_ids,
-        backgrounds, tile_size, composite.CHUNK_ELEMENTS // (2 * max(K, 1)),
+        convex_window,
+        params,
+        features,
+        opacities,
+        width,
+        height,
+        tile_offsets,
+        flatten_ids,
+        backgrounds,
+        tile_size,
+        composite.CHUNK_ELEMENTS // (2 * max(K, 1)),
     )

@@ -207,4 +207,6 @@ def test_gsplat_backend_matches_reference_on_cuda():
     # gsplat clamps alpha at 0.999 instead of 0.99; opacities <= 0.9 keep both unclamped.
     torch.testing.assert_close(gs.colors, ref.colors, rtol=0, atol=1e-4)
     torch.testing.assert_close(gs.depths, ref.depths, rtol=0, atol=1e-3)
-    assert torch.equal(gs.radii, ref.radii)
+    # gsplat's CUDA projection shrinks radii with the opacity (opacity-aware boxes); its
+    # pure-torch twin and ours use 3.33 sigma, so only "never larger" holds.
+    assert (gs.radii <= ref.radii).all()

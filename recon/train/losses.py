@@ -50,9 +50,9 @@ def pearson(x: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:
 def pearson_depth_loss(depth: Tensor, prior: Tensor, valid: Tensor | None = None) -> Tensor:
     """FSGS depth loss ``min(1 - rho(d, -D), 1 - rho(d, 1/(D + 200)))``, scale/shift invariant.
 
-    Here ``prior`` is a depth (not a disparity); the two forms are evaluated against its negated
-    disparity ``-1/prior`` and against ``prior`` itself, whichever correlates better, so metric
-    depth and MiDaS-style disparity priors both work.
+    Here ``prior`` is a depth (camera z, as every recon prior), so FSGS' two forms of its
+    disparity ``D = 1/prior`` become ``rho(d, prior)`` and ``rho(d, -1/prior)``; the smaller loss
+    counts, so a prior that is affine in depth or in inverse depth both give zero.
 
     Args:
         depth: [H, W] rendered depth.

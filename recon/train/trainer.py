@@ -232,8 +232,13 @@ class Trainer:
         v = self.view_index(step)
         cam = self.cameras[v]
         bg = self.background if self.background is not None else torch.rand(3)
-        out = render(c.primitive, self.params, cam, sh_degree=self.sh_degree(step), backgrounds=bg.reshape(1, 3),
-                     backend=c.backend)
+        try:
+            out = render(c.primitive, self.params, cam, sh_degree=self.sh_degree(step), backgrounds=bg.reshape(1, 3),
+                         backend=c.backend)
+        except ValueError:
+            if all(bool(torch.isfinite(p).all()) for p in self.params.values()):
+                raise
+            self._diverged("nan", step)
         target = self._target(v, bg)[None]
         loss, l1 = losses.photometric_loss(out.rgb, target, c.loss.ssim_lambda)
         terms = {"l1": l1, **self._regularisers()}
@@ -243,11 +248,7 @@ class Trainer:
             if key != "l1":
                 loss = loss + value
         if not bool(torch.isfinite(loss)):
-            raise TrainingDiverged(
-                f"the loss became {float(loss)} at step {step + 1}; the last good checkpoint is kept"
-                + (f" in {self.run_dir / 'checkpoints'}" if self.run_dir else ""),
-                hint="lower the learning rates (optim.*_lr) or resume from the last checkpoint with --resume",
-            )
+            self._diverged(str(float(loss.detach())), step)
         info = {"means2d": out.means2d, "radii": out.radii, "width": cam.width, "height": cam.height,
                 "n_cameras": 1, "lrs": lrs,
                 "max_weights": out.max_weights if out.max_weights is not None else torch.ones_like(out.radii[..., 0])}
@@ -263,6 +264,13 @@ class Trainer:
             self.prune_floaters()
         return {"loss": float(loss.detach()), "l1": float(l1.detach()), "psnr": losses.psnr(out.rgb.detach().clamp(0, 1), target),
                 **{k: float(t.detach()) for k, t in terms.items() if k != "l1"}}
+
+    def _diverged(self, value: str, step: int) -> None:
+        raise TrainingDiverged(
+            f"the loss became {value} at step {step + 1}; the last good checkpoint is kept"
+            + (f" in {self.run_dir / 'checkpoints'}" if self.run_dir else ""),
+            hint="lower the learning rates (optim.*_lr) or resume from the last checkpoint with --resume",
+        )
 
     def save(self) -> Path | None:
         if self.run_dir is None:

@@ -216,3 +216,23 @@ def test_checkpointed_chunks_give_identical_gradients(monkeypatch):
     monkeypatch.setattr(composite, "CHUNK_ELEMENTS", 256)  # several chunks
     for a, b in zip(plain, grads()):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_max_weights_ignore_pixels_beyond_the_image_edge():
+    """Edge tiles overhang a 20 px wide image; the weight peak at x = 24.5 must not count."""
+    viewmats, Ks = _head_on(width=20, height=17, f=20.0)
+    Ks = Ks.clone()
+    Ks[0, 0, 2] = 24.5  # the mean projects onto x = 24.5, outside the image
+    o, s, z, f = 0.8, 0.2, 2.0, 20.0
+    out = _render(
+        torch.zeros(1, 3, dtype=F64), torch.tensor([[1.0, 0, 0, 0]], dtype=F64),
+        torch.full((1, 3), s, dtype=F64), torch.tensor([o], dtype=F64),
+        torch.ones(1, 1, dtype=F64), viewmats, Ks, 20, 17,
+    )  # fmt: skip
+    assert out.radii[0, 0, 0] > 5  # the box reaches into the image
+    # gsplat clamps x/z to (W - cx)/fx + 0.3 tan(fovx/2) = -0.075 inside the Jacobian, so
+    # J_x = (f/z, 0, -f (-0.075 z) / z^2) and var_x = s^2 |J_x|^2 + 0.3 (cov2d is diagonal).
+    jx = (f / z) ** 2 + (f * 0.075 / z) ** 2
+    var_x = s * s * jx + 0.3
+    closest = o * math.exp(-0.5 * (24.5 - 19.5) ** 2 / var_x)  # column 19, row 8 (dy = 0)
+    assert out.max_weights[0, 0].item() == pytest.approx(closest, rel=1e-9)

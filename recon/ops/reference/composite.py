@@ -38,6 +38,7 @@ def _composite_chunk(
     ids: Tensor,  # [B, K] flat ids (view * N + n), padding masked out by `valid`
     valid: Tensor,  # [B, K] bool
     pixels: Tensor,  # [B, P, 2] pixel centres
+    in_image: Tensor,  # [B, P] bool: pixel inside the image (edge tiles overhang it)
     features: Tensor,  # [V*N, C]
     opacities: Tensor,  # [N]
     *params: Tensor,
@@ -58,7 +59,8 @@ def _composite_chunk(
     weights = alpha * t_before  # [B, K, P]
     out = torch.einsum("bkp,bkc->bpc", weights, features[ids])  # [B, P, C]
     t_final = trans[:, -1]  # [B, P]
-    return out, t_final, weights.detach().amax(-1)
+    max_w = torch.where(in_image[:, None, :], weights.detach(), torch.zeros_like(weights)).amax(-1)
+    return out, t_final, max_w
 
 
 def composite_tiles(
@@ -143,7 +145,8 @@ def composite_tiles(
         ty = (tiles // TW) % TH
         origin = torch.stack([tx, ty], -1).to(dtype) * tile_size  # [B, 2]
         pixels = origin[:, None, :] + local_xy[None]  # [B, P, 2]
-        args = (window, ids, valid, pixels, feats, opacities, *params)
+        in_image = (pixels[..., 0] < width) & (pixels[..., 1] < height)  # [B, P]
+        args = (window, ids, valid, pixels, in_image, feats, opacities, *params)
         if use_ckpt:
             out, t_final, mw = checkpoint(_composite_chunk, *args, use_reentrant=False)
         else:

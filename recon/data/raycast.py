@@ -19,6 +19,25 @@ from torch import Tensor
 _EPS = 1e-9
 
 
+def _sqnorm(d: Tensor) -> Tensor:
+    """[R] squared norms of d [R, 3] (column sums: faster than a reduction over the last axis)."""
+    return d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2]
+
+
+def _sphere_terms(
+    o: Tensor, d: Tensor, dd: Tensor | None, center: tuple[float, float, float], radius: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Quarter discriminant, half linear term b and a = |d|^2 of |o + t d - center|^2 = radius^2."""
+    a = _sqnorm(d) if dd is None else dd
+    oc = o - torch.tensor(center, dtype=d.dtype)
+    if oc.dim() == 1:  # one shared origin: a matrix-vector product
+        b, c = d @ oc, float(oc @ oc) - radius**2
+    else:
+        b = oc[:, 0] * d[:, 0] + oc[:, 1] * d[:, 1] + oc[:, 2] * d[:, 2]
+        c = _sqnorm(oc) - radius**2
+    return b * b - a * c, b, a
+
+
 @dataclass(frozen=True)
 class Texture:
     """A smooth solid texture: ``albedo(p) = lerp(color0, color1, s(p))``, s in [0, 1].
@@ -68,13 +87,9 @@ class Sphere:
     texture: Texture
     name: str = "sphere"
 
-    def intersect(self, o: Tensor, d: Tensor) -> Tensor:
-        """Ray parameter t of the first hit (inf on a miss) for rays ``o + t d`` ([R, 3] each)."""
-        oc = o - torch.tensor(self.center, dtype=o.dtype)
-        a = (d * d).sum(-1)
-        b = (oc * d).sum(-1)
-        c = (oc * oc).sum(-1) - self.radius**2
-        disc = b * b - a * c
+    def intersect(self, o: Tensor, d: Tensor, dd: Tensor | None = None) -> Tensor:
+        """Ray parameter t of the first hit, inf on a miss (see the module docstring for shapes)."""
+        disc, b, a = _sphere_terms(o, d, dd, self.center, self.radius)
         t = (-b - disc.clamp_min(0.0).sqrt()) / a
         return torch.where((disc >= 0) & (t > _EPS), t, math.inf)
 
@@ -111,17 +126,22 @@ class Box:
     def local(self, p: Tensor) -> Tensor:
         return (p - torch.tensor(self.center, dtype=p.dtype)) @ self._rot(p.dtype)
 
-    def intersect(self, o: Tensor, d: Tensor) -> Tensor:
-        """Slab test in the box frame; inf on a miss."""
-        R = self._rot(o.dtype)
-        ol, dl = self.local(o), d @ R
-        h = torch.tensor(self.half_size, dtype=o.dtype)
-        safe = torch.where(dl.abs() < 1e-12, torch.full_like(dl, 1e-12), dl)
-        t1, t2 = (-h - ol) / safe, (h - ol) / safe
+    def intersect(self, o: Tensor, d: Tensor, dd: Tensor | None = None) -> Tensor:
+        """Slab test in the box frame, run only on rays that hit the bounding sphere; inf on a miss."""
+        h = torch.tensor(self.half_size, dtype=d.dtype)
+        disc, b, a = _sphere_terms(o, d, dd, self.center, float(h.norm()))
+        idx = ((disc >= 0) & (-b + disc.clamp_min(0.0).sqrt() > _EPS * a)).nonzero().squeeze(1)
+        t = torch.full(d.shape[:1], math.inf, dtype=d.dtype)
+        if idx.numel() == 0:
+            return t
+        R = self._rot(d.dtype)
+        ol, dl = self.local(o if o.dim() == 1 else o[idx]), d[idx] @ R
+        inv = 1.0 / torch.where(dl.abs() < 1e-12, 1e-12, dl)
+        t1, t2 = (-h - ol) * inv, (h - ol) * inv
         tmin = torch.minimum(t1, t2).amax(-1)
         tmax = torch.maximum(t1, t2).amin(-1)
-        hit = (tmax >= tmin) & (tmin > _EPS)
-        return torch.where(hit, tmin, math.inf)
+        t[idx] = torch.where((tmax >= tmin) & (tmin > _EPS), tmin, math.inf)
+        return t
 
     def normal(self, p: Tensor) -> Tensor:
         q = self.local(p) / torch.tensor(self.half_size, dtype=p.dtype)  # on the face: |q_k| = 1
@@ -159,11 +179,12 @@ class Ground:
     texture: Texture
     name: str = "ground"
 
-    def intersect(self, o: Tensor, d: Tensor) -> Tensor:
-        dz = torch.where(d[:, 2].abs() < 1e-12, torch.full_like(d[:, 2], 1e-12), d[:, 2])
-        t = -o[:, 2] / dz
-        p = o + t[:, None] * d
-        inside = (p[:, 0].abs() <= self.half_size) & (p[:, 1].abs() <= self.half_size)
+    def intersect(self, o: Tensor, d: Tensor, dd: Tensor | None = None) -> Tensor:
+        """Plane hit inside the tile; inf on a miss."""
+        dz = torch.where(d[:, 2].abs() < 1e-12, 1e-12, d[:, 2])
+        t = -o[..., 2] / dz
+        x, y = o[..., 0] + t * d[:, 0], o[..., 1] + t * d[:, 1]
+        inside = (x.abs() <= self.half_size) & (y.abs() <= self.half_size)
         return torch.where(inside & (t > _EPS), t, math.inf)
 
     def normal(self, p: Tensor) -> Tensor:
@@ -204,15 +225,16 @@ class SyntheticWorld:
         return (self.ground, *self.objects)
 
     def cast(self, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
-        """First hit of rays ``o + t d`` ([R, 3] each, d need not be unit).
+        """First hit of rays ``o + t d``: d [R, 3] (need not be unit), o [R, 3] or one origin [3].
 
         Returns:
             t [R] (inf on a miss) and the surface id [R] (-1 = background, 0 = ground, k+1 = objects[k]).
         """
-        t_best = torch.full(o.shape[:1], math.inf, dtype=o.dtype)
-        sid = torch.full(o.shape[:1], -1, dtype=torch.long)
+        t_best = torch.full(d.shape[:1], math.inf, dtype=d.dtype)
+        sid = torch.full(d.shape[:1], -1, dtype=torch.long)
+        dd = _sqnorm(d)
         for k, surf in enumerate(self.surfaces):
-            t = surf.intersect(o, d)
+            t = surf.intersect(o, d, dd)
             closer = t < t_best
             t_best = torch.where(closer, t, t_best)
             sid[closer] = k

@@ -200,3 +200,15 @@ def test_deterministic_in_seed_and_layouts():
     assert h.meta["synthetic"]["layout"] == "hemisphere"
     with pytest.raises(ValueError, match="layout"):
         make_synthetic_scene(num_views=2, width=8, height=8, layout="spiral")
+
+
+def test_cast_with_per_ray_origins_matches_a_shared_origin():
+    world = default_world()
+    gen = torch.Generator().manual_seed(0)
+    d = torch.nn.functional.normalize(torch.randn(4000, 3, generator=gen, dtype=torch.float64), dim=-1)
+    d[:, 2] = -d[:, 2].abs()  # look down toward the scene
+    o = torch.tensor([2.5, -1.0, 2.0], dtype=torch.float64) - 0.8 * d.mean(0)
+    t1, s1 = world.cast(o, d - (o / 4.0))
+    t2, s2 = world.cast(o.expand(4000, 3).contiguous(), d - (o / 4.0))
+    assert torch.equal(s1, s2) and (s1 >= 1).any() and (s1 == 0).any() and (s1 == -1).any()
+    assert torch.allclose(t1[s1 >= 0], t2[s2 >= 0], rtol=1e-12)

@@ -29,7 +29,7 @@ class MVSConfig:
 
     num_depths: int = 64
     """Number of inverse-depth planes between near and far."""
-    window: int = 7
+    window: int = 11
     """ZNCC window side in pixels (odd)."""
     num_sources: int = 4
     """Source views per reference view (the closest camera centres)."""
@@ -47,6 +47,8 @@ class MVSConfig:
     """Images are box-downscaled so that their longer side is at most this (None: full size)."""
     refine_depths: int = 9
     """Per-pixel hypotheses of the full-resolution refinement (coarse-to-fine; 1 disables)."""
+    refine_iters: int = 1
+    """Full-resolution refinement passes, each halving the hypothesis spacing."""
     chunk: int = 16
     """Planes warped at once (memory/speed trade-off)."""
 
@@ -242,13 +244,14 @@ def plane_sweep(
         agg = _sweep_costs(g_rh, scale(Ks[ref].float(), g_r, g_rh), viewmats[ref], srcs_h, inv, cfg)
         inv_c, _ = _winner(agg, inv, step)
         inv_up = F.interpolate(inv_c[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        fine_step = step / 2
-        k = torch.arange(cfg.refine_depths, dtype=torch.float32) - (cfg.refine_depths - 1) / 2
-        hyp = inv_up[None] + k[:, None, None] * fine_step  # [R, H, W]
         lo, hi = min(1.0 / near, 1.0 / far), max(1.0 / near, 1.0 / far)
-        hyp = hyp.clamp(lo, hi)
-        agg = _sweep_costs(g_r, Ks[ref], viewmats[ref], srcs, hyp, cfg)
-        inv_best, cost = _winner(agg, hyp, fine_step)
+        k = torch.arange(cfg.refine_depths, dtype=torch.float32) - (cfg.refine_depths - 1) / 2
+        inv_best, fine_step = inv_up, step
+        for _ in range(max(1, cfg.refine_iters)):  # each pass halves the spacing around the estimate
+            fine_step = fine_step / 2
+            hyp = (inv_best[None] + k[:, None, None] * fine_step).clamp(lo, hi)  # [R, H, W]
+            agg = _sweep_costs(g_r, Ks[ref], viewmats[ref], srcs, hyp, cfg)
+            inv_best, cost = _winner(agg, hyp, fine_step)
     else:
         agg = _sweep_costs(g_r, Ks[ref], viewmats[ref], srcs, inv, cfg)
         inv_best, cost = _winner(agg, inv, step)

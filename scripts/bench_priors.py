@@ -18,6 +18,7 @@ import argparse
 import json
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

@@ -33,6 +33,19 @@ def _wait(cond, timeout) -> bool:
     return False
 
 
+def _settled_screenshot(browser, region, timeout: float) -> np.ndarray:
+    """A screenshot once the canvas shows something and stopped changing (page fade-in done)."""
+    deadline = time.time() + timeout
+    prev = None
+    while True:
+        time.sleep(1.0)
+        shot = browser.screenshot()
+        settled = prev is not None and np.abs(shot[region].astype(int) - prev[region]).mean() < 1.0
+        if (shot[region].std() > 10 and settled) or time.time() > deadline:
+            return shot
+        prev = shot
+
+
 def test_browser_shows_rendered_scene(chromium, sphere_render_fn, tmp_path):
     app = ViewerApp(sphere_render_fn, port=free_port(), max_resolution=512, verbose=False)
     app.server.scene.add_icosphere("/marker", radius=0.12, color=(255, 0, 255), position=tuple(MARKER))
@@ -44,12 +57,7 @@ def test_browser_shows_rendered_scene(chromium, sphere_render_fn, tmp_path):
             "the browser never connected or no full-resolution render was sent"
         # Software WebGL may take a few seconds to compile shaders and draw the first frames.
         region = (slice(int(0.35 * 457), 457 - 80), slice(0, int(0.55 * 800)))
-        deadline = time.time() + 60
-        while True:
-            time.sleep(1.0)
-            shot = browser.screenshot()
-            if shot[region].std() > 10 or time.time() > deadline:
-                break
+        shot = _settled_screenshot(browser, region, 60)
         from PIL import Image
 
         Image.fromarray(shot).save(tmp_path / "viewer.png")
@@ -93,7 +101,7 @@ def test_recon_view_serves_a_run(chromium, tiny_run, tmp_path):
 
     from PIL import Image
 
-    from viewer.cameras import look_at_pose
+    from viewer.cameras import cameras_to_poses, look_at_pose
     from viewer.loading import load_viewable
     from viewer.paths import focus_point, mean_up
     from viewer.render import make_render_fn
@@ -115,15 +123,9 @@ def test_recon_view_serves_a_run(chromium, tiny_run, tmp_path):
         browser = chromium(800, 600)
         browser.open(f"http://127.0.0.1:{port}")
         region = (slice(int(0.35 * 457), 457 - 80), slice(0, int(0.55 * 800)))
-        deadline = time.time() + 90
-        while True:
-            time.sleep(1.0)
-            shot = browser.screenshot()
-            # Wait for the full-resolution image: background no longer viser's default white.
-            if (shot[region].mean() < 200 and time.time() > deadline - 80) or time.time() > deadline:
-                time.sleep(3.0)
-                shot = browser.screenshot()
-                break
+        # Wait for our image (viser's default background is white), then for the fade-in to end.
+        _wait(lambda: browser.screenshot()[region].mean() < 200, 90)
+        shot = _settled_screenshot(browser, region, 60)
         Image.fromarray(shot).save(tmp_path / "recon_view.png")
     finally:
         proc.send_signal(signal.SIGINT)
@@ -138,9 +140,6 @@ def test_recon_view_serves_a_run(chromium, tiny_run, tmp_path):
 
     # The client starts at the first camera, looking at the cameras' focus point.
     v = load_viewable(tiny_run)
-    first = pose_to_cameras(look_at_pose(np.zeros(3), np.ones(3), np.ones(3), 0.8), 4, 4)  # shape probe
-    from viewer.cameras import cameras_to_poses
-
     pose0 = cameras_to_poses(v.cameras)[0]
     start = look_at_pose(pose0.position, focus_point(v.cameras), mean_up(v.cameras), pose0.fov)
     H, W = shot.shape[:2]
@@ -148,4 +147,3 @@ def test_recon_view_serves_a_run(chromium, tiny_run, tmp_path):
     diff = np.abs(shot[region].astype(int) - expected[region].astype(int)).sum(-1)
     assert expected[region].std() > 5 and shot[region].std() > 5, "blank canvas"
     assert (diff < 60).mean() > 0.9, f"only {(diff < 60).mean():.1%} of pixels match the render"
-    del first

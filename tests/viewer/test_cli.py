@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from recon.cli import main
 from recon.train.run import load_run
@@ -67,3 +68,27 @@ def test_missing_inputs_are_clear_errors(tmp_path, tiny_run, capsys):
     assert main(["view", str(tmp_path / "notes.txt")]) == 2
     assert main(["render", str(tiny_run), "--path", "missing.json", "--out", str(tmp_path / "m.mp4")]) == 2
     assert "camera path file not found" in capsys.readouterr().err
+
+
+def test_view_and_render_a_ply_written_by_gsplat(tiny_run, tmp_path):
+    """A PLY written by another tool (gsplat's exporter) reads back to the same parameters."""
+    gsplat_export = pytest.importorskip("gsplat").export_splats
+    from viewer.loading import read_gaussian_ply
+
+    p = load_run(tiny_run).params
+    ply = tmp_path / "splats.ply"
+    gsplat_export(means=p["means"], scales=p["scales"], quats=p["quats"], opacities=p["opacities"],
+                  sh0=p["sh0"], shN=p["shN"], format="ply", save_to=str(ply))
+    primitive, params = read_gaussian_ply(ply)
+    assert primitive == "gaussian"
+    for k in ("means", "scales", "quats", "opacities", "sh0", "shN"):
+        torch.testing.assert_close(params[k], p[k].float(), msg=k)
+    v = load_viewable(ply)
+    assert v.cameras is None and v.sets["gaussian"].sh_degree == 1
+    path = CameraPath(keyframes=orbit_path(load_viewable(tiny_run).cameras, 3), fps=3, seconds=1.0,
+                      width=32, height=24)
+    path.save(tmp_path / "p.json")
+    out = tmp_path / "ply.mp4"
+    assert main(["render", str(ply), "--path", str(tmp_path / "p.json"), "--out", str(out),
+                 "--backend", "reference"]) == 0
+    assert len(imageio.mimread(out)) == 3

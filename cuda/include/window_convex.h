@@ -70,6 +70,13 @@ struct ConvexWindow {
 
     RECON_HD float eval(float px, float py) const {
         if (h < 3) return 0.f;
+        // phi >= z delta max_i L_i: when z sigma of that bound exceeds 5.6, I < sigmoid(-5.6)
+        // < 1/255 and the pixel is skipped whatever the opacity; no exponential needed.
+        if (zs > 0.f && zd > 0.f) {
+            float m = -INFINITY;
+            for (int i = 0; i < h; ++i) m = fmaxf(m, line(i, px, py));
+            if (zs * (zd * m) > 5.6f) return 0.f;
+        }
         float L[kMaxConvexPoints], m;
         const float f = phi(px, py, L, &m);
         return 1.f / (1.f + expf(zs * f));

@@ -255,6 +255,8 @@ RasterArgs raster_args(int64_t family, const Tensor& wparams, const c10::optiona
     if (iparams) check(*iparams, "hull", at::kInt);
     if (backgrounds) check(*backgrounds, "backgrounds", at::kFloat);
     TORCH_CHECK(wparams.size(-1) <= recon::kMaxWindowParams, "too many window parameters");
+    TORCH_CHECK(!features.is_cuda() || (tile_size >= 1 && tile_size <= 32),
+                "CUDA kernels need 1 <= tile_size <= 32, got ", tile_size);
     RasterArgs a;
     a.family = (int)family;
     a.wparams = wparams.data_ptr<float>();

@@ -107,7 +107,14 @@ class Chromium:
         """[H, W, 3] uint8 of the page as displayed."""
         from PIL import Image
 
-        data = base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+        for attempt in range(20):  # right after navigation the page may not be attached yet
+            try:
+                data = base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+                break
+            except RuntimeError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
     def close(self) -> None:

@@ -120,23 +120,28 @@ def _progress_bar(total: int, start: int) -> tuple[Progress, object]:
     return progress, update
 
 
-def _start_viewer(trainer: Trainer) -> None:
+def _start_viewer(trainer: Trainer, cloud=None) -> None:
+    """Serves the live viewer: a render function over the trainer's parameters and its state."""
     try:
+        from viewer.app import SceneContext, make_thumbnail
         from viewer.live import start_live_viewer
+        from viewer.render import make_live_render_fn
     except ImportError:
         console.print("[yellow]--viewer: the viewer is not installed (pip install 'recon[viewer]'); training without it")
         return
-    import torch
-
-    from recon.render import render
-
-    def render_fn(cameras, settings):
-        with trainer.state.lock, torch.no_grad():
-            out = render(trainer.config.primitive, trainer.params, cameras, sh_degree=trainer.sh_degree(trainer.step),
-                         backgrounds=None, backend=trainer.config.backend)
-        return out.rgb[0].clamp(0, 1).numpy()
-
-    start_live_viewer(render_fn, trainer.state)
+    scene, split = trainer.scene, trainer.split
+    bg = None if trainer.background is None else tuple(float(x) for x in trainer.background)
+    render_fn = make_live_render_fn(
+        trainer.config.primitive, lambda: trainer.params, lambda: trainer.sh_degree(trainer.step),
+        lock=trainer.state.lock, background=bg, backend=trainer.config.backend)
+    context = SceneContext(
+        cameras=scene.cameras, names=list(scene.names),
+        split={"train": list(split.train), "test": list(split.test)},
+        thumbnails=[make_thumbnail(img.numpy()) for img in scene.images],
+        points=None if cloud is None else cloud.points.numpy(),
+        point_colors=None if cloud is None else cloud.colors.numpy(),
+        primitives=[trainer.config.primitive])
+    start_live_viewer(render_fn, trainer.state, scene=context)
 
 
 def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: bool = False,
@@ -153,6 +158,7 @@ def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: b
     priors = depth_prior_maps(scene, split.train, config.sparse.depth_source) if use_sparse else None
     trainer = Trainer(config, scene, split, out, depth_priors=priors)
     ckpt = latest_checkpoint(out / "checkpoints") if resume else None
+    cloud = None
     if ckpt is not None:
         trainer.load(load_checkpoint(ckpt))
     else:
@@ -163,7 +169,7 @@ def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: b
                           f"{len(split.train)} train / {len(split.test)} test views ({split.protocol}); "
                           f"sparse regularisers {'on' if use_sparse else 'off'}")
     if viewer:
-        _start_viewer(trainer)
+        _start_viewer(trainer, cloud)
     if quiet:
         result = trainer.train()
     else:

@@ -8,8 +8,8 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import free_port
-from fakes import FakeClient
+from .conftest import free_port
+from .fakes import FakeClient
 
 pytest.importorskip("viser")
 

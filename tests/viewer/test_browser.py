@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import free_port
+from .conftest import free_port
 
 pytest.importorskip("viser")
 

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from fakes import FakeClient
+from .fakes import FakeClient
 
 from viewer.cameras import ViewPose, pose_to_cameras
 from viewer.client import ClientRenderer, RenderBudget

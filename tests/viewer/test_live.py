@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import free_port
-from fakes import FakeClient
+from .conftest import free_port
+from .fakes import FakeClient
 
 pytest.importorskip("viser")
 

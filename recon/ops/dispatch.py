@@ -7,6 +7,7 @@ raises a clear error (explicit ``"cpu"``/``"cuda"``).
 
 from __future__ import annotations
 
+import importlib
 import types
 import warnings
 
@@ -37,7 +38,8 @@ def _load_kernels(device: torch.device) -> tuple[types.ModuleType | None, str]:
 
 def _try_kernels(device: torch.device) -> tuple[types.ModuleType | None, str]:
     try:
-        from recon.ops import kernels
+        # import_module reads sys.modules (a package attribute left by an earlier import would not)
+        kernels = importlib.import_module("recon.ops.kernels")
 
         if kernels.available(device):
             return kernels, ""

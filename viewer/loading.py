@@ -90,8 +90,26 @@ def _load_run(run_dir: Path) -> Viewable:
     if split is not None and not isinstance(split, dict):
         split = {"train": list(split.train), "test": list(split.test)}
     root = getattr(run, "scene_root", None)
-    return Viewable(sets=sets, cameras=run.cameras, names=list(run.names), split=dict(split or {}),
-                    scene_root=None if not root else Path(root), run_dir=run_dir)
+    viewable = Viewable(sets=sets, cameras=run.cameras, names=list(run.names), split=dict(split or {}),
+                        scene_root=None if not root else Path(root), run_dir=run_dir)
+    _add_prior_cloud(viewable, run_dir)
+    return viewable
+
+
+def _add_prior_cloud(viewable: Viewable, run_dir: Path) -> None:
+    """The run's own prior point cloud (``RUN/priors/points.ply``), when training saved one."""
+    if not (run_dir / "priors" / "points.ply").is_file():
+        return
+    try:
+        from recon.priors.init import load_priors
+
+        cloud, _ = load_priors(run_dir)
+    except Exception as err:  # noqa: BLE001 - the cloud is context, never a reason to fail
+        log.warning("prior point cloud not shown: %s", err)
+        return
+    if cloud is not None:
+        viewable.points = cloud.points.numpy()
+        viewable.point_colors = cloud.colors.numpy()
 
 
 def read_gaussian_ply(path: str | Path) -> tuple[str, dict[str, Tensor]]:

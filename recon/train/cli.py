@@ -144,6 +144,15 @@ def _start_viewer(trainer: Trainer, cloud=None) -> None:
     start_live_viewer(render_fn, trainer.state, scene=context)
 
 
+def _save_priors(out: Path, cloud, depths, names: list[str]) -> None:
+    """Keeps the init cloud and depth priors in ``RUN/priors/`` (the viewer shows the cloud)."""
+    try:
+        from recon.priors.init import PointCloud, save_priors
+    except ImportError:
+        return
+    save_priors(out, PointCloud(cloud.points, cloud.colors, cloud.source), depths, names=names)
+
+
 def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: bool = False,
                  quiet: bool = False) -> tuple[Trainer, TrainResult]:
     """Loads the scene, initialises (or resumes) and trains; writes everything under ``out``."""
@@ -164,6 +173,7 @@ def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: b
     else:
         cloud = initial_cloud(scene, split.train, config.init, config.seed, out)
         trainer.init_from_cloud(cloud)
+        _save_priors(out, cloud, priors, [scene.names[i] for i in split.train])
         if not quiet:
             console.print(f"init: {cloud.points.shape[0]} points from {cloud.source}; "
                           f"{len(split.train)} train / {len(split.test)} test views ({split.protocol}); "

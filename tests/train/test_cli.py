@@ -125,3 +125,25 @@ def test_train_viewer_gets_a_render_fn_and_scene_context(tmp_path, monkeypatch):
     assert np.abs(rgb.astype(np.float64) / 255 - expected).max() <= 1.5 / 255
     for mode in ("depth", "alpha", "density"):
         assert calls["fn"](cam, RenderSettings(mode=mode)).dtype == np.uint8
+
+
+def test_training_keeps_its_init_cloud_and_depth_priors(tmp_path):
+    """RUN/priors holds the cloud the primitives started from and the training views' depth priors."""
+    import torch
+
+    from recon.config import load_preset, override
+    from recon.priors.init import load_priors
+    from recon.train import cli as train_cli
+
+    config = override(load_preset("demo"), **{"data.path": train_cli.SYNTHETIC, "iterations": 1})
+    out = tmp_path / "run"
+    out.mkdir()
+    trainer, _ = train_cli.run_training(config, out, quiet=True)
+    cloud, depths = load_priors(out)
+    assert cloud is not None and cloud.source == "scene" and 0 < cloud.points.shape[0] <= trainer.scene.num_points
+    # every saved point is one of the scene's surface samples (a subset, after max_points)
+    nearest = torch.cdist(cloud.points, trainer.scene.points, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values
+    assert nearest.max() < 1e-5
+    if depths:  # the synthetic scene's exact depth is the prior: 16-bit quantisation only
+        exact = trainer.scene.depths[trainer.split.train[0]]
+        assert (depths[0] - exact).abs().max() <= exact.max() / 65535 + 1e-5

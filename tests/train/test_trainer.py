@@ -98,3 +98,26 @@ def test_nan_loss_stops_and_keeps_checkpoint(scene, tmp_path):
     with pytest.raises(ReconError, match="became nan at step 7.*last good checkpoint"):
         tr2.train(install_sigint=False)
     assert load_checkpoint(latest_checkpoint(tmp_path / "checkpoints")).step == 6
+
+
+def test_auto_init_never_uses_a_datasets_points_built_with_test_views(scene, monkeypatch):
+    """A COLMAP-like scene's own points saw the test views: with a sparse split, auto asks the
+    priors (training views only); with every view training, the scene's points are fine."""
+    import dataclasses
+
+    import recon.priors.init as priors_init
+    from recon.config import InitConfig
+    from recon.priors.init import PointCloud
+
+    asked = []
+
+    def fake_prior(scene_, train_ids, method, workdir=None):
+        asked.append(list(train_ids))
+        return PointCloud(torch.zeros(7, 3), torch.zeros(7, 3), "mvs")
+
+    monkeypatch.setattr(priors_init, "initial_point_cloud", fake_prior)
+    colmap_like = dataclasses.replace(scene, format="colmap")
+    sparse = initial_cloud(colmap_like, [0, 1], InitConfig(), seed=0)
+    assert sparse.source == "mvs" and asked == [[0, 1]]
+    every = initial_cloud(colmap_like, list(range(len(scene))), InitConfig(), seed=0)
+    assert every.source == "scene" and len(asked) == 1

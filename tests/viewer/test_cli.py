@@ -92,3 +92,18 @@ def test_view_and_render_a_ply_written_by_gsplat(tiny_run, tmp_path):
     assert main(["render", str(ply), "--path", str(tmp_path / "p.json"), "--out", str(out),
                  "--backend", "reference"]) == 0
     assert len(imageio.mimread(out)) == 3
+
+
+def test_view_shows_the_runs_prior_cloud(tiny_run):
+    """A cloud saved in RUN/priors (as training does) is what the viewer draws, read back exactly."""
+    import torch
+
+    from recon.priors.init import PointCloud, save_priors
+
+    g = torch.Generator().manual_seed(1)
+    cloud = PointCloud(torch.randn(50, 3, generator=g), torch.rand(50, 3, generator=g), "mvs")
+    assert load_viewable(tiny_run).points is None  # no scene folder, no priors yet
+    save_priors(tiny_run, cloud, None)
+    v = load_viewable(tiny_run)
+    assert np.allclose(v.points, cloud.points.numpy(), atol=1e-6)
+    assert np.allclose(v.point_colors, cloud.colors.numpy(), atol=1 / 255)

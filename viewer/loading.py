@@ -98,18 +98,18 @@ def _load_run(run_dir: Path) -> Viewable:
 
 def _add_prior_cloud(viewable: Viewable, run_dir: Path) -> None:
     """The run's own prior point cloud (``RUN/priors/points.ply``), when training saved one."""
-    if not (run_dir / "priors" / "points.ply").is_file():
+    path = run_dir / "priors" / "points.ply"
+    if not path.is_file():
         return
     try:
-        from recon.priors.init import load_priors
+        from recon.priors.pointcloud import read_ply
 
-        cloud, _ = load_priors(run_dir)
+        cloud = read_ply(path)
     except Exception as err:  # noqa: BLE001 - the cloud is context, never a reason to fail
         log.warning("prior point cloud not shown: %s", err)
         return
-    if cloud is not None:
-        viewable.points = cloud.points.numpy()
-        viewable.point_colors = cloud.colors.numpy()
+    viewable.points = cloud.points.numpy()
+    viewable.point_colors = cloud.colors.numpy()
 
 
 def read_gaussian_ply(path: str | Path) -> tuple[str, dict[str, Tensor]]:

@@ -146,11 +146,9 @@ def _start_viewer(trainer: Trainer, cloud=None) -> None:
 
 def _save_priors(out: Path, cloud, depths, names: list[str]) -> None:
     """Keeps the init cloud and depth priors in ``RUN/priors/`` (the viewer shows the cloud)."""
-    try:
-        from recon.priors.init import PointCloud, save_priors
-    except ImportError:
-        return
-    save_priors(out, PointCloud(cloud.points, cloud.colors, cloud.source), depths, names=names)
+    from recon.priors.init import save_priors
+
+    save_priors(out, cloud, depths, names=names)
 
 
 def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: bool = False,

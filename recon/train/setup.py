@@ -7,7 +7,6 @@ Priors come from :mod:`recon.priors` when it is installed; otherwise from the sc
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,18 +16,10 @@ from recon.config import DataConfig, InitConfig, TrainConfig
 from recon.data.scene import SceneData
 from recon.data.splits import Split, split_views
 from recon.errors import ConfigError, ReconError
+from recon.priors.pointcloud import PointCloud
 
 log = logging.getLogger(__name__)
 SYNTHETIC = "synthetic"
-
-
-@dataclass
-class InitCloud:
-    """Initial points [P, 3], colours [P, 3] in [0, 1] and where they came from."""
-
-    points: Tensor
-    colors: Tensor
-    source: str
 
 
 def load_training_scene(data: DataConfig, run_dir: Path | None = None, verbose: bool = True) -> SceneData:
@@ -72,7 +63,7 @@ def scene_box(scene: SceneData, train_ids: list[int]) -> tuple[Tensor, Tensor]:
 
 
 def initial_cloud(scene: SceneData, train_ids: list[int], init: InitConfig, seed: int,
-                  run_dir: Path | None = None) -> InitCloud:
+                  run_dir: Path | None = None) -> PointCloud:
     """Points to initialise primitives from, following ``init.method``."""
     gen = torch.Generator().manual_seed(seed)
     method = init.method
@@ -83,7 +74,7 @@ def initial_cloud(scene: SceneData, train_ids: list[int], init: InitConfig, seed
     own_points_ok = scene.format == "synthetic" or len(set(train_ids)) == len(scene)
     if (method == "scene" or (method == "auto" and own_points_ok)) and scene.points is not None and scene.num_points > 0:
         colors = scene.point_colors if scene.point_colors is not None else torch.full_like(scene.points, 0.5)
-        cloud = InitCloud(scene.points.float(), colors.float(), "scene")
+        cloud = PointCloud(scene.points.float(), colors.float(), "scene")
     elif method == "scene":
         raise ConfigError("init.method scene: the scene has no points", hint="use init.method auto or random")
     elif method != "random":
@@ -91,7 +82,7 @@ def initial_cloud(scene: SceneData, train_ids: list[int], init: InitConfig, seed
             from recon.priors.init import initial_point_cloud
 
             pc = initial_point_cloud(scene, train_ids, method, workdir=None if run_dir is None else run_dir / "priors")
-            cloud = InitCloud(pc.points, pc.colors, pc.source)
+            cloud = pc
         except ImportError:
             log.warning("recon.priors is not available; initialising from random points")
         except ReconError:
@@ -101,10 +92,10 @@ def initial_cloud(scene: SceneData, train_ids: list[int], init: InitConfig, seed
     if cloud is None:
         lo, hi = scene_box(scene, train_ids)
         pts = lo + torch.rand(init.random_points, 3, generator=gen) * (hi - lo)
-        cloud = InitCloud(pts, torch.rand(init.random_points, 3, generator=gen), "random")
+        cloud = PointCloud(pts, torch.rand(init.random_points, 3, generator=gen), "random")
     if init.max_points and cloud.points.shape[0] > init.max_points:
         keep = torch.randperm(cloud.points.shape[0], generator=gen)[: init.max_points]
-        cloud = InitCloud(cloud.points[keep], cloud.colors[keep], cloud.source)
+        cloud = PointCloud(cloud.points[keep], cloud.colors[keep], cloud.source)
     return cloud
 
 

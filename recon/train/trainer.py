@@ -24,11 +24,12 @@ from recon.data.scene import SceneData
 from recon.data.splits import Split
 from recon.errors import ConfigError, ReconError
 from recon.primitives import family
+from recon.priors.pointcloud import PointCloud
 from recon.render import render
 from recon.train import losses
 from recon.train.checkpoint import Checkpoint, save_checkpoint
 from recon.train.optim import POSITION_PARAMS, base_lrs, make_optimizers, make_strategy, position_lr
-from recon.train.setup import InitCloud, background_color
+from recon.train.setup import background_color
 from recon.train.state import TrainingState
 
 
@@ -105,7 +106,7 @@ class Trainer:
         self._stop = False
 
     # ------------------------------------------------------------------ setup
-    def init_from_cloud(self, cloud: InitCloud) -> None:
+    def init_from_cloud(self, cloud: PointCloud) -> None:
         """Fresh parameters from a point cloud and a fresh RNG/optimizer state."""
         torch.manual_seed(self.config.seed)
         c, i, o = self.config, self.config.init, self.config.optim

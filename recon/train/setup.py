@@ -72,7 +72,8 @@ def initial_cloud(scene: SceneData, train_ids: list[int], init: InitConfig, seed
     # included: "auto" uses them only when every view trains (or on the synthetic scene, whose
     # points are exact surface samples), so sparse-view protocols never see test-view geometry.
     own_points_ok = scene.format == "synthetic" or len(set(train_ids)) == len(scene)
-    if (method == "scene" or (method == "auto" and own_points_ok)) and scene.points is not None and scene.num_points > 0:
+    use_own = method == "scene" or (method == "auto" and own_points_ok)
+    if use_own and scene.points is not None and scene.num_points > 0:
         colors = scene.point_colors if scene.point_colors is not None else torch.full_like(scene.points, 0.5)
         cloud = PointCloud(scene.points.float(), colors.float(), "scene")
     elif method == "scene":

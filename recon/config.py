@@ -131,6 +131,11 @@ class LossConfig:
     """Weight of mean opacity (Gaussians; triangles use 0.0055 by default below)."""
     scale_reg: float = 0.0
     """Weight of mean activated scale (Gaussians, MCMC uses 0.01)."""
+    aniso_reg: float = 0.0
+    """Weight of mean max(ratio - aniso_max, 0), ratio = largest / smallest Gaussian scale
+    (PhysGaussian's anisotropy penalty: few views let needles along the rays explain every view)."""
+    aniso_max: float = 10.0
+    """Largest scale ratio the anisotropy penalty tolerates."""
     triangle_opacity_reg: float = 0.0055
     """Weight of mean triangle opacity."""
     convex_mask_reg: float = 0.0

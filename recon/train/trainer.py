@@ -182,6 +182,9 @@ class Trainer:
                 terms["opacity_reg"] = c.opacity_reg * torch.sigmoid(p["opacities"]).mean()
             if c.scale_reg > 0:
                 terms["scale_reg"] = c.scale_reg * torch.exp(p["scales"]).mean()
+            if c.aniso_reg > 0:
+                log_ratio = p["scales"].max(dim=-1).values - p["scales"].min(dim=-1).values  # [N]
+                terms["aniso_reg"] = c.aniso_reg * (torch.exp(log_ratio) - c.aniso_max).clamp_min(0).mean()
         elif self.config.primitive == "triangle" and c.triangle_opacity_reg > 0:
             terms["opacity_reg"] = c.triangle_opacity_reg * torch.sigmoid(p["opacities"]).mean()
         elif self.config.primitive == "convex" and c.convex_mask_reg > 0:

@@ -142,3 +142,15 @@ def test_mcmc_trains_within_budget_and_resumes_bit_for_bit(scene, tmp_path):
     resumed.train(install_sigint=False)
     for k, v in _params(full).items():
         assert torch.equal(v, resumed.params[k].detach()), k
+
+
+def test_anisotropy_penalty_counts_only_ratios_above_the_limit(scene):
+    """aniso_reg * mean(max(s_max / s_min - aniso_max, 0)) on hand-set scales."""
+    tr = _trainer(_config(**{"loss.aniso_reg": 0.5, "loss.aniso_max": 10.0, "init.max_points": 3}), scene)
+    scales = torch.log(torch.tensor([[1.0, 2.0, 4.0], [0.01, 1.0, 1.0], [2.0, 0.1, 3.0]]))  # ratios 4, 100, 30
+    with torch.no_grad():
+        tr.params["scales"].data = scales.clone()
+    term = tr._regularisers()["aniso_reg"]
+    assert torch.allclose(term, torch.tensor(0.5 * (0.0 + 90.0 + 20.0) / 3), rtol=1e-5)
+    term.backward()  # flows into the scales of the penalised Gaussians only
+    assert tr.params["scales"].grad[0].abs().max() == 0 and tr.params["scales"].grad[1].abs().max() > 0

@@ -1,14 +1,24 @@
-"""Plane-sweep multi-view stereo on known poses, in PyTorch (no network, no CUDA needed).
+"""Multi-view stereo on known poses, in PyTorch (no network, no CUDA needed).
 
-For every reference view: ``D`` fronto-parallel planes uniform in inverse depth between the
-view's near and far bounds; each source view is warped onto every plane with the plane-induced
-homography (written per pixel as ``x_s ~ d * K_s R_rel K_r^-1 x_r + K_s t_rel``) through
-``grid_sample``; the matching cost is ``1 - ZNCC`` over a square window (box filters); costs of
-the source views are aggregated by averaging the best half (robust to occlusion); winner takes
-all with a parabolic sub-plane refinement in inverse depth. Depth maps are then filtered by
-geometric consistency (METHODS.md 5.4): a pixel is kept when, reprojected through the depth map of
-at least ``min_consistent`` other views and back, it lands within ``reproj_px`` pixels with a
-relative depth difference below ``rel_depth``.
+For every reference view, on an image pyramid (2x2 box averages, ``len(iterations)`` levels):
+
+1. **Plane sweep** on the coarsest level: ``num_depths`` fronto-parallel planes uniform in inverse
+   depth between the view's near and far bounds; every source view is warped onto every plane
+   (``x_s ~ K_s (R_rel K_r^-1 x_r / inv + t_rel)``, ``grid_sample``); winner takes all with a
+   parabolic sub-plane refinement.
+2. **Propagation and refinement** on every level, coarse to fine
+   (:mod:`recon.priors.patchmatch`): each pixel tries its neighbours' planes (jumps of 1, 4 and
+   16 px in four directions) and its own depth moved by a shrinking step (one source pixel,
+   halved every iteration), keeps the cheapest, and the map is median filtered.
+
+The matching cost is ``1 - ZNCC`` over a ``window`` square plus a truncated absolute grey-level
+difference (which separates the shifted copies of a smooth gradient that ZNCC alone cannot),
+averaged over the best half of the source views (robust to occlusion). Depth maps are then
+filtered by cost, texture and geometric consistency (METHODS.md 5.4): a pixel is kept when,
+reprojected through the depth map of at least ``min_consistent`` other views and back, it lands
+within ``reproj_px`` pixels with a relative depth difference below ``rel_depth``; the kept pixels
+are fused into a coloured point cloud. Object masks, when the caller passes them, only drop depth
+outside the object (they never guide matching).
 """
 
 from __future__ import annotations
@@ -20,6 +30,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from recon.priors.patchmatch import (
+    box_mean,
+    hypothesis_costs,
+    median_filter,
+    pixel_rate,
+    pixel_rays,
+    propagate,
+    winner,
+)
 from recon.priors.pointcloud import PointCloud
 
 
@@ -29,13 +48,14 @@ class MVSConfig:
 
     num_depths: int = 64
     """Number of inverse-depth planes between near and far."""
-    window: int = 11
-    """ZNCC window side in pixels (odd)."""
+    window: int = 7
+    """ZNCC window side in pixels (odd), on every pyramid level."""
     num_sources: int = 4
     """Source views per reference view (the closest camera centres)."""
-    max_cost: float = 0.6
-    """Reject pixels whose best aggregated cost (1 - ZNCC, in [0, 2]) is above this."""
-    min_texture: float = 0.01
+    max_cost: float = 1.0
+    """Reject pixels whose best aggregated cost (``1 - ZNCC`` plus the weighted absolute
+    difference, in [0, 2 + ad_weight]) is above this."""
+    min_texture: float = 0.003
     """Reject pixels whose reference window has a grey-level std below this (textureless)."""
     reproj_px: float = 1.0
     """Geometric consistency: maximum forward-backward reprojection error in pixels."""
@@ -45,12 +65,22 @@ class MVSConfig:
     """Geometric consistency: number of other views that must agree."""
     max_side: int | None = 400
     """Images are box-downscaled so that their longer side is at most this (None: full size)."""
-    refine_depths: int = 9
-    """Per-pixel hypotheses of the full-resolution refinement (coarse-to-fine; 1 disables)."""
-    refine_iters: int = 1
-    """Full-resolution refinement passes, each halving the hypothesis spacing."""
+    iterations: tuple[int, ...] = (2, 2, 2, 2)
+    """Propagation + refinement iterations per pyramid level, finest first. Its length caps the
+    number of levels (fewer when the coarsest would be under 32 px); the sweep runs on the
+    coarsest."""
+    jumps: tuple[int, ...] = (1, 4, 16)
+    """Propagation distances in pixels (of the current level)."""
+    median: int = 5
+    """Median filter side applied to the depth map after every iteration (1 disables)."""
+    refine_px: float = 1.0
+    """First refinement step of each level, in source pixels (halved every iteration)."""
+    ad_weight: float = 1.0
+    """Weight of the truncated absolute-difference term added to ``1 - ZNCC``."""
+    ad_trunc: float = 0.1
+    """Truncation of the absolute grey-level difference."""
     chunk: int = 16
-    """Planes warped at once (memory/speed trade-off)."""
+    """Hypotheses warped at once (memory/speed trade-off)."""
 
 
 @dataclass
@@ -80,31 +110,6 @@ def _gray(img: Tensor) -> Tensor:
     return img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114
 
 
-def _pixel_rays(K: Tensor, h: int, w: int) -> Tensor:
-    """[H, W, 3] camera-space directions with z = 1 through pixel centres."""
-    ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=K.dtype) + 0.5, torch.arange(w, dtype=K.dtype) + 0.5, indexing="ij"
-    )
-    pix = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)  # [H, W, 3]
-    return pix @ torch.linalg.inv(K).T
-
-
-def _box_sum(x: Tensor, window: int) -> Tensor:
-    """Sum over a window x window neighbourhood of [..., H, W] (zero outside), by separable
-    cumulative sums: ~8x faster than ``avg_pool2d`` on CPU, exact to float32 rounding."""
-    p = window // 2
-    c = F.pad(x, (p + 1, p)).cumsum(-1)
-    x = c[..., window:] - c[..., :-window]
-    c = F.pad(x, (0, 0, p + 1, p)).cumsum(-2)
-    return c[..., window:, :] - c[..., :-window, :]
-
-
-def _box(x: Tensor, window: int) -> Tensor:
-    """Mean over a window x window neighbourhood of [B, C, H, W] (shrinking at the borders)."""
-    ones = torch.ones(1, 1, *x.shape[-2:], dtype=x.dtype)
-    return _box_sum(x, window) / _box_sum(ones, window)
-
-
 def _to_grid(uv: Tensor, h: int, w: int) -> Tensor:
     """Pixel coordinates (centre convention) -> grid_sample's [-1, 1] (align_corners=False)."""
     return torch.stack([uv[..., 0] / w * 2 - 1, uv[..., 1] / h * 2 - 1], dim=-1)
@@ -122,149 +127,84 @@ def select_sources(viewmats: Tensor, ref: int, num: int) -> list[int]:
     return (good or order)[:num]
 
 
-def _sweep_costs(
-    g_r: Tensor,
-    K_r: Tensor,
-    vm_r: Tensor,
-    srcs: list[tuple[Tensor, Tensor, Tensor]],
-    inv_hyp: Tensor,
-    cfg: MVSConfig,
-) -> Tensor:
-    """Aggregated matching cost of depth hypotheses for one reference view.
-
-    Args:
-        g_r: [H, W] reference grey image; K_r [3, 3]; vm_r [4, 4].
-        srcs: per source view (grey [Hs, Ws], K [3, 3], viewmat [4, 4]).
-        inv_hyp: [D, H, W] or [D, 1, 1] inverse-depth hypotheses.
-
-    Returns:
-        [D, H, W] cost: mean of the best half (over sources) of ``1 - ZNCC``; 2 where unseen.
-    """
-    h, w = g_r.shape
-    n_hyp, win = inv_hyp.shape[0], cfg.window
-    rays = _pixel_rays(K_r.double(), h, w).float()  # [H, W, 3]
-    r = g_r[None, None]  # [1, 1, H, W]
-    mu_r = _box(r, win)[:, 0]  # [1, H, W]
-    sd_r = (_box(r * r, win)[:, 0] - mu_r * mu_r).clamp_min(0).sqrt()
-    c2w_r = torch.linalg.inv(vm_r.double())
-    costs = torch.empty(len(srcs), n_hyp, h, w)  # [S, D, H, W]
-    for si, (g_s, K_s, vm_s) in enumerate(srcs):
-        rel = (vm_s.double() @ c2w_r).float()  # ref camera -> source camera
-        hs, ws = g_s.shape
-        # Pixel coordinates straight into grid_sample's [-1, 1] frame: x_s ~ d * A + B.
-        to_ndc = torch.tensor([[2.0 / ws, 0, -1], [0, 2.0 / hs, -1], [0, 0, 1]])
-        M = to_ndc @ K_s.float()
-        A = (rays @ (M @ rel[:3, :3]).T).permute(2, 0, 1)  # [3, H, W]
-        B = M @ rel[:3, 3]  # [3]
-        img = g_s[None, None]
-        for d0 in range(0, n_hyp, cfg.chunk):
-            depth = 1.0 / inv_hyp[d0 : d0 + cfg.chunk]  # [Dc, H, W] or [Dc, 1, 1]
-            z = depth * A[2] + B[2]  # [Dc, H, W]
-            z_safe = z.clamp_min(1e-8)
-            gx = (depth * A[0] + B[0]) / z_safe
-            gy = (depth * A[1] + B[1]) / z_safe
-            valid = (z > 1e-8) & (gx.abs() <= 1) & (gy.abs() <= 1)
-            grid = torch.stack([gx, gy], dim=-1)  # [Dc, H, W, 2]
-            warped = F.grid_sample(
-                img.expand(grid.shape[0], -1, -1, -1), grid,
-                mode="bilinear", padding_mode="border", align_corners=False,
-            )  # [Dc, 1, H, W]
-            stats = _box(torch.cat([warped, warped * warped, warped * r], dim=1), win)
-            mu_s = stats[:, 0]
-            sd_s = (stats[:, 1] - mu_s * mu_s).clamp_min(0).sqrt()
-            zncc = (stats[:, 2] - mu_s * mu_r) / (sd_s * sd_r + 1e-6)
-            cost = (1.0 - zncc).clamp(0.0, 2.0).masked_fill_(~valid, 2.0)
-            costs[si, d0 : d0 + cfg.chunk] = cost
-    if len(srcs) == 1:
-        return costs[0]
-    k = max(1, math.ceil(len(srcs) / 2))  # best half: robust to occlusion
-    return costs.sort(dim=0).values[:k].mean(0)
+def image_pyramid(gray: Tensor, K: Tensor, levels: int, min_side: int = 32) -> list[tuple[Tensor, Tensor]]:
+    """Grey image [H, W] and its intrinsics at up to ``levels`` scales, finest first, each level
+    a 2x2 box average of the previous one (pixel centres map exactly: ``u_next = u / 2``); no
+    level is made whose shorter side would be below ``min_side``."""
+    out = [(gray, K.float())]
+    half = torch.diag(torch.tensor([0.5, 0.5, 1.0]))
+    for _ in range(levels - 1):
+        g, k = out[-1]
+        if (min(g.shape) + 1) // 2 < min_side:
+            break
+        out.append((F.avg_pool2d(g[None, None], 2, ceil_mode=True)[0, 0], half @ k))
+    return out
 
 
-def _winner(agg: Tensor, inv_hyp: Tensor, step: Tensor | float) -> tuple[Tensor, Tensor]:
-    """Winner-takes-all over [D, H, W] costs with parabolic sub-hypothesis refinement.
-
-    Hypotheses must be uniformly spaced (by ``step``) along D at each pixel.
-
-    Returns:
-        inverse depth [H, W] and the winner's cost [H, W].
-    """
-    n = agg.shape[0]
-    best = agg.argmin(0, keepdim=True)  # [1, H, W]
-    c0 = agg.gather(0, best)[0]
-    cm = agg.gather(0, (best - 1).clamp_min(0))[0]
-    cp = agg.gather(0, (best + 1).clamp_max(n - 1))[0]
-    denom = cm - 2 * c0 + cp
-    inner = (best[0] > 0) & (best[0] < n - 1) & (denom > 1e-6)
-    delta = torch.where(inner, 0.5 * (cm - cp) / denom.clamp_min(1e-6), torch.zeros_like(c0))
-    inv_best = inv_hyp.expand(n, *agg.shape[1:]).gather(0, best)[0]
-    return inv_best + delta.clamp(-0.5, 0.5) * step, c0
-
-
-def plane_sweep(
+def estimate_depth(
     ref: int,
-    grays: list[Tensor],
-    Ks: Tensor,
+    pyramids: list[list[tuple[Tensor, Tensor]]],
     viewmats: Tensor,
     near: float,
     far: float,
     sources: list[int],
     cfg: MVSConfig,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Depth of one reference view by a coarse-to-fine plane sweep.
-
-    Images larger than 160 px are swept first at half resolution with ``num_depths`` planes;
-    the result, upsampled, centres ``refine_depths`` per-pixel hypotheses at full resolution
-    (spaced by half a coarse plane). Smaller images are swept once at full resolution.
+    """Depth of one reference view: plane sweep on the coarsest pyramid level, then
+    PatchMatch-style propagation and refinement (:func:`recon.priors.patchmatch.propagate`) on
+    every level, coarse to fine.
 
     Args:
         ref: reference view index.
-        grays: per view [H_v, W_v] grey images.
-        Ks: [V, 3, 3] intrinsics matching ``grays``; viewmats: [V, 4, 4] world-to-camera.
+        pyramids: per view the output of :func:`image_pyramid` (same number of levels).
+        viewmats: [V, 4, 4] world-to-camera.
         near, far: depth bounds of the sweep (0 < near < far).
         sources: source view indices.
+        cfg: stereo settings.
 
     Returns:
-        depth [H, W], cost [H, W] (aggregated 1 - ZNCC of the winner) and texture [H, W]
-        (grey-level std of the reference window).
+        depth [H, W], cost [H, W] (aggregated matching cost of the final map) and texture
+        [H, W] (grey-level std of the reference window), at the finest level.
     """
-    g_r = grays[ref]
-    h, w = g_r.shape
-    inv = torch.linspace(1.0 / near, 1.0 / far, cfg.num_depths)[:, None, None]  # [D, 1, 1]
-    step = float(inv[1] - inv[0]) if cfg.num_depths > 1 else 0.0
-    srcs = [(grays[s], Ks[s], viewmats[s]) for s in sources]
-    if max(h, w) > 160 and cfg.refine_depths > 1:
-        half = lambda g: F.avg_pool2d(g[None, None], 2, ceil_mode=True)[0, 0]  # noqa: E731
-        scale = lambda K, g, gh: torch.diag(torch.tensor([gh.shape[1] / g.shape[1], gh.shape[0] / g.shape[0], 1.0])) @ K  # noqa: E731
-        g_rh = half(g_r)
-        srcs_h = []
-        for g, K, vm in srcs:
-            gh = half(g)
-            srcs_h.append((gh, scale(K.float(), g, gh), vm))
-        agg = _sweep_costs(g_rh, scale(Ks[ref].float(), g_r, g_rh), viewmats[ref], srcs_h, inv, cfg)
-        inv_c, _ = _winner(agg, inv, step)
-        inv_up = F.interpolate(inv_c[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        lo, hi = min(1.0 / near, 1.0 / far), max(1.0 / near, 1.0 / far)
-        k = torch.arange(cfg.refine_depths, dtype=torch.float32) - (cfg.refine_depths - 1) / 2
-        inv_best, fine_step = inv_up, step
-        for _ in range(max(1, cfg.refine_iters)):  # each pass halves the spacing around the estimate
-            fine_step = fine_step / 2
-            hyp = (inv_best[None] + k[:, None, None] * fine_step).clamp(lo, hi)  # [R, H, W]
-            agg = _sweep_costs(g_r, Ks[ref], viewmats[ref], srcs, hyp, cfg)
-            inv_best, cost = _winner(agg, hyp, fine_step)
-    else:
-        agg = _sweep_costs(g_r, Ks[ref], viewmats[ref], srcs, inv, cfg)
-        inv_best, cost = _winner(agg, inv, step)
-    r = g_r[None, None]
-    mu = _box(r, cfg.window)
-    texture = (_box(r * r, cfg.window) - mu * mu).clamp_min(0).sqrt()[0, 0]
-    return 1.0 / inv_best.clamp_min(1e-12), cost, texture
+    lo, hi = 1.0 / far, 1.0 / near
+    top = min(len(pyramids[ref]), *(len(pyramids[s]) for s in sources)) - 1
+
+    def views(level: int) -> tuple[Tensor, Tensor, list]:
+        g, K = pyramids[ref][level]
+        return g, K, [(pyramids[s][level][0], pyramids[s][level][1], viewmats[s]) for s in sources]
+
+    g, K, srcs = views(top)
+    planes = torch.linspace(hi, lo, cfg.num_depths)[:, None, None]  # [D, 1, 1]
+    step = (hi - lo) / max(1, cfg.num_depths - 1)
+    cost_kw = {"ad_weight": cfg.ad_weight, "ad_trunc": cfg.ad_trunc}
+    agg = hypothesis_costs(g, K, viewmats[ref], srcs, planes, cfg.window, cfg.chunk, **cost_kw)
+    inv, cost = winner(agg, planes, step)
+    rate = max(pixel_rate(K, viewmats[ref], srcs, inv), 1e-6)  # px per relative inv. depth change
+    for level in range(top, -1, -1):
+        g, K, srcs = views(level)
+        if tuple(inv.shape) != tuple(g.shape):
+            inv = F.interpolate(inv[None, None], size=g.shape, mode="bilinear", align_corners=False)[0, 0]
+            rate *= 2
+        # The coarsest level also runs the iterations of levels the image was too small for.
+        n_iter = sum(cfg.iterations[level:]) if level == top else cfg.iterations[level]
+        for it in range(n_iter):
+            delta = cfg.refine_px / 2**it / rate  # a step of refine_px, halved every iteration
+            inv, cost = propagate(g, K, viewmats[ref], srcs, inv, delta, (lo, hi), cfg.window,
+                                  cfg.jumps, cfg.chunk, **cost_kw)
+            if cfg.median > 1:  # keeps the hypothesis maps smooth, which the window costs assume
+                inv = median_filter(inv, cfg.median)
+    # The cost of the final (filtered) map itself, which the cost threshold tests.
+    cost = hypothesis_costs(g, K, viewmats[ref], srcs, inv[None], cfg.window, cfg.chunk, **cost_kw)[0]
+    r = g[None, None]
+    mu = box_mean(r, cfg.window)
+    texture = (box_mean(r * r, cfg.window) - mu * mu).clamp_min(0).sqrt()[0, 0]
+    return 1.0 / inv.clamp_min(1e-12), cost, texture
 
 
 def _backproject(depth: Tensor, K: Tensor, viewmat: Tensor) -> Tensor:
     """[H, W] depth -> [H, W, 3] world points."""
     h, w = depth.shape
-    cam = _pixel_rays(K.double(), h, w) * depth.double()[..., None]
+    cam = pixel_rays(K.double(), h, w) * depth.double()[..., None]
     c2w = torch.linalg.inv(viewmat.double())
     return cam @ c2w[:3, :3].T + c2w[:3, 3]
 
@@ -305,9 +245,9 @@ def consistency_check(
             grid = _to_grid(uv, hs, ws).float()[None]
             both = torch.stack([d_s, (d_s > 0).float()])[None]  # [1, 2, Hs, Ws]
             smp = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
-            # Only trust the bilinear depth when all four neighbours have a depth.
-            ok_s = smp[1] > 0.999
-            d_back = torch.where(ok_s, smp[0], torch.zeros_like(smp[0])).double()
+            # Bilinear over the neighbours that have a depth (at least half the weight).
+            ok_s = smp[1] > 0.5
+            d_back = torch.where(ok_s, smp[0] / smp[1].clamp_min(1e-6), torch.zeros_like(smp[0])).double()
             rays_s = torch.cat([uv, torch.ones_like(uv[..., :1])], dim=-1) @ torch.linalg.inv(Ks[s].double()).T
             c2w_s = torch.linalg.inv(viewmats[s].double())
             X_back = (rays_s * d_back[..., None]) @ c2w_s[:3, :3].T + c2w_s[:3, 3]
@@ -367,14 +307,14 @@ def run_mvs(
         small.append(im)
         small_K.append(K)
     Ks_s = torch.stack(small_K)
-    grays = [_gray(im) for im in small]
+    pyramids = [image_pyramid(_gray(im), K, len(cfg.iterations)) for im, K in zip(small, small_K)]
     raw, costs, textures = [], [], []
     from recon.priors._progress import track
 
     for r in track(range(v), "plane-sweep stereo", enabled=progress):
         srcs = select_sources(viewmats, r, cfg.num_sources)
         near, far = float(bounds[r, 0]), float(bounds[r, 1])
-        d, c, t = plane_sweep(r, grays, Ks_s, viewmats, near, far, srcs, cfg)
+        d, c, t = estimate_depth(r, pyramids, viewmats, near, far, srcs, cfg)
         raw.append(d)
         costs.append(c)
         textures.append(t)

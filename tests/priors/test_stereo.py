@@ -5,19 +5,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from recon.priors.stereo import MVSConfig, _box_sum, consistency_check, run_mvs, select_sources
+from recon.priors.patchmatch import box_sum
+from recon.priors.stereo import MVSConfig, consistency_check, run_mvs, select_sources
 
 from .synthetic_views import make_views
 
 
 def test_box_sum_matches_avg_pool():
-    x = torch.rand(2, 3, 17, 23, dtype=torch.float64)
-    expected = F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=True) * 25
-    torch.testing.assert_close(_box_sum(x, 5), expected)
+    for h, w, k in ((17, 23, 5), (4, 3, 7), (6, 9, 11), (12, 12, 1)):  # incl. windows > image
+        x = torch.rand(2, 3, h, w, dtype=torch.float64)
+        expected = F.avg_pool2d(F.pad(x, (k // 2,) * 4), k, stride=1) * k * k
+        torch.testing.assert_close(box_sum(x, k), expected)
 
 
 def test_mvs_depth_accuracy_and_coverage_three_views():
-    images, cams, depth, masks = make_views(3, 96, 72)
+    # Issue 5's targets on a ray-cast scene with exact depth: median relative error < 2 % on the
+    # kept pixels, more than 60 % of the object kept in every view (masks only score, never guide).
+    images, cams, depth, masks = make_views(3, 128, 96)
     bounds = torch.tensor([[2.0, 8.0]] * 3)
     res = run_mvs(list(images), cams.Ks, cams.viewmats, bounds, MVSConfig(), progress=False)
     for v in range(3):

@@ -22,10 +22,14 @@ struct GaussianWindow {
         return w;
     }
 
+    // Exponent at the offset (dx, dy) = pixel centre - means2d.
+    RECON_HD float exponent(float dx, float dy) const {
+        return 0.5f * (a * dx * dx + c * dy * dy) + b * dx * dy;
+    }
+
     // Window value at the pixel centre (px, py); 0 when the exponent is positive (skipped).
     RECON_HD float eval(float px, float py) const {
-        const float dx = px - mx, dy = py - my;
-        const float sigma = 0.5f * (a * dx * dx + c * dy * dy) + b * dx * dy;
+        const float sigma = exponent(px - mx, py - my);
         // exp(-5.6) < 1/255: such pixels are skipped by the alpha threshold whatever the
         // opacity, so the exponential is not needed.
         return (sigma < 0.f || sigma > 5.6f) ? 0.f : expf(-sigma);

@@ -1,4 +1,5 @@
-// CPU rasterization (OpenMP over tiles) for every primitive family.
+// CPU rasterization (OpenMP over tiles) for triangles and convexes; Gaussians have a faster
+// tile-blocked path (cpu_raster_gaussian.h) and are dispatched there.
 //
 // Each tile's primitives are loaded once into window policies, then every pixel of the tile runs
 // the shared compositing template (composite.h). Gradients and max weights are written to
@@ -8,9 +9,9 @@
 #include <vector>
 
 #include "composite.h"
+#include "cpu_raster_gaussian.h"
 #include "launchers.h"
 #include "window_convex.h"
-#include "window_gaussian.h"
 #include "window_triangle.h"
 
 namespace recon {
@@ -191,7 +192,7 @@ void cpu_rasterize_fwd(const RasterArgs& a, float* colors, float* alphas, float*
                        int32_t* last_ids, float* max_weights) {
     switch (a.family) {
         case kGaussian:
-            return rasterize_fwd<GaussianWindow>(a, colors, alphas, transmittance, last_ids, max_weights);
+            return cpu_rasterize_gaussians_fwd(a, colors, alphas, transmittance, last_ids, max_weights);
         case kTriangle:
             return rasterize_fwd<TriangleWindow>(a, colors, alphas, transmittance, last_ids, max_weights);
         default:
@@ -204,8 +205,8 @@ void cpu_rasterize_bwd(const RasterArgs& a, const float* transmittance, const in
                        float* v_features, float* v_opacities, float* v_backgrounds) {
     switch (a.family) {
         case kGaussian:
-            return rasterize_bwd<GaussianWindow>(a, transmittance, last_ids, v_colors, v_alphas,
-                                                 v_wparams, v_features, v_opacities, v_backgrounds);
+            return cpu_rasterize_gaussians_bwd(a, transmittance, last_ids, v_colors, v_alphas,
+                                               v_wparams, v_features, v_opacities, v_backgrounds);
         case kTriangle:
             return rasterize_bwd<TriangleWindow>(a, transmittance, last_ids, v_colors, v_alphas,
                                                  v_wparams, v_features, v_opacities, v_backgrounds);

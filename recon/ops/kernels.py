@@ -28,6 +28,9 @@ FAMILY_GAUSSIAN, FAMILY_TRIANGLE, FAMILY_CONVEX = 0, 1, 2
 
 _CPP_SOURCES = ("bindings.cpp", "cpu_project.cpp", "cpu_isect.cpp", "cpu_raster.cpp")
 _CU_SOURCES = ("cuda_project.cu", "cuda_isect.cu", "cuda_raster.cu")
+# -ffp-contract=off: no FMA contraction, so CPU results do not depend on the build machine.
+# -Wno-psabi: GCC notes about 32-byte vector arguments of inlined SIMD helpers (no ABI involved).
+_CFLAGS = ("-O3", "-fopenmp", "-ffp-contract=off", "-Wno-psabi")
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
@@ -52,11 +55,12 @@ def _sources(with_cuda: bool) -> list[Path]:
 def _build_dir(with_cuda: bool) -> Path:
     """Cache folder keyed by the sources, headers, torch version and build flavour."""
     h = hashlib.sha256()
-    files = sorted((CUDA_DIR / "include").glob("*.h")) + _sources(with_cuda)
+    headers = sorted((CUDA_DIR / "include").glob("*.h")) + sorted((CUDA_DIR / "src").glob("*.h"))
+    files = headers + _sources(with_cuda)
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes())
-    h.update(f"{torch.__version__}|{sys.version_info[:2]}|cuda={with_cuda}".encode())
+    h.update(f"{torch.__version__}|{sys.version_info[:2]}|cuda={with_cuda}|{_CFLAGS}".encode())
     root = Path(os.environ.get("RECON_EXT_DIR", Path.home() / ".cache" / "recon" / "ext"))
     return root / h.hexdigest()[:16]
 
@@ -98,7 +102,7 @@ def load_extension() -> ModuleType:
         build_dir = _build_dir(with_cuda)
         build_dir.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("MAX_JOBS", str(min(4, os.cpu_count() or 1)))
-        cflags = ["-O3", "-fopenmp", "-ffp-contract=off"]
+        cflags = list(_CFLAGS)
         cuda_flags = ["-O3", "-DRECON_WITH_CUDA"]
         if with_cuda:
             cflags.append("-DRECON_WITH_CUDA")

@@ -1,0 +1,486 @@
+// Tile-blocked CPU rasterization of Gaussians (forward and backward), in explicit SIMD.
+// Private to cpu_raster.cpp, which includes it once and dispatches the Gaussian family here.
+//
+// Same numbers as the per-pixel compositing template (composite.h) that the CUDA kernels run, but
+// the loops are swapped: the tile's primitives are the outer loop and the tile's pixels the inner
+// loop, 8 pixels at a time in GCC vector extensions (two SSE registers on plain x86-64, one AVX
+// register where the CPU has it). Per pixel, every operation and its order are those of
+// composite_forward / composite_backward and GaussianWindow, so colours, alphas, transmittances
+// and last ids agree with them up to the exponential (a polynomial expf within about 1 ulp of
+// libm's). Only the sums over a tile's pixels of a primitive's gradients are taken in another
+// (fixed) order.
+//
+// Per primitive, the pixel loop covers only the tile rows where the Gaussian can reach the alpha
+// threshold (a conservative bounding box of {exponent <= min(5.6, ln(255 opacity))}); pixels
+// outside it would be skipped by the threshold anyway. A tile stops once all its pixels stopped.
+// Gradients are written once per intersection (no per-pixel accumulation, no atomics) and reduced
+// per primitive in a fixed order, so results do not depend on the thread count.
+#pragma once
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "launchers.h"
+#include "window_gaussian.h"
+
+// Extra clones of the hot loops for CPUs with AVX, picked at load time by the dynamic linker;
+// the build itself stays generic x86-64 since the extension cache is shared between machines.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define RECON_SIMD_CLONES __attribute__((target_clones("avx", "default")))
+#else
+#define RECON_SIMD_CLONES
+#endif
+
+namespace recon {
+namespace {
+
+constexpr int kLanes = 8;
+typedef float vf __attribute__((vector_size(4 * kLanes)));    // 8 floats
+typedef int32_t vi __attribute__((vector_size(4 * kLanes)));  // 8 ints / lane masks (-1, 0)
+
+inline __attribute__((always_inline)) vf load(const float* p) {
+    vf v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+}
+inline __attribute__((always_inline)) vi load(const int32_t* p) {
+    vi v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+}
+inline __attribute__((always_inline)) void store(float* p, vf v) { std::memcpy(p, &v, sizeof(v)); }
+inline __attribute__((always_inline)) void store(int32_t* p, vi v) { std::memcpy(p, &v, sizeof(v)); }
+inline __attribute__((always_inline)) vf splat(float x) { return vf{} + x; }
+// Lane select by a mask of -1 / 0 lanes, written bitwise: `m ? a : b` on a mask that GCC cannot
+// prove canonical (an & of comparisons) is lowered lane by lane in scalar code.
+inline __attribute__((always_inline)) vf select(vi m, vf a, vf b) {
+    return (vf)(((vi)a & m) | ((vi)b & ~m));
+}
+inline __attribute__((always_inline)) vi select(vi m, vi a, vi b) { return (a & m) | (b & ~m); }
+inline __attribute__((always_inline)) vf keep(vi m, vf a) { return (vf)((vi)a & m); }  // m ? a : 0
+
+// Mask of x <= p[l] over 8 ints, compared as two 4-lane halves: AVX without AVX2 has no 8-lane
+// integer compare, and GCC would otherwise compare lane by lane in scalar code.
+typedef int32_t vi4 __attribute__((vector_size(16)));
+inline __attribute__((always_inline)) vi less_equal(int32_t x, const int32_t* p) {
+    vi4 lo, hi;
+    std::memcpy(&lo, p, sizeof(lo));
+    std::memcpy(&hi, p + 4, sizeof(hi));
+    const vi4 m[2] = {x <= lo, x <= hi};
+    vi out;
+    std::memcpy(&out, m, sizeof(out));
+    return out;
+}
+
+// exp(x) for x in [-5.6, 0]: Cody-Waite reduction x = n ln2 + r and Cephes' expf polynomial
+// (about 1 ulp; no FMA contraction with -ffp-contract=off).
+inline __attribute__((always_inline)) vf exp_small(const vf& x) {
+    const float kMagic = 12582912.f;  // 1.5 * 2^23: adding it rounds to the nearest integer
+    const vf n = (x * 1.44269504088896341f + kMagic) - kMagic;
+    const vf r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+    vf p = splat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const vf y = p * (r * r) + r + 1.f;
+    const vi scale = (__builtin_convertvector(n, vi) + 127) << 23;  // bits of 2^n, n in [-9, 0]
+    return y * (vf)scale;
+}
+
+// GaussianWindow::eval at offsets (dx, dy): 0 where the exponent is negative or above 5.6.
+inline __attribute__((always_inline)) vf window_at(const GaussianWindow& g, const vf& dx, const vf& dy) {
+    const vf sigma = 0.5f * (g.a * dx * dx + g.c * dy * dy) + g.b * dx * dy;  // g.exponent
+    const vi in = (sigma >= 0.f) & (sigma <= 5.6f);
+    return keep(in, exp_small(keep(in, -sigma)));
+}
+
+inline float hsum(vf v) {
+    float s = 0.f;
+    for (int l = 0; l < kLanes; ++l) s += v[l];
+    return s;
+}
+
+// One tile-list entry: window, opacity, features and the block rows [r0, r1) it can reach.
+struct Entry {
+    GaussianWindow g;
+    float o;
+    int32_t r0, r1;
+    const float* f;  // [C]
+};
+
+// Pixel block of one tile: bw x bh pixels (image part only), row-major, padded to n_pad pixels
+// (a multiple of kLanes) with pixel centres.
+struct Block {
+    int64_t v, tile, begin, end;
+    int x0, y0, bw, bh, n, n_pad;
+    std::vector<float> px, py;  // [n_pad]
+};
+
+void load_block(const RasterArgs& a, int64_t tile, Block& b) {
+    const int64_t tiles_per_view = (int64_t)a.tile_width * a.tile_height;
+    const int64_t n_tiles = a.V * tiles_per_view;
+    const int64_t t = tile % tiles_per_view;
+    b.tile = tile;
+    b.v = tile / tiles_per_view;
+    b.x0 = (int)(t % a.tile_width) * a.tile_size;
+    b.y0 = (int)(t / a.tile_width) * a.tile_size;
+    b.bw = std::max(0, std::min(a.tile_size, a.width - b.x0));
+    b.bh = std::max(0, std::min(a.tile_size, a.height - b.y0));
+    b.n = b.bw * b.bh;
+    b.n_pad = (b.n + kLanes - 1) / kLanes * kLanes;
+    b.begin = a.tile_offsets[tile];
+    b.end = tile + 1 < n_tiles ? a.tile_offsets[tile + 1] : a.M;
+    b.px.assign(b.n_pad, 0.f);
+    b.py.assign(b.n_pad, 0.f);
+    for (int r = 0; r < b.bh; ++r)
+        for (int c = 0; c < b.bw; ++c) {
+            b.px[r * b.bw + c] = (float)(b.x0 + c) + 0.5f;
+            b.py[r * b.bw + c] = (float)(b.y0 + r) + 0.5f;
+        }
+}
+
+// Image pixel index of block pixel p < b.n.
+int64_t pixel_of(const RasterArgs& a, const Block& b, int p) {
+    return (b.v * a.height + b.y0 + p / b.bw) * a.width + b.x0 + p % b.bw;
+}
+
+// Pixel box (inclusive) of one (view, primitive) outside which alpha < 1/255 for sure: the
+// bounding box of {exponent <= min(5.6, ln(255 o))}, widened by a relative 1e-3 and one pixel;
+// empty when o < 1/255 (alpha <= o), unbounded when the conic is not positive definite or not
+// finite. Visiting more pixels than needed never changes a result.
+struct Box {
+    int32_t x0, x1, y0, y1;
+};
+
+Box visible_box(const GaussianWindow& g, float o) {
+    constexpr double kBig = 1 << 30;  // far outside any image, still an int32
+    if (!(o >= kAlphaThreshold)) return Box{1, 0, 1, 0};
+    const double a = g.a, b = g.b, c = g.c, det = a * c - b * b;
+    if (a > 0.0 && c > 0.0 && det > 0.0) {
+        const double s = std::min(5.6, std::log(255.0 * (double)o)) * 1.001 + 1e-3;
+        const double hx = std::sqrt(2.0 * s * c / det), hy = std::sqrt(2.0 * s * a / det);
+        const double x0 = std::floor(g.mx - hx - 0.5) - 1.0, x1 = std::ceil(g.mx + hx - 0.5) + 1.0;
+        const double y0 = std::floor(g.my - hy - 0.5) - 1.0, y1 = std::ceil(g.my + hy - 0.5) + 1.0;
+        if (std::isfinite(x0) && std::isfinite(x1) && std::isfinite(y0) && std::isfinite(y1)) {
+            auto clamp = [kBig](double x) { return (int32_t)std::min(kBig, std::max(-kBig, x)); };
+            return Box{clamp(x0), clamp(x1), clamp(y0), clamp(y1)};
+        }
+    }
+    return Box{INT_MIN, INT_MAX, INT_MIN, INT_MAX};
+}
+
+// Boxes of every (view, primitive) [V * N].
+std::vector<Box> visible_boxes(const RasterArgs& a) {
+    std::vector<Box> boxes(a.V * a.N);
+#pragma omp parallel for schedule(static)
+    for (int64_t flat = 0; flat < a.V * a.N; ++flat)
+        boxes[flat] = visible_box(
+            GaussianWindow::load(a.wparams + flat * GaussianWindow::kParams, nullptr, 0),
+            a.opacities[flat % a.N]);
+    return boxes;
+}
+
+// The tile's entries with the block rows crossing their box (none when the box misses it).
+void load_entries(const RasterArgs& a, const std::vector<Box>& boxes, const Block& b,
+                  std::vector<Entry>& es) {
+    es.resize(b.end - b.begin);
+    for (int64_t k = 0; k < b.end - b.begin; ++k) {
+        const int64_t flat = a.flatten_ids[b.begin + k];
+        Entry& e = es[k];
+        e.g = GaussianWindow::load(a.wparams + flat * GaussianWindow::kParams, nullptr, 0);
+        e.o = a.opacities[flat % a.N];
+        e.f = a.features + flat * a.C;
+        const Box& box = boxes[flat];
+        const int64_t r0 = std::max<int64_t>(0, (int64_t)box.y0 - b.y0);
+        const int64_t r1 = std::min<int64_t>(b.bh, (int64_t)box.y1 - b.y0 + 1);
+        const bool miss = r0 >= r1 || box.x1 < b.x0 || box.x0 > b.x0 + b.bw - 1;
+        e.r0 = miss ? 0 : (int32_t)r0;
+        e.r1 = miss ? 0 : (int32_t)r1;
+    }
+}
+
+// Pixel range [p0, p1) of block rows [r0, r1), widened to multiples of kLanes.
+void lane_range(const Block& b, int r0, int r1, int* p0, int* p1) {
+    *p0 = r0 * b.bw / kLanes * kLanes;
+    *p1 = std::min(b.n_pad, (r1 * b.bw + kLanes - 1) / kLanes * kLanes);
+}
+
+// Forward of entry `id` over pixels [p0, p1): composites it where alive (alive[p] = -1), writes
+// the compositing weight (0 where not composited) to wbuf and id to last where composited;
+// returns the max weight, *stopped counts the pixels whose walk ends here (next T <= 1e-4).
+RECON_SIMD_CLONES float forward_entry(const GaussianWindow& g, float o, int32_t id, int p0, int p1,
+                                      const float* px, const float* py, float* T, int32_t* alive,
+                                      int32_t* last, float* wbuf, int* stopped) {
+    vf wmax{}, n_stop{};  // float counts: AVX (without AVX2) has no 8-lane integer add
+    for (int p = p0; p < p1; p += kLanes) {
+        const vf w = window_at(g, load(px + p) - g.mx, load(py + p) - g.my);
+        const vf ow = o * w;
+        const vf alpha = ow < kMaxAlpha ? ow : splat(kMaxAlpha);
+        const vf t = load(T + p);
+        const vf next_T = t * (1.f - alpha);
+        const vi live = load(alive + p);
+        const vi ok = live & (alpha >= kAlphaThreshold);
+        const vi stop = ok & (next_T <= kTransmittanceMin);
+        const vi comp = ok & ~stop;
+        const vf weight = keep(comp, alpha * t);
+        store(wbuf + p, weight);
+        store(T + p, select(comp, next_T, t));
+        store(last + p, select(comp, vi{} + id, load(last + p)));
+        store(alive + p, live & ~stop);
+        n_stop += keep(stop, splat(1.f));
+        wmax = weight > wmax ? weight : wmax;
+    }
+    float m = 0.f;
+    for (int l = 0; l < kLanes; ++l) m = std::max(m, wmax[l]);
+    *stopped = (int)hsum(n_stop);
+    return m;
+}
+
+// color[p] += f * wbuf[p] over [p0, p1) (adds exact zeros where not composited).
+RECON_SIMD_CLONES void accumulate(float f, int p0, int p1, const float* wbuf, float* color) {
+    for (int p = p0; p < p1; p += kLanes) store(color + p, load(color + p) + f * load(wbuf + p));
+}
+
+// sum_p x[p] y[p] over [p0, p1).
+RECON_SIMD_CLONES float dot(int p0, int p1, const float* x, const float* y) {
+    vf s{};
+    for (int p = p0; p < p1; p += kLanes) s += load(x + p) * load(y + p);
+    return hsum(s);
+}
+
+// fv[p] = sum_c f[c] v_color[c, p] over [p0, p1), summed over c in order as composite_backward.
+RECON_SIMD_CLONES void feature_dot(const float* f, int C, int n_pad, int p0, int p1,
+                                   const float* vcol, float* fv) {
+    for (int p = p0; p < p1; p += kLanes) {
+        vf s{};
+        for (int c = 0; c < C; ++c) s += f[c] * load(vcol + (size_t)c * n_pad + p);
+        store(fv + p, s);
+    }
+}
+
+// Per-pixel state of the backward walk (back to front) of one tile, structure of arrays [n_pad].
+struct BackState {
+    float* T;             // transmittance in front of the current entry (starts at the final one)
+    float* acc;           // sum over entries behind of dot(features, v_color) * weight
+    float* wbuf;          // this entry's compositing weight (0 where not composited)
+    const float* Tf;      // final transmittance
+    const float* kterm;   // v_alpha - dot(background, v_color)
+    const int32_t* last;  // last composited entry (INT_MIN on padding)
+    const float* fv;      // dot(features of this entry, v_color)
+};
+
+// Gradients of one entry summed over pixels [p0, p1).
+struct EntryGrad {
+    float opacity, mx, my, a, b, c;
+};
+
+// Backward of entry `id`: composite_backward's per-pixel body for every pixel whose walk reaches
+// it; returns whether it was composited at any pixel.
+RECON_SIMD_CLONES bool backward_entry(const GaussianWindow& g, float o, int32_t id, int p0, int p1,
+                                      const float* px, const float* py, const BackState& st,
+                                      EntryGrad* out) {
+    vf g_o{}, g_mx{}, g_my{}, g_a{}, g_b{}, g_c{};
+    vi any{};
+    for (int p = p0; p < p1; p += kLanes) {
+        const vf dx = load(px + p) - g.mx, dy = load(py + p) - g.my;
+        const vf w = window_at(g, dx, dy);
+        const vf ow = o * w;
+        const vf alpha = ow < kMaxAlpha ? ow : splat(kMaxAlpha);
+        const vi ok = less_equal(id, st.last + p) & (alpha >= kAlphaThreshold);
+        const vf ra = 1.f / (1.f - alpha);
+        const vf t0 = load(st.T + p), acc = load(st.acc + p), fv = load(st.fv + p);
+        const vf t = t0 * ra;
+        const vf weight = alpha * t;
+        vf v_a = t * fv - ra * acc;
+        v_a += load(st.Tf + p) * ra * load(st.kterm + p);
+        store(st.T + p, select(ok, t, t0));
+        store(st.acc + p, select(ok, acc + weight * fv, acc));
+        store(st.wbuf + p, keep(ok, weight));
+        any |= ok;
+        // GaussianWindow::vjp with v_w = o * v_a, where the alpha is not clamped.
+        const vi grad = ok & (ow <= kMaxAlpha);
+        const vf v_sigma = -w * (o * v_a);
+        g_o += keep(grad, w * v_a);
+        g_mx += keep(grad, -(g.a * dx + g.b * dy) * v_sigma);
+        g_my += keep(grad, -(g.b * dx + g.c * dy) * v_sigma);
+        g_a += keep(grad, 0.5f * dx * dx * v_sigma);
+        g_b += keep(grad, dx * dy * v_sigma);
+        g_c += keep(grad, 0.5f * dy * dy * v_sigma);
+    }
+    *out = EntryGrad{hsum(g_o), hsum(g_mx), hsum(g_my), hsum(g_a), hsum(g_b), hsum(g_c)};
+    bool composited = false;
+    for (int l = 0; l < kLanes; ++l) composited = composited || any[l] != 0;
+    return composited;
+}
+
+void cpu_rasterize_gaussians_fwd(const RasterArgs& a, float* colors, float* alphas,
+                                 float* transmittance, int32_t* last_ids, float* max_weights) {
+    const int64_t n_tiles = a.V * a.tile_width * a.tile_height;
+    const int C = a.C;
+    std::vector<float> maxw(a.M, 0.f);
+    const std::vector<Box> boxes = visible_boxes(a);
+#pragma omp parallel
+    {
+        Block b;
+        std::vector<Entry> es;
+        std::vector<float> T, wbuf, color;
+        std::vector<int32_t> alive, last;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t tile = 0; tile < n_tiles; ++tile) {
+            load_block(a, tile, b);
+            const int n = b.n, n_pad = b.n_pad;
+            if (n == 0) continue;
+            load_entries(a, boxes, b, es);
+            T.assign(n_pad, 1.f);
+            wbuf.assign(n_pad, 0.f);
+            color.assign((size_t)C * n_pad, 0.f);  // [C, n_pad]
+            alive.assign(n_pad, 0);
+            std::fill(alive.begin(), alive.begin() + n, -1);  // padding never composites
+            last.assign(n_pad, (int32_t)(b.begin - 1));
+            int n_alive = n, row0 = 0, row1 = b.bh;  // rows [row0, row1) hold every live pixel
+            for (int64_t k = 0; k < (int64_t)es.size() && n_alive > 0; ++k) {
+                const Entry& e = es[k];
+                int p0, p1;
+                lane_range(b, std::max(e.r0, row0), std::min(e.r1, row1), &p0, &p1);
+                if (p0 >= p1) continue;
+                int stopped = 0;
+                const float wmax = forward_entry(e.g, e.o, (int32_t)(b.begin + k), p0, p1,
+                                                 b.px.data(), b.py.data(), T.data(), alive.data(),
+                                                 last.data(), wbuf.data(), &stopped);
+                if (wmax > 0.f) {
+                    maxw[b.begin + k] = wmax;
+                    for (int c = 0; c < C; ++c)
+                        accumulate(e.f[c], p0, p1, wbuf.data(), color.data() + (size_t)c * n_pad);
+                }
+                if (stopped == 0) continue;
+                n_alive -= stopped;
+                auto row_dead = [&](int r) {
+                    const int32_t* al = alive.data() + r * b.bw;
+                    return std::all_of(al, al + b.bw, [](int32_t x) { return x == 0; });
+                };
+                while (row0 < row1 && row_dead(row0)) ++row0;
+                while (row1 > row0 && row_dead(row1 - 1)) --row1;
+            }
+            const float* bg = a.backgrounds != nullptr ? a.backgrounds + b.v * C : nullptr;
+            for (int p = 0; p < n; ++p) {
+                const int64_t pix = pixel_of(a, b, p);
+                float* out = colors + pix * C;
+                for (int c = 0; c < C; ++c) out[c] = color[(size_t)c * n_pad + p];
+                if (bg != nullptr)
+                    for (int c = 0; c < C; ++c) out[c] += T[p] * bg[c];
+                alphas[pix] = 1.f - T[p];
+                transmittance[pix] = T[p];
+                last_ids[pix] = last[p];
+            }
+        }
+    }
+    std::fill(max_weights, max_weights + a.V * a.N, 0.f);
+    for (int64_t i = 0; i < a.M; ++i) {
+        float& m = max_weights[a.flatten_ids[i]];
+        m = std::max(m, maxw[i]);
+    }
+}
+
+void cpu_rasterize_gaussians_bwd(const RasterArgs& a, const float* transmittance,
+                                 const int32_t* last_ids, const float* v_colors,
+                                 const float* v_alphas, float* v_wparams, float* v_features,
+                                 float* v_opacities, float* v_backgrounds) {
+    const int64_t n_tiles = a.V * a.tile_width * a.tile_height;
+    const int C = a.C, P = GaussianWindow::kParams;
+    const int stride = 1 + C + P;  // per intersection: [opacity, features (C), window (P)]
+    std::vector<float> rows(a.M * stride, 0.f);
+    std::vector<float> v_bg_tiles(a.backgrounds != nullptr ? n_tiles * C : 0, 0.f);
+    const std::vector<Box> boxes = visible_boxes(a);
+#pragma omp parallel
+    {
+        Block b;
+        std::vector<Entry> es;
+        std::vector<float> T, Tf, acc, kterm, fv, wbuf, vcol;
+        std::vector<int32_t> last, row_last;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t tile = 0; tile < n_tiles; ++tile) {
+            load_block(a, tile, b);
+            const int n = b.n, n_pad = b.n_pad;
+            if (n == 0 || (b.end <= b.begin && a.backgrounds == nullptr)) continue;
+            const float* bg = a.backgrounds != nullptr ? a.backgrounds + b.v * C : nullptr;
+            T.assign(n_pad, 1.f);
+            Tf.assign(n_pad, 0.f);
+            acc.assign(n_pad, 0.f);
+            kterm.assign(n_pad, 0.f);
+            fv.assign(n_pad, 0.f);
+            wbuf.assign(n_pad, 0.f);
+            vcol.assign((size_t)C * n_pad, 0.f);  // [C, n_pad]
+            last.assign(n_pad, INT_MIN);
+            row_last.assign(b.bh, INT_MIN);  // per block row, max of last
+            int32_t max_last = INT_MIN;
+            for (int p = 0; p < n; ++p) {
+                const int64_t pix = pixel_of(a, b, p);
+                const float* v_color = v_colors + pix * C;
+                float bg_dot = 0.f;
+                if (bg != nullptr) {
+                    for (int c = 0; c < C; ++c) bg_dot += bg[c] * v_color[c];
+                    for (int c = 0; c < C; ++c)
+                        v_bg_tiles[tile * C + c] += transmittance[pix] * v_color[c];
+                }
+                for (int c = 0; c < C; ++c) vcol[(size_t)c * n_pad + p] = v_color[c];
+                T[p] = Tf[p] = transmittance[pix];
+                kterm[p] = v_alphas[pix] - bg_dot;
+                last[p] = last_ids[pix];
+                row_last[p / b.bw] = std::max(row_last[p / b.bw], last[p]);
+                max_last = std::max(max_last, last[p]);
+            }
+            if (max_last < b.begin) continue;
+            load_entries(a, boxes, b, es);
+            const BackState st{T.data(),     acc.data(),  wbuf.data(), Tf.data(),
+                               kterm.data(), last.data(), fv.data()};
+            for (int64_t i = max_last; i >= b.begin; --i) {
+                const Entry& e = es[i - b.begin];
+                int r0 = e.r0, r1 = e.r1;  // trimmed to rows holding a pixel whose walk reaches i
+                while (r0 < r1 && row_last[r0] < i) ++r0;
+                while (r1 > r0 && row_last[r1 - 1] < i) --r1;
+                int p0, p1;
+                lane_range(b, r0, r1, &p0, &p1);
+                if (p0 >= p1) continue;
+                feature_dot(e.f, C, n_pad, p0, p1, vcol.data(), fv.data());
+                EntryGrad gr;
+                if (!backward_entry(e.g, e.o, (int32_t)i, p0, p1, b.px.data(), b.py.data(), st, &gr))
+                    continue;
+                float* row = rows.data() + i * stride;
+                row[0] = gr.opacity;
+                for (int c = 0; c < C; ++c)
+                    row[1 + c] = dot(p0, p1, wbuf.data(), vcol.data() + (size_t)c * n_pad);
+                float* vw = row + 1 + C;
+                vw[0] = gr.mx;
+                vw[1] = gr.my;
+                vw[2] = gr.a;
+                vw[3] = gr.b;
+                vw[4] = gr.c;
+            }
+        }
+    }
+    std::fill(v_wparams, v_wparams + a.V * a.N * P, 0.f);
+    std::fill(v_features, v_features + a.V * a.N * C, 0.f);
+    std::fill(v_opacities, v_opacities + a.N, 0.f);
+    for (int64_t i = 0; i < a.M; ++i) {
+        const int64_t flat = a.flatten_ids[i];
+        const float* row = rows.data() + i * stride;
+        v_opacities[flat % a.N] += row[0];
+        for (int c = 0; c < C; ++c) v_features[flat * C + c] += row[1 + c];
+        for (int k = 0; k < P; ++k) v_wparams[flat * P + k] += row[1 + C + k];
+    }
+    if (v_backgrounds != nullptr) {
+        std::fill(v_backgrounds, v_backgrounds + a.V * C, 0.f);
+        const int64_t tiles_per_view = (int64_t)a.tile_width * a.tile_height;
+        for (int64_t tile = 0; tile < (int64_t)v_bg_tiles.size() / std::max(C, 1); ++tile)
+            for (int c = 0; c < C; ++c)
+                v_backgrounds[(tile / tiles_per_view) * C + c] += v_bg_tiles[tile * C + c];
+    }
+}
+
+}  // namespace
+}  // namespace recon

@@ -168,6 +168,11 @@ class SparseConfig:
     """First step with pseudo views."""
     pseudo_shift: float = 0.1
     """Pseudo camera displacement as a fraction of the scene scale."""
+    warp_weight: float = 0.0
+    """Weight of the multi-view photometric consistency of the rendered depth: another training
+    view's image warped through it must reproduce the rendered view's image."""
+    warp_start: int = 0
+    """First step with the warp consistency loss."""
     floater_every: int = 0
     """Prune floaters (primitives in front of the depth prior) every N steps; 0 = never."""
     floater_margin: float = 0.2

@@ -106,6 +106,70 @@ def depth_smoothness(depth: Tensor, image: Tensor | None = None) -> Tensor:
     return dx.mean() + dy.mean()
 
 
+def warp_to_view(depth: Tensor, K_ref: Tensor, viewmat_ref: Tensor, K_src: Tensor, viewmat_src: Tensor,
+                 width_src: int, height_src: int) -> tuple[Tensor, Tensor]:
+    """Where each pixel of a reference view lands in a source view, given its depth.
+
+    Pixel centres sit at +0.5 (gsplat convention); OpenCV cameras, world-to-camera viewmats.
+
+    Args:
+        depth: [H, W] camera-z depth of the reference view (<= 0 = unknown).
+        K_ref, viewmat_ref: [3, 3], [4, 4] reference camera.
+        K_src, viewmat_src: [3, 3], [4, 4] source camera.
+        width_src, height_src: source image size.
+
+    Returns:
+        ([H, W, 2] grid in grid_sample's [-1, 1] coordinates (align_corners=False), [H, W] bool:
+        known depth, in front of the source camera and inside its image).
+    """
+    h, w = depth.shape
+    dt = depth.dtype
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=dt) + 0.5, torch.arange(w, dtype=dt) + 0.5, indexing="ij")
+    pix = torch.stack([xs, ys, torch.ones_like(xs)], -1)  # [H, W, 3]
+    rays = pix @ torch.linalg.inv(K_ref.to(dt)).T  # [H, W, 3], z = 1
+    cam = rays * depth[..., None]
+    ref_to_src = viewmat_src.to(dt) @ torch.linalg.inv(viewmat_ref.to(dt))  # [4, 4]
+    p = cam @ ref_to_src[:3, :3].T + ref_to_src[:3, 3]  # [H, W, 3] in the source camera
+    z = p[..., 2]
+    uv = (p @ K_src.to(dt).T)[..., :2] / z.clamp_min(1e-8)[..., None]
+    grid = torch.stack([2 * uv[..., 0] / width_src - 1, 2 * uv[..., 1] / height_src - 1], -1)
+    valid = (depth > 0) & (z > 1e-8) & (grid.abs() < 1).all(-1)
+    return grid, valid
+
+
+def warp_consistency_loss(depth: Tensor, image_ref: Tensor, image_src: Tensor, K_ref: Tensor, viewmat_ref: Tensor,
+                          K_src: Tensor, viewmat_src: Tensor, valid: Tensor | None = None,
+                          mask_src: Tensor | None = None) -> Tensor:
+    """Multi-view photometric consistency of a rendered depth: the source image warped into the
+    reference view through ``depth`` should reproduce the reference image (mean L1 over valid pixels).
+
+    The loss is a function of the depth only (images are ground truth), so it moves geometry to
+    where the training views agree: few-view 3DGS otherwise explains each view with its own
+    Gaussians (self-supervised stereo, as in Binocular3DGS / MVPGS).
+
+    Args:
+        depth: [H, W] rendered camera-z depth of the reference view (0 = unknown).
+        image_ref: [H, W, C] ground truth of the reference view.
+        image_src: [Hs, Ws, C] ground truth of the source view.
+        K_ref, viewmat_ref, K_src, viewmat_src: the two cameras ([3, 3], [4, 4]).
+        valid: [H, W] bool reference pixels to use (e.g. inside its object mask).
+        mask_src: [Hs, Ws] source object mask: pixels landing outside it are ignored.
+    """
+    hs, ws = image_src.shape[:2]
+    grid, ok = warp_to_view(depth, K_ref, viewmat_ref, K_src, viewmat_src, ws, hs)
+    if valid is not None:
+        ok = ok & valid
+    src = image_src.permute(2, 0, 1)[None].to(depth.dtype)  # [1, C, Hs, Ws]
+    warped = F.grid_sample(src, grid[None], mode="bilinear", padding_mode="border", align_corners=False)[0]
+    warped = warped.permute(1, 2, 0)  # [H, W, C]
+    if mask_src is not None:
+        m = F.grid_sample(mask_src[None, None].to(depth.dtype), grid[None], mode="nearest", align_corners=False)[0, 0]
+        ok = ok & (m > 0.5)
+    if int(ok.sum()) < 16:
+        return depth.sum() * 0.0
+    return (warped - image_ref.to(depth.dtype)).abs().mean(-1)[ok].mean()
+
+
 def psnr(render: Tensor, target: Tensor) -> float:
     """PSNR in dB of images in [0, 1]."""
     mse = float((render - target).square().mean())

@@ -191,8 +191,17 @@ class Trainer:
             terms["opacity_reg"] = c.convex_mask_reg * torch.sigmoid(p["opacities"]).mean()
         return terms
 
-    def _sparse_terms(self, v: int, depth: Tensor, step: int) -> dict[str, Tensor]:
+    def _sparse_terms(self, v: int, depth: Tensor, alpha: Tensor, step: int) -> dict[str, Tensor]:
         s, terms = self.config.sparse, {}
+        if s.warp_weight > 0 and step >= s.warp_start and len(self.train_ids) > 1:
+            u = (v + 1 + int(torch.randint(len(self.train_ids) - 1, (1,)))) % len(self.train_ids)  # another view
+            valid = alpha > 0.5
+            if self.masks is not None:
+                valid = valid & (self.masks[v] > 0.5)
+            cams = self.cameras
+            terms["warp"] = s.warp_weight * losses.warp_consistency_loss(
+                depth, self.images[v], self.images[u], cams.Ks[v], cams.viewmats[v], cams.Ks[u], cams.viewmats[u],
+                valid=valid, mask_src=None if self.masks is None else self.masks[u])
         if self.depth_priors is not None:
             prior = self.depth_priors[v]
             if s.pearson_weight > 0:
@@ -247,7 +256,7 @@ class Trainer:
         loss, l1 = losses.photometric_loss(out.rgb, target, c.loss.ssim_lambda)
         terms = {"l1": l1, **self._regularisers()}
         if self.sparse:
-            terms.update(self._sparse_terms(v, out.depth[0, ..., 0], step))
+            terms.update(self._sparse_terms(v, out.depth[0, ..., 0], out.alpha[0, ..., 0], step))
         for key, value in terms.items():
             if key != "l1":
                 loss = loss + value

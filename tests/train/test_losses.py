@@ -48,3 +48,56 @@ def test_depth_smoothness_zero_on_constant():
     assert float(losses.depth_smoothness(torch.full((8, 8), 2.0))) == 0.0
     ramp = torch.arange(8.0)[None].expand(8, 8)
     assert abs(float(losses.depth_smoothness(ramp)) - 1.0) < 1e-6
+
+
+def _plane_views(h: int = 48, w: int = 64):
+    """Two cameras seeing the textured plane z = 4 + 0.3 x: ground truth images and the reference
+    view's depth by ray-plane intersection (independent of the warping code)."""
+    from recon.cameras import Cameras
+
+    K = torch.tensor([[60.0, 0.0, w / 2], [0.0, 60.0, h / 2], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    ang = torch.tensor(0.1, dtype=torch.float64)
+    R = torch.tensor([[ang.cos(), 0.0, -ang.sin()], [0.0, 1.0, 0.0], [ang.sin(), 0.0, ang.cos()]], dtype=torch.float64)
+    vm_a, vm_b = torch.eye(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64)
+    vm_b[:3, :3] = R
+    vm_b[:3, 3] = -R @ torch.tensor([0.6, 0.1, 0.0], dtype=torch.float64)  # centre at (0.6, 0.1, 0)
+    cams = Cameras.create(torch.stack([K, K]), torch.stack([vm_a, vm_b]), [w, w], [h, h])
+
+    def render(vm):
+        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64) + 0.5, torch.arange(w, dtype=torch.float64) + 0.5,
+                                indexing="ij")
+        d_cam = torch.stack([(xs - w / 2) / 60.0, (ys - h / 2) / 60.0, torch.ones_like(xs)], -1)
+        c2w = torch.linalg.inv(vm)
+        d = d_cam @ c2w[:3, :3].T
+        o = c2w[:3, 3]
+        t = (4.0 + 0.3 * o[0] - o[2]) / (d[..., 2] - 0.3 * d[..., 0])  # o_z + t d_z = 4 + 0.3 (o_x + t d_x)
+        p = o + t[..., None] * d
+        img = torch.stack([0.5 + 0.4 * torch.sin(3 * p[..., 0]), 0.5 + 0.4 * torch.cos(2.5 * p[..., 1]),
+                           0.5 + 0.2 * torch.sin(2 * p[..., 0] + p[..., 1])], -1)
+        return img, t * d_cam[..., 2], p  # image, camera z (d_cam has z = 1), world points
+
+    img_a, depth_a, pts_a = render(vm_a)
+    img_b, _, _ = render(vm_b)
+    return cams, img_a, img_b, depth_a, pts_a
+
+
+def test_warp_lands_where_the_cameras_project_the_surface():
+    cams, _, _, depth_a, pts_a = _plane_views()
+    grid, valid = losses.warp_to_view(depth_a, cams.Ks[0], cams.viewmats[0], cams.Ks[1], cams.viewmats[1], 64, 48)
+    uv, _ = cams[1].project(pts_a.reshape(-1, 3))  # float32 cameras
+    expected = torch.stack([2 * uv[0, :, 0] / 64 - 1, 2 * uv[0, :, 1] / 48 - 1], -1).reshape(48, 64, 2).double()
+    assert valid.float().mean() > 0.6
+    torch.testing.assert_close(grid[valid], expected[valid], atol=1e-5, rtol=0)  # 1e-5 of the half-width
+    assert not bool(valid[(expected.abs() >= 1).any(-1)].any())  # outside the source image = invalid
+
+
+def test_warp_loss_is_minimal_at_the_true_depth_and_pulls_towards_it():
+    cams, img_a, img_b, depth_a, _ = _plane_views()
+    args = (img_a, img_b, cams.Ks[0], cams.viewmats[0], cams.Ks[1], cams.viewmats[1])
+    at_truth = float(losses.warp_consistency_loss(depth_a, *args))
+    assert at_truth < 0.01  # bilinear resampling error only
+    assert float(losses.warp_consistency_loss(1.15 * depth_a, *args)) > 5 * at_truth
+    for s, sign in ((1.1, 1.0), (0.9, -1.0)):
+        scale = torch.tensor(s, dtype=torch.float64, requires_grad=True)
+        losses.warp_consistency_loss(scale * depth_a, *args).backward()
+        assert sign * float(scale.grad) > 0  # gradient descent moves the depth back to the surface

@@ -154,3 +154,11 @@ def test_anisotropy_penalty_counts_only_ratios_above_the_limit(scene):
     assert torch.allclose(term, torch.tensor(0.5 * (0.0 + 90.0 + 20.0) / 3), rtol=1e-5)
     term.backward()  # flows into the scales of the penalised Gaussians only
     assert tr.params["scales"].grad[0].abs().max() == 0 and tr.params["scales"].grad[1].abs().max() > 0
+
+
+def test_warp_consistency_term_trains_and_is_off_by_default(scene):
+    on = _trainer(_config(iterations=10, **{"sparse.warp_weight": 0.5, "sparse.warp_start": 2}), scene)
+    res = on.train(install_sigint=False)
+    assert "warp" in res.log[-1] and 0 < res.log[-1]["warp"] < 0.5  # weighted mean L1 of colours in [0, 1]
+    off = _trainer(_config(iterations=10), scene).train(install_sigint=False)
+    assert "warp" not in off.log[-1]

@@ -2,10 +2,11 @@
 
 For every primitive family and every available backend (reference twin, CPU kernels, CUDA
 kernels, and gsplat's CUDA rasterizer for Gaussians) this renders a random scene of N primitives
-at W x H, back-propagates random cotangents, and reports the median time per image, the max abs
-difference of colour / alpha / depth to the reference (at the small size) and the peak memory
-(process RSS on CPU, ``torch.cuda.max_memory_allocated`` on GPU). Each case runs in its own
-process so that peak RSS belongs to that case alone.
+at W x H, back-propagates random cotangents, and reports the median time per image (wall clock,
+and on CPU also the process CPU time of all threads, which a busy shared machine disturbs less),
+the max abs difference of colour / alpha / depth to the reference (at the small size) and the
+peak memory (process RSS on CPU, ``torch.cuda.max_memory_allocated`` on GPU). Each case runs in
+its own process so that peak RSS belongs to that case alone.
 
     python scripts/bench_raster.py            # table
     python scripts/bench_raster.py --json     # one JSON document
@@ -128,14 +129,17 @@ def run_case(family: str, backend: str, N: int, W: int, repeats: int) -> dict:
     out = step()  # warm-up (and build)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         sync()
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
     result = {"ms_per_image": 1e3 * sorted(times)[len(times) // 2], "N": N, "size": W}
+    if device == "cpu":  # all threads of the process
+        result["cpu_ms_per_image"] = 1e3 * sorted(cpu_times)[len(cpu_times) // 2]
     if device == "cuda":
         result["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -206,16 +210,21 @@ def main() -> None:
         results.append(row)
     for fam in wanted:  # speed-ups measured side by side in this run
         rows = {(r["backend"], r.get("size")): r for r in results if r["family"] == fam}
-        ref_ms = rows.get(("reference", 256), {}).get("ms_per_image")
+        ref = rows.get(("reference", 256), {})
         for r in results:
-            if r["family"] == fam and ref_ms and "ms_per_image" in r and r.get("size") == 256:
-                r["speedup_vs_reference"] = ref_ms / r["ms_per_image"]
+            if r["family"] != fam or r.get("size") != 256:
+                continue
+            if ref.get("ms_per_image") and "ms_per_image" in r:
+                r["speedup_vs_reference"] = ref["ms_per_image"] / r["ms_per_image"]
+            if ref.get("cpu_ms_per_image") and "cpu_ms_per_image" in r:
+                r["cpu_time_speedup_vs_reference"] = ref["cpu_ms_per_image"] / r["cpu_ms_per_image"]
     doc = {"machine": machine(), "results": results}
     if args.json:
         print(json.dumps(doc, indent=2))
         return
     print(f"machine: {doc['machine']}")
-    print(f"{'family':9} {'backend':9} {'N':>7} {'size':>5} {'ms/img':>9} {'x ref':>7} {'mem MB':>8}  max|diff| c/a/d")
+    print(f"{'family':9} {'backend':9} {'N':>7} {'size':>5} {'ms/img':>9} {'x ref':>7} "
+          f"{'cpu ms':>8} {'x ref':>7} {'mem MB':>8}  max|diff| c/a/d")  # fmt: skip
     for r in results:
         if "ms_per_image" not in r:
             print(f"{r['family']:9} {r['backend']:9} {r.get('skipped') or r.get('error')}")
@@ -223,9 +232,11 @@ def main() -> None:
         mem = r.get("peak_rss_mb", r.get("peak_mem_mb", 0.0))
         diff = r.get("max_abs_diff")
         diff_s = "/".join(f"{diff[k]:.1e}" for k in ("color", "alpha", "depth")) if diff else "-"
-        sp = r.get("speedup_vs_reference")
+        sp, sp_cpu, cpu_ms = (r.get(k) for k in ("speedup_vs_reference",
+                                                 "cpu_time_speedup_vs_reference", "cpu_ms_per_image"))
         print(f"{r['family']:9} {r['backend']:9} {r['N']:>7} {r['size']:>5} {r['ms_per_image']:>9.1f} "
-              f"{(f'{sp:.1f}' if sp else '-'):>7} {mem:>8.0f}  {diff_s}")  # fmt: skip
+              f"{(f'{sp:.1f}' if sp else '-'):>7} {(f'{cpu_ms:.1f}' if cpu_ms else '-'):>8} "
+              f"{(f'{sp_cpu:.1f}' if sp_cpu else '-'):>7} {mem:>8.0f}  {diff_s}")  # fmt: skip
 
 
 if __name__ == "__main__":

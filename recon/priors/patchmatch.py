@@ -74,6 +74,9 @@ def hypothesis_costs(
     chunk: int = 16,
     ad_weight: float = 0.0,
     ad_trunc: float = 0.1,
+    src_depths: list[Tensor] | None = None,
+    geo_weight: float = 0.0,
+    geo_trunc: float = 2.0,
 ) -> Tensor:
     """Aggregated matching cost of inverse-depth hypothesis maps for one reference view.
 
@@ -83,10 +86,19 @@ def hypothesis_costs(
         inv_hyp: [D, H, W] hypothesis maps, or [D, 1, 1] fronto-parallel planes.
         window: ZNCC window side (odd).
         chunk: hypotheses warped at once.
+        ad_weight: weight of the window mean of ``min(|I_s - I_r|, ad_trunc) / ad_trunc``.
+        ad_trunc: truncation of the absolute grey-level difference.
+        src_depths: optional per source [H_s, W_s] depth maps (0 = unknown) for a geometric
+            term (ACMM's multi-view geometric consistency): the forward-backward reprojection
+            error in pixels through the source's depth, ``min(err, geo_trunc) / geo_trunc``
+            (1 where the source depth is unknown), times ``geo_weight``.
+        geo_weight: weight of the geometric term (0 disables it).
+        geo_trunc: truncation of the reprojection error in pixels.
 
     Returns:
-        [D, H, W] cost: mean over the best half of the sources of ``1 - ZNCC`` (in [0, 2]); a
-        source that does not see the pixel costs 2.
+        [D, H, W] cost: per source ``1 - ZNCC`` (in [0, 2]) plus the weighted terms, averaged
+        over the best half of the sources; a source that does not see the pixel costs the
+        maximum.
     """
     h, w = g_r.shape
     n_hyp = inv_hyp.shape[0]
@@ -96,7 +108,10 @@ def hypothesis_costs(
     mu_r = box_sum(r, window) * inv_count  # [1, H, W]
     sd_r = (box_sum(r * r, window) * inv_count - mu_r * mu_r).clamp_min(0).sqrt()
     c2w_r = torch.linalg.inv(vm_r.double())
-    invalid_cost = 2.0 + ad_weight
+    geo = src_depths is not None and geo_weight > 0
+    invalid_cost = 2.0 + ad_weight + (geo_weight if geo else 0.0)
+    if geo:
+        ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")  # [H, W]
     costs = torch.empty(len(srcs), n_hyp, h, w)  # [S, D, H, W]
     for si, (g_s, K_s, vm_s) in enumerate(srcs):
         rel = (vm_s.double() @ c2w_r).float()  # reference camera -> source camera
@@ -128,11 +143,38 @@ def hypothesis_costs(
             sd = stats[:, 1].addcmul_(mu_s, mu_s, value=-1).clamp_min_(0).sqrt_().mul_(sd_r).add_(1e-6)
             cost = stats[:, 2].addcmul_(mu_s, mu_r, value=-1).div_(sd)  # ZNCC
             cost.neg_().add_(1.0).clamp_(0.0, 2.0).add_(stats[:, 3], alpha=ad_weight / ad_trunc)
+            if geo:
+                cost.add_(_reprojection_term(grid, src_depths[si], K_r, K_s, rel, xs, ys, geo_trunc),
+                          alpha=geo_weight)
             costs[si, d0 : d0 + chunk] = cost.masked_fill_(~valid, invalid_cost)
     k = max(1, math.ceil(len(srcs) / 2))  # best half: robust to occlusion
     if k == 1:
         return costs.amin(0)
     return costs.sort(dim=0).values[:k].mean(0)
+
+
+def _reprojection_term(
+    grid: Tensor, depth_s: Tensor, K_r: Tensor, K_s: Tensor, rel: Tensor, xs: Tensor, ys: Tensor,
+    trunc: float,
+) -> Tensor:
+    """``min(err, trunc) / trunc`` of the forward-backward reprojection error (pixels) of reference
+    pixels sent to the source at ``grid`` ([D, H, W, 2], grid_sample frame) and back through the
+    source depth ``depth_s`` [H_s, W_s]; 1 where that depth is unknown (0)."""
+    hs, ws = depth_s.shape
+    n = grid.shape[0]
+    d_s = F.grid_sample(depth_s[None, None].expand(n, -1, -1, -1), grid, mode="nearest",
+                        padding_mode="zeros", align_corners=False)[:, 0]  # [D, H, W]
+    u = (grid[..., 0] + 1) * (ws / 2)  # source pixel coordinates
+    v = (grid[..., 1] + 1) * (hs / 2)
+    # Back to the reference: x_r ~ K_r R^T (d_s K_s^-1 [u, v, 1] - t) = d_s G [u, v, 1] - c.
+    Rt = rel[:3, :3].double().T
+    G = (K_r.double() @ Rt @ torch.linalg.inv(K_s.double())).float()
+    c = (K_r.double() @ Rt @ rel[:3, 3].double()).float()
+    hz = (u * G[2, 0] + v * G[2, 1] + G[2, 2]).mul_(d_s).sub_(c[2])
+    ex = (u * G[0, 0] + v * G[0, 1] + G[0, 2]).mul_(d_s).sub_(c[0]).div_(hz.clamp_min(1e-9)).sub_(xs)
+    ey = (u * G[1, 0] + v * G[1, 1] + G[1, 2]).mul_(d_s).sub_(c[1]).div_(hz.clamp_min(1e-9)).sub_(ys)
+    err = ex.square_().add_(ey.square_()).sqrt_().clamp_max_(trunc).div_(trunc)
+    return err.masked_fill_((d_s <= 0) | (hz <= 0), 1.0)
 
 
 def winner(agg: Tensor, inv_hyp: Tensor, step: Tensor | float) -> tuple[Tensor, Tensor]:

@@ -79,6 +79,10 @@ class MVSConfig:
     """Weight of the truncated absolute-difference term added to ``1 - ZNCC``."""
     ad_trunc: float = 0.1
     """Truncation of the absolute grey-level difference."""
+    geo_iterations: int = 2
+    """Iterations of the second, geometric-consistency pass on the finest level (0 disables)."""
+    geo_weight: float = 0.5
+    """Weight of the truncated reprojection error (in units of ``2 * reproj_px``) in that pass."""
     chunk: int = 16
     """Hypotheses warped at once (memory/speed trade-off)."""
 
@@ -201,6 +205,49 @@ def estimate_depth(
     return 1.0 / inv.clamp_min(1e-12), cost, texture
 
 
+def refine_geometric(
+    ref: int,
+    pyramids: list[list[tuple[Tensor, Tensor]]],
+    viewmats: Tensor,
+    depth: Tensor,
+    others: list[Tensor],
+    near: float,
+    far: float,
+    sources: list[int],
+    cfg: MVSConfig,
+) -> tuple[Tensor, Tensor]:
+    """Second pass on the finest level with multi-view geometric consistency in the cost (ACMM):
+    every hypothesis also pays its forward-backward reprojection error through the sources'
+    first-pass depth maps, which pulls ambiguous pixels (repeated or weak texture) to the depth
+    the other views agree on.
+
+    Args:
+        ref: reference view index; pyramids, viewmats, near, far, sources, cfg: as in
+            :func:`estimate_depth`.
+        depth: [H, W] first-pass depth of the reference view.
+        others: per view [H, W] first-pass depth (0 = unknown), at the finest level.
+
+    Returns:
+        depth [H, W] and its photometric cost [H, W] (without the geometric term).
+    """
+    g, K = pyramids[ref][0]
+    srcs = [(pyramids[s][0][0], pyramids[s][0][1], viewmats[s]) for s in sources]
+    lo, hi = 1.0 / far, 1.0 / near
+    inv = 1.0 / depth.clamp_min(1e-12)
+    rate = max(pixel_rate(K, viewmats[ref], srcs, inv), 1e-6)
+    cost_kw = {"ad_weight": cfg.ad_weight, "ad_trunc": cfg.ad_trunc}
+    geo_kw = {"src_depths": [others[s] for s in sources], "geo_weight": cfg.geo_weight,
+              "geo_trunc": cfg.reproj_px * 2}
+    for it in range(cfg.geo_iterations):
+        delta = cfg.refine_px / 2 ** (it + 1) / rate
+        inv, _ = propagate(g, K, viewmats[ref], srcs, inv, delta, (lo, hi), cfg.window, cfg.jumps,
+                           cfg.chunk, **cost_kw, **geo_kw)
+        if cfg.median > 1:
+            inv = median_filter(inv, cfg.median)
+    cost = hypothesis_costs(g, K, viewmats[ref], srcs, inv[None], cfg.window, cfg.chunk, **cost_kw)[0]
+    return 1.0 / inv.clamp_min(1e-12), cost
+
+
 def _backproject(depth: Tensor, K: Tensor, viewmat: Tensor) -> Tensor:
     """[H, W] depth -> [H, W, 3] world points."""
     h, w = depth.shape
@@ -308,23 +355,36 @@ def run_mvs(
         small_K.append(K)
     Ks_s = torch.stack(small_K)
     pyramids = [image_pyramid(_gray(im), K, len(cfg.iterations)) for im, K in zip(small, small_K)]
-    raw, costs, textures = [], [], []
     from recon.priors._progress import track
 
-    for r in track(range(v), "plane-sweep stereo", enabled=progress):
-        srcs = select_sources(viewmats, r, cfg.num_sources)
-        near, far = float(bounds[r, 0]), float(bounds[r, 1])
-        d, c, t = estimate_depth(r, pyramids, viewmats, near, far, srcs, cfg)
+    sources = [select_sources(viewmats, r, cfg.num_sources) for r in range(v)]
+    ranges = [(float(bounds[r, 0]), float(bounds[r, 1])) for r in range(v)]
+    raw, costs, textures = [], [], []
+    for r in track(range(v), "multi-view stereo", enabled=progress):
+        d, c, t = estimate_depth(r, pyramids, viewmats, *ranges[r], sources[r], cfg)
         raw.append(d)
         costs.append(c)
         textures.append(t)
-    filtered = []
-    for r in range(v):
-        ok = (costs[r] <= cfg.max_cost) & (textures[r] >= cfg.min_texture)
-        if masks is not None:
-            m = F.interpolate(masks[r].float()[None, None], size=raw[r].shape, mode="area")[0, 0]
-            ok &= m > 0.5
-        filtered.append(torch.where(ok, raw[r], torch.zeros_like(raw[r])))
+    object_masks = None
+    if masks is not None:
+        object_masks = [F.interpolate(m.float()[None, None], size=d.shape, mode="area")[0, 0] > 0.5
+                        for m, d in zip(masks, raw)]
+
+    def photometric_filter() -> list[Tensor]:
+        out = []
+        for r in range(v):
+            ok = (costs[r] <= cfg.max_cost) & (textures[r] >= cfg.min_texture)
+            if object_masks is not None:
+                ok &= object_masks[r]
+            out.append(torch.where(ok, raw[r], torch.zeros_like(raw[r])))
+        return out
+
+    filtered = photometric_filter()
+    if cfg.geo_iterations > 0:
+        for r in track(range(v), "geometric refinement", enabled=progress):
+            raw[r], costs[r] = refine_geometric(r, pyramids, viewmats, raw[r], filtered, *ranges[r],
+                                                sources[r], cfg)
+        filtered = photometric_filter()
     counts, errors = consistency_check(filtered, Ks_s, viewmats, cfg)
     need = min(cfg.min_consistent, v - 1)
     kept = [torch.where(c >= need, d, torch.zeros_like(d)) for c, d in zip(counts, filtered)]

@@ -39,6 +39,18 @@ def test_mvs_depth_accuracy_and_coverage_three_views():
     assert res.cloud.source == "mvs" and len(res.cloud) == sum(int((d > 0).sum()) for d in res.depths)
 
 
+def test_geometric_pass_keeps_more_at_the_same_accuracy():
+    images, cams, depth, masks = make_views(3, 128, 96)
+    bounds = torch.tensor([[2.0, 8.0]] * 3)
+    results = [run_mvs(list(images), cams.Ks, cams.viewmats, bounds, MVSConfig(geo_iterations=n), progress=False)
+               for n in (0, 2)]
+    kept = [sum(float(((r.depths[v] > 0) & (masks[v] > 0)).sum()) for v in range(3)) for r in results]
+    assert kept[1] > 1.03 * kept[0]
+    for v in range(3):
+        k = results[1].depths[v] > 0
+        assert float(((results[1].depths[v] - depth[v]).abs() / depth[v])[k].median()) < 0.005
+
+
 def test_consistency_rejects_a_wrong_depth_map():
     images, cams, depth, _ = make_views(3, 48, 36)
     cfg = MVSConfig()

@@ -92,3 +92,22 @@ def test_propagation_spreads_a_correct_seed():
         cur = median_filter(cur, 5)
     assert good(start) < 0.25
     assert good(cur) > 0.9  # the wall's plane reached the whole wall (32 px in 2 iterations)
+
+
+def test_geometric_term_is_the_truncated_reprojection_error():
+    images, cams, depth, _ = make_views(3, 64, 48)
+    g = _gray(images[1])
+    src = [(_gray(images[0]), cams.Ks[0].float(), cams.viewmats[0])]
+    inv = 1.0 / depth[1]
+    hyp = torch.stack([inv, inv * 1.25])  # exact, and 25 % off (~4 px of parallax at 64x48)
+    args = (g, cams.Ks[1].float(), cams.viewmats[1], src, hyp, 7)
+    plain = hypothesis_costs(*args)
+    geo = hypothesis_costs(*args, src_depths=[depth[0]], geo_weight=1.0, geo_trunc=2.0) - plain
+    inner = torch.zeros_like(g, dtype=torch.bool)
+    inner[8:-8, 8:-8] = True
+    seen = inner & (plain[0] < 2.0)  # pixels the source sees
+    # Exact depth: the round trip through the source's exact depth comes back (up to the
+    # nearest-pixel lookup); 25 % off: the error is past the 2 px truncation almost everywhere.
+    assert float(geo[0][seen].median()) < 0.15
+    assert float(geo[1][seen].median()) > 0.9
+    assert float(geo.max()) <= 1.0 + 1e-5 and float(geo.min()) >= -1e-5

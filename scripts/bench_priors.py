@@ -163,6 +163,11 @@ def bench_real() -> list[dict]:
     rows.append({"scene": "templeSparseRing (views 1-6, 400x300)",
                  **_mvs_stats(temple, [0, 1, 2, 3, 4, 5], MVSConfig(), gt=False)})
     print(json.dumps(rows[-1]), flush=True)
+    # Files 1-6 are not neighbours on the ring (file 6 looks 113-160 degrees away from the
+    # others); views 8, 9, 10, 1, 2 are 22.7 degrees apart and 14 is 42.6 degrees from 2.
+    rows.append({"scene": "templeSparseRing (views 8, 9, 10, 1, 2, 14: ring neighbours, 400x300)",
+                 **_mvs_stats(temple, [7, 8, 9, 0, 1, 13], MVSConfig(), gt=False)})
+    print(json.dumps(rows[-1]), flush=True)
     dtu = load_scene(DATA / "dtu" / "scan24", verbose=False)
     rows.append({"scene": "DTU scan24 (views 25, 22, 28, 400x300), camera bounds, no masks",
                  **_mvs_stats(dtu, [25, 22, 28], MVSConfig(), gt=False)})

@@ -10,6 +10,9 @@ For every reference view, on an image pyramid (2x2 box averages, ``len(iteration
    (:mod:`recon.priors.patchmatch`): each pixel tries its neighbours' planes (jumps of 1, 4 and
    16 px in four directions) and its own depth moved by a shrinking step (one source pixel,
    halved every iteration), keeps the cheapest, and the map is median filtered.
+3. **Geometric pass** (ACMM's multi-view geometric consistency) on the finest level, once every
+   view has a depth map: hypotheses also pay their forward-backward reprojection error through
+   the other views' first-pass depth, which settles repeated or weak texture.
 
 The matching cost is ``1 - ZNCC`` over a ``window`` square plus a truncated absolute grey-level
 difference (which separates the shifted copies of a smooth gradient that ZNCC alone cannot),
@@ -17,8 +20,9 @@ averaged over the best half of the source views (robust to occlusion). Depth map
 filtered by cost, texture and geometric consistency (METHODS.md 5.4): a pixel is kept when,
 reprojected through the depth map of at least ``min_consistent`` other views and back, it lands
 within ``reproj_px`` pixels with a relative depth difference below ``rel_depth``; the kept pixels
-are fused into a coloured point cloud. Object masks, when the caller passes them, only drop depth
-outside the object (they never guide matching).
+are fused into a coloured point cloud. Object masks, when the caller passes them, drop depth
+outside the object (so the geometric pass trusts the other views' depth only inside it); they
+never enter the photometric cost.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from recon.priors.pointcloud import PointCloud
 
 @dataclass(frozen=True)
 class MVSConfig:
-    """Plane-sweep stereo settings."""
+    """Multi-view stereo settings."""
 
     num_depths: int = 64
     """Number of inverse-depth planes between near and far."""
@@ -89,12 +93,12 @@ class MVSConfig:
 
 @dataclass
 class MVSResult:
-    """Per-view depth from plane-sweep stereo, at the images' original resolution.
+    """Per-view depth from multi-view stereo, at the images' original resolution.
 
     Attributes:
         depths: per view [H, W] consistent depth (camera z), 0 where rejected.
         raw_depths: per view [H, W] winner-takes-all depth before any filtering.
-        costs: per view [H, W] aggregated matching cost of the winner.
+        costs: per view [H, W] aggregated photometric matching cost of the final depth.
         consistent: per view [H, W] number of other views that agree.
         reproj_errors: per view [H, W] mean forward-backward reprojection error (px) over the
             agreeing views (inf where none agrees).
@@ -121,13 +125,16 @@ def _to_grid(uv: Tensor, h: int, w: int) -> Tensor:
 
 def select_sources(viewmats: Tensor, ref: int, num: int) -> list[int]:
     """The ``num`` other views whose camera centres are closest to view ``ref``'s, excluding views
-    that look the opposite way (viewing directions more than 90 degrees apart)."""
+    that look the opposite way (viewing directions more than 90 degrees apart) and views from
+    (nearly) the same centre, which give no parallax (baseline under 1 % of the median one)."""
     c2w = torch.linalg.inv(viewmats.double())
     centres, fwd = c2w[:, :3, 3], c2w[:, :3, 2]
     dist = (centres - centres[ref]).norm(dim=-1)
+    others = torch.cat([dist[:ref], dist[ref + 1 :]])
+    min_baseline = 0.01 * float(others.median()) if others.numel() else 0.0
     facing = (fwd @ fwd[ref]) > 0
     order = [int(i) for i in torch.argsort(dist) if int(i) != ref]
-    good = [i for i in order if bool(facing[i])]
+    good = [i for i in order if bool(facing[i]) and float(dist[i]) > min_baseline]
     return (good or order)[:num]
 
 
@@ -332,7 +339,8 @@ def run_mvs(
     masks: list[Tensor] | None = None,
     progress: bool = True,
 ) -> MVSResult:
-    """Plane-sweep depth for every view, consistency filtering and fusion.
+    """Stereo depth for every view (sweep, propagation, geometric pass), consistency filtering
+    and fusion.
 
     Args:
         images: per view [H, W, 3] float images in [0, 1].

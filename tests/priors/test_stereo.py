@@ -78,3 +78,11 @@ def test_source_selection_prefers_close_cameras():
     _, cams, _, _ = make_views(5, 16, 12, arc_deg=60)
     assert select_sources(cams.viewmats, 0, 2) == [1, 2]
     assert sorted(select_sources(cams.viewmats, 2, 2)) == [1, 3]
+
+
+def test_source_selection_skips_a_camera_at_the_same_centre():
+    _, cams, _, _ = make_views(4, 16, 12, arc_deg=60)
+    vm = cams.viewmats.clone()
+    vm[3] = vm[0]  # a second photo from view 0's position: no parallax
+    assert 3 not in select_sources(vm, 0, 2)
+    assert select_sources(vm, 0, 2) == [1, 2]

@@ -27,19 +27,20 @@ never enter the photometric cost.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from recon.errors import DataError
+from recon.priors.consistency import backproject as _backproject
+from recon.priors.consistency import consistency_check
 from recon.priors.patchmatch import (
     box_mean,
     hypothesis_costs,
     median_filter,
     pixel_rate,
-    pixel_rays,
     propagate,
     winner,
 )
@@ -116,11 +117,6 @@ class MVSResult:
 def _gray(img: Tensor) -> Tensor:
     """[H, W, 3] -> [H, W] luma."""
     return img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114
-
-
-def _to_grid(uv: Tensor, h: int, w: int) -> Tensor:
-    """Pixel coordinates (centre convention) -> grid_sample's [-1, 1] (align_corners=False)."""
-    return torch.stack([uv[..., 0] / w * 2 - 1, uv[..., 1] / h * 2 - 1], dim=-1)
 
 
 def select_sources(viewmats: Tensor, ref: int, num: int) -> list[int]:
@@ -255,67 +251,6 @@ def refine_geometric(
     return 1.0 / inv.clamp_min(1e-12), cost
 
 
-def _backproject(depth: Tensor, K: Tensor, viewmat: Tensor) -> Tensor:
-    """[H, W] depth -> [H, W, 3] world points."""
-    h, w = depth.shape
-    cam = pixel_rays(K.double(), h, w) * depth.double()[..., None]
-    c2w = torch.linalg.inv(viewmat.double())
-    return cam @ c2w[:3, :3].T + c2w[:3, 3]
-
-
-def _project(points: Tensor, K: Tensor, viewmat: Tensor) -> tuple[Tensor, Tensor]:
-    """World points [..., 3] -> pixels [..., 2] and camera z [...]."""
-    cam = points @ viewmat[:3, :3].double().T + viewmat[:3, 3].double()
-    z = cam[..., 2]
-    uv = cam @ K.double().T
-    return uv[..., :2] / z.clamp_min(1e-12)[..., None], z
-
-
-def consistency_check(
-    depths: list[Tensor], Ks: Tensor, viewmats: Tensor, cfg: MVSConfig
-) -> tuple[list[Tensor], list[Tensor]]:
-    """Forward-backward geometric consistency of depth maps (0 = no depth).
-
-    Returns:
-        per view [H, W] int count of agreeing other views, and [H, W] mean reprojection error over
-        them (inf where none agrees).
-    """
-    counts, errors = [], []
-    v = len(depths)
-    for r in range(v):
-        d_r = depths[r]
-        h, w = d_r.shape
-        X = _backproject(d_r, Ks[r], viewmats[r])  # [H, W, 3]
-        ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
-        pix = torch.stack([xs, ys], dim=-1).double()
-        count = torch.zeros(h, w, dtype=torch.int64)
-        err_sum = torch.zeros(h, w, dtype=torch.float64)
-        for s in range(v):
-            if s == r:
-                continue
-            d_s = depths[s]
-            hs, ws = d_s.shape
-            uv, _ = _project(X, Ks[s], viewmats[s])  # [H, W, 2]
-            grid = _to_grid(uv, hs, ws).float()[None]
-            both = torch.stack([d_s, (d_s > 0).float()])[None]  # [1, 2, Hs, Ws]
-            smp = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
-            # Bilinear over the neighbours that have a depth (at least half the weight).
-            ok_s = smp[1] > 0.5
-            d_back = torch.where(ok_s, smp[0] / smp[1].clamp_min(1e-6), torch.zeros_like(smp[0])).double()
-            rays_s = torch.cat([uv, torch.ones_like(uv[..., :1])], dim=-1) @ torch.linalg.inv(Ks[s].double()).T
-            c2w_s = torch.linalg.inv(viewmats[s].double())
-            X_back = (rays_s * d_back[..., None]) @ c2w_s[:3, :3].T + c2w_s[:3, 3]
-            uv_r, z_r = _project(X_back, Ks[r], viewmats[r])
-            err = (uv_r - pix).norm(dim=-1)
-            rel = (z_r - d_r.double()).abs() / d_r.double().clamp_min(1e-12)
-            agree = ok_s & (d_r > 0) & (err < cfg.reproj_px) & (rel < cfg.rel_depth)
-            count += agree.long()
-            err_sum += torch.where(agree, err, torch.zeros_like(err))
-        counts.append(count)
-        errors.append(torch.where(count > 0, err_sum / count.clamp_min(1), torch.full_like(err_sum, math.inf)).float())
-    return counts, errors
-
-
 def _downscale(img: Tensor, K: Tensor, max_side: int | None) -> tuple[Tensor, Tensor]:
     """Area-downscales an [H, W, C] image so that max(H, W) <= max_side; K follows."""
     h, w = img.shape[:2]
@@ -328,6 +263,34 @@ def _downscale(img: Tensor, K: Tensor, max_side: int | None) -> tuple[Tensor, Te
     K[0] *= nw / w
     K[1] *= nh / h
     return out, K
+
+
+def _check_inputs(
+    images: list[Tensor], Ks: Tensor, viewmats: Tensor, bounds: Tensor, masks: list[Tensor] | None
+) -> None:
+    """Raises a :class:`DataError` naming what does not fit together."""
+    v = len(images)
+    if v < 2:
+        raise DataError(f"multi-view stereo needs at least 2 views, got {v}",
+                        hint="use --init sfm/hull/random for a single view")
+    shapes = {"Ks": (tuple(Ks.shape), (v, 3, 3)), "viewmats": (tuple(viewmats.shape), (v, 4, 4)),
+              "bounds": (tuple(bounds.shape), (v, 2))}
+    for name, (got, want) in shapes.items():
+        if got != want:
+            raise DataError(f"multi-view stereo got {v} images but {name} of shape {got} (expected {want})")
+    for i, im in enumerate(images):
+        if im.ndim != 3 or im.shape[-1] != 3:
+            raise DataError(f"view {i}: expected an [H, W, 3] image, got shape {tuple(im.shape)}")
+    if not bool(((bounds[:, 0] > 0) & (bounds[:, 1] > bounds[:, 0])).all()):
+        raise DataError("multi-view stereo needs depth bounds with 0 < near < far for every view",
+                        hint=f"got {bounds.tolist()}")
+    if masks is not None:
+        if len(masks) != v:
+            raise DataError(f"{len(masks)} masks for {v} views", hint="give one mask per view")
+        for i, (m, im) in enumerate(zip(masks, images)):
+            if tuple(m.shape) != tuple(im.shape[:2]):
+                raise DataError(f"view {i}: mask is {tuple(m.shape)} but its image is {tuple(im.shape[:2])}",
+                                hint="the masks must match the images one to one")
 
 
 def run_mvs(
@@ -353,9 +316,8 @@ def run_mvs(
     Returns:
         An :class:`MVSResult` at the input resolution.
     """
+    _check_inputs(images, Ks, viewmats, bounds, masks)
     v = len(images)
-    if v < 2:
-        raise ValueError(f"multi-view stereo needs at least 2 views, got {v}")
     small, small_K = [], []
     for i in range(v):
         im, K = _downscale(images[i].float(), Ks[i].float(), cfg.max_side)
@@ -393,7 +355,7 @@ def run_mvs(
             raw[r], costs[r] = refine_geometric(r, pyramids, viewmats, raw[r], filtered, *ranges[r],
                                                 sources[r], cfg)
         filtered = photometric_filter()
-    counts, errors = consistency_check(filtered, Ks_s, viewmats, cfg)
+    counts, errors = consistency_check(filtered, Ks_s, viewmats, cfg.reproj_px, cfg.rel_depth)
     need = min(cfg.min_consistent, v - 1)
     kept = [torch.where(c >= need, d, torch.zeros_like(d)) for c, d in zip(counts, filtered)]
 

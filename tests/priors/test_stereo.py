@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from recon.errors import DataError
+from recon.priors.consistency import consistency_check
 from recon.priors.patchmatch import box_sum
-from recon.priors.stereo import MVSConfig, consistency_check, run_mvs, select_sources
+from recon.priors.stereo import MVSConfig, run_mvs, select_sources
 
 from .synthetic_views import make_views
 
@@ -52,9 +55,8 @@ def test_geometric_pass_keeps_more_at_the_same_accuracy():
 
 
 def test_consistency_rejects_a_wrong_depth_map():
-    images, cams, depth, _ = make_views(3, 48, 36)
-    cfg = MVSConfig()
-    counts, errors = consistency_check(list(depth), cams.Ks, cams.viewmats, cfg)
+    _, cams, depth, _ = make_views(3, 48, 36)
+    counts, errors = consistency_check(list(depth), cams.Ks, cams.viewmats, reproj_px=1.0, rel_depth=0.01)
     # Exact depth: the middle view agrees with a neighbour wherever the scene is seen twice, and
     # the forward-backward reprojection error is only bilinear-interpolation noise.
     assert float((counts[1] >= 1).float().mean()) > 0.95
@@ -62,7 +64,7 @@ def test_consistency_rejects_a_wrong_depth_map():
         assert float(e[c > 0].median()) < 1e-3
     wrong = list(depth)
     wrong[0] = depth[0] * 1.05  # 5% off: beyond the 1% relative depth tolerance
-    counts, _ = consistency_check(wrong, cams.Ks, cams.viewmats, cfg)
+    counts, _ = consistency_check(wrong, cams.Ks, cams.viewmats, reproj_px=1.0, rel_depth=0.01)
     assert float((counts[0] > 0).float().mean()) < 0.02
     assert float((counts[1] >= 1).float().mean()) > 0.6  # view 1 still agrees with view 2 (its right part)
 
@@ -86,3 +88,16 @@ def test_source_selection_skips_a_camera_at_the_same_centre():
     vm[3] = vm[0]  # a second photo from view 0's position: no parallax
     assert 3 not in select_sources(vm, 0, 2)
     assert select_sources(vm, 0, 2) == [1, 2]
+
+
+def test_bad_inputs_raise_clear_errors():
+    images, cams, _, masks = make_views(3, 16, 12)
+    ims, good = list(images), torch.tensor([[2.0, 8.0]] * 3)
+    with pytest.raises(DataError, match="at least 2 views"):
+        run_mvs(ims[:1], cams.Ks[:1], cams.viewmats[:1], good[:1], progress=False)
+    with pytest.raises(DataError, match="bounds of shape"):
+        run_mvs(ims, cams.Ks, cams.viewmats, good[:2], progress=False)
+    with pytest.raises(DataError, match="0 < near < far"):
+        run_mvs(ims, cams.Ks, cams.viewmats, torch.tensor([[2.0, 8.0], [8.0, 2.0], [2.0, 8.0]]), progress=False)
+    with pytest.raises(DataError, match="mask is"):
+        run_mvs(ims, cams.Ks, cams.viewmats, good, masks=[m[:-1] for m in masks], progress=False)

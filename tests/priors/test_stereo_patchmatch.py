@@ -88,7 +88,7 @@ def test_propagation_spreads_a_correct_seed():
 
     cur = start
     for _ in range(2):
-        cur, cost = propagate(g, K, vm, srcs, cur, 0.002, (1 / 8, 1 / 2), 7, (1, 4, 16), ad_weight=1.0)
+        cur, _ = propagate(g, K, vm, srcs, cur, 0.002, (1 / 8, 1 / 2), 7, (1, 4, 16), ad_weight=1.0)
         cur = median_filter(cur, 5)
     assert good(start) < 0.25
     assert good(cur) > 0.9  # the wall's plane reached the whole wall (32 px in 2 iterations)

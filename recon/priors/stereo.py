@@ -86,6 +86,8 @@ class MVSConfig:
     """Truncation of the absolute grey-level difference."""
     geo_iterations: int = 2
     """Iterations of the second, geometric-consistency pass on the finest level (0 disables)."""
+    geo_rounds: int = 1
+    """Geometric passes over all views, each using the depth of the previous one."""
     geo_weight: float = 0.5
     """Weight of the truncated reprojection error (in units of ``2 * reproj_px``) in that pass."""
     chunk: int = 16
@@ -350,7 +352,7 @@ def run_mvs(
         return out
 
     filtered = photometric_filter()
-    if cfg.geo_iterations > 0:
+    for _ in range(cfg.geo_rounds if cfg.geo_iterations > 0 else 0):
         for r in track(range(v), "geometric refinement", enabled=progress):
             raw[r], costs[r] = refine_geometric(r, pyramids, viewmats, raw[r], filtered, *ranges[r],
                                                 sources[r], cfg)

@@ -57,7 +57,7 @@ class MVSConfig:
     """ZNCC window side in pixels (odd), on every pyramid level."""
     num_sources: int = 4
     """Source views per reference view (the closest camera centres)."""
-    max_cost: float = 1.0
+    max_cost: float = 1.3
     """Reject pixels whose best aggregated cost (``1 - ZNCC`` plus the weighted absolute
     difference, in [0, 2 + ad_weight]) is above this."""
     min_texture: float = 0.003

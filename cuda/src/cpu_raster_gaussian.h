@@ -3,12 +3,11 @@
 //
 // Same numbers as the per-pixel compositing template (composite.h) that the CUDA kernels run, but
 // the loops are swapped: the tile's primitives are the outer loop and the tile's pixels the inner
-// loop, 8 pixels at a time in GCC vector extensions (two SSE registers on plain x86-64, one AVX
-// register where the CPU has it). Per pixel, every operation and its order are those of
-// composite_forward / composite_backward and GaussianWindow, so colours, alphas, transmittances
-// and last ids agree with them up to the exponential (a polynomial expf within about 1 ulp of
-// libm's). Only the sums over a tile's pixels of a primitive's gradients are taken in another
-// (fixed) order.
+// loop, 8 (AVX) or 4 pixels at a time (cpu_simd.h). Per pixel, every operation and its order are
+// those of composite_forward / composite_backward and GaussianWindow, so colours, alphas,
+// transmittances and last ids agree with them up to the exponential (a polynomial expf within
+// 2 ulp of libm's). Only the sums over a tile's pixels of a primitive's gradients are taken in
+// another (fixed) order.
 //
 // Per primitive, the pixel loop covers only the tile rows where the Gaussian can reach the alpha
 // threshold (a conservative bounding box of {exponent <= min(5.6, ln(255 opacity))}); pixels
@@ -20,89 +19,23 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <cstring>
 #include <vector>
 
+#include "cpu_simd.h"
 #include "launchers.h"
 #include "window_gaussian.h"
-
-// Extra clones of the hot loops for CPUs with AVX, picked at load time by the dynamic linker;
-// the build itself stays generic x86-64 since the extension cache is shared between machines.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define RECON_SIMD_CLONES __attribute__((target_clones("avx", "default")))
-#else
-#define RECON_SIMD_CLONES
-#endif
 
 namespace recon {
 namespace {
 
-constexpr int kLanes = 8;
-typedef float vf __attribute__((vector_size(4 * kLanes)));    // 8 floats
-typedef int32_t vi __attribute__((vector_size(4 * kLanes)));  // 8 ints / lane masks (-1, 0)
-
-inline __attribute__((always_inline)) vf load(const float* p) {
-    vf v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
-}
-inline __attribute__((always_inline)) vi load(const int32_t* p) {
-    vi v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
-}
-inline __attribute__((always_inline)) void store(float* p, vf v) { std::memcpy(p, &v, sizeof(v)); }
-inline __attribute__((always_inline)) void store(int32_t* p, vi v) { std::memcpy(p, &v, sizeof(v)); }
-inline __attribute__((always_inline)) vf splat(float x) { return vf{} + x; }
-// Lane select by a mask of -1 / 0 lanes, written bitwise: `m ? a : b` on a mask that GCC cannot
-// prove canonical (an & of comparisons) is lowered lane by lane in scalar code.
-inline __attribute__((always_inline)) vf select(vi m, vf a, vf b) {
-    return (vf)(((vi)a & m) | ((vi)b & ~m));
-}
-inline __attribute__((always_inline)) vi select(vi m, vi a, vi b) { return (a & m) | (b & ~m); }
-inline __attribute__((always_inline)) vf keep(vi m, vf a) { return (vf)((vi)a & m); }  // m ? a : 0
-
-// Mask of x <= p[l] over 8 ints, compared as two 4-lane halves: AVX without AVX2 has no 8-lane
-// integer compare, and GCC would otherwise compare lane by lane in scalar code.
-typedef int32_t vi4 __attribute__((vector_size(16)));
-inline __attribute__((always_inline)) vi less_equal(int32_t x, const int32_t* p) {
-    vi4 lo, hi;
-    std::memcpy(&lo, p, sizeof(lo));
-    std::memcpy(&hi, p + 4, sizeof(hi));
-    const vi4 m[2] = {x <= lo, x <= hi};
-    vi out;
-    std::memcpy(&out, m, sizeof(out));
-    return out;
-}
-
-// exp(x) for x in [-5.6, 0]: Cody-Waite reduction x = n ln2 + r and Cephes' expf polynomial
-// (about 1 ulp; no FMA contraction with -ffp-contract=off).
-inline __attribute__((always_inline)) vf exp_small(const vf& x) {
-    const float kMagic = 12582912.f;  // 1.5 * 2^23: adding it rounds to the nearest integer
-    const vf n = (x * 1.44269504088896341f + kMagic) - kMagic;
-    const vf r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-    vf p = splat(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    const vf y = p * (r * r) + r + 1.f;
-    const vi scale = (__builtin_convertvector(n, vi) + 127) << 23;  // bits of 2^n, n in [-9, 0]
-    return y * (vf)scale;
-}
+constexpr int kLanes = 8;  // block padding: a multiple of every lane count used
 
 // GaussianWindow::eval at offsets (dx, dy): 0 where the exponent is negative or above 5.6.
-inline __attribute__((always_inline)) vf window_at(const GaussianWindow& g, const vf& dx, const vf& dy) {
-    const vf sigma = 0.5f * (g.a * dx * dx + g.c * dy * dy) + g.b * dx * dy;  // g.exponent
-    const vi in = (sigma >= 0.f) & (sigma <= 5.6f);
-    return keep(in, exp_small(keep(in, -sigma)));
-}
-
-inline float hsum(vf v) {
-    float s = 0.f;
-    for (int l = 0; l < kLanes; ++l) s += v[l];
-    return s;
+template <class F, class I>
+RECON_SIMD_INLINE F window_at(const GaussianWindow& g, const F& dx, const F& dy) {
+    const F sigma = 0.5f * (g.a * dx * dx + g.c * dy * dy) + g.b * dx * dy;  // g.exponent
+    const I in = (sigma >= 0.f) & (sigma <= 5.6f);
+    return simd::keep(in, simd::exp_small<F, I>(simd::keep(in, -sigma)));
 }
 
 // One tile-list entry: window, opacity, features and the block rows [r0, r1) it can reach.
@@ -210,101 +143,105 @@ void lane_range(const Block& b, int r0, int r1, int* p0, int* p1) {
     *p1 = std::min(b.n_pad, (r1 * b.bw + kLanes - 1) / kLanes * kLanes);
 }
 
-// Forward of entry `id` over pixels [p0, p1): composites it where alive (alive[p] = -1), writes
-// the compositing weight (0 where not composited) to wbuf and id to last where composited;
-// returns the max weight, *stopped counts the pixels whose walk ends here (next T <= 1e-4).
-RECON_SIMD_CLONES float forward_entry(const GaussianWindow& g, float o, int32_t id, int p0, int p1,
-                                      const float* px, const float* py, float* T, int32_t* alive,
-                                      int32_t* last, float* wbuf, int* stopped) {
-    vf wmax{}, n_stop{};  // float counts: AVX (without AVX2) has no 8-lane integer add
-    for (int p = p0; p < p1; p += kLanes) {
-        const vf w = window_at(g, load(px + p) - g.mx, load(py + p) - g.my);
-        const vf ow = o * w;
-        const vf alpha = ow < kMaxAlpha ? ow : splat(kMaxAlpha);
-        const vf t = load(T + p);
-        const vf next_T = t * (1.f - alpha);
-        const vi live = load(alive + p);
-        const vi ok = live & (alpha >= kAlphaThreshold);
-        const vi stop = ok & (next_T <= kTransmittanceMin);
-        const vi comp = ok & ~stop;
-        const vf weight = keep(comp, alpha * t);
-        store(wbuf + p, weight);
-        store(T + p, select(comp, next_T, t));
-        store(last + p, select(comp, vi{} + id, load(last + p)));
-        store(alive + p, live & ~stop);
-        n_stop += keep(stop, splat(1.f));
+// Per-pixel state of the forward walk of one tile, structure of arrays [n_pad].
+struct FwdState {
+    float* T;        // transmittance
+    int32_t* alive;  // -1 while the walk goes on, 0 once it stopped (and on padding)
+    int32_t* last;   // last composited entry
+    float* color;    // [C, n_pad] colour without background
+    int n_pad;
+};
+
+// Forward of entry `id` (features f [C]) over pixels [p0, p1), L at a time: composites it where
+// alive; returns its max weight, *stopped counts the pixels whose walk ends here.
+template <int L>
+RECON_SIMD_INLINE float forward_entry(const GaussianWindow& g, float o, const float* f, int C,
+                                      int32_t id, int p0, int p1, const float* px,
+                                      const float* py, const FwdState& st, int* stopped) {
+    using F = typename simd::Lanes<L>::F;
+    using I = typename simd::Lanes<L>::I;
+    using simd::keep, simd::load, simd::select, simd::store;
+    F wmax{}, n_stop{};  // float counts: AVX (without AVX2) has no 8-lane integer add
+    for (int p = p0; p < p1; p += L) {
+        const F w = window_at<F, I>(g, load<F>(px + p) - g.mx, load<F>(py + p) - g.my);
+        const F ow = o * w;
+        const F alpha = ow < kMaxAlpha ? ow : simd::splat<F>(kMaxAlpha);
+        const F t = load<F>(st.T + p);
+        const F next_T = t * (1.f - alpha);
+        const I live = load<I>(st.alive + p);
+        const I ok = live & (alpha >= kAlphaThreshold);
+        const I stop = ok & (next_T <= kTransmittanceMin);
+        const I comp = ok & ~stop;
+        const F weight = keep(comp, alpha * t);  // exact zeros where not composited
+        for (int c = 0; c < C; ++c) {
+            float* col = st.color + (size_t)c * st.n_pad + p;
+            store(col, load<F>(col) + f[c] * weight);
+        }
+        store(st.T + p, select(comp, next_T, t));
+        store(st.last + p, select(comp, I{} + id, load<I>(st.last + p)));
+        store(st.alive + p, live & ~stop);
+        n_stop += keep(stop, simd::splat<F>(1.f));
         wmax = weight > wmax ? weight : wmax;
     }
-    float m = 0.f;
-    for (int l = 0; l < kLanes; ++l) m = std::max(m, wmax[l]);
-    *stopped = (int)hsum(n_stop);
-    return m;
-}
-
-// color[p] += f * wbuf[p] over [p0, p1) (adds exact zeros where not composited).
-RECON_SIMD_CLONES void accumulate(float f, int p0, int p1, const float* wbuf, float* color) {
-    for (int p = p0; p < p1; p += kLanes) store(color + p, load(color + p) + f * load(wbuf + p));
-}
-
-// sum_p x[p] y[p] over [p0, p1).
-RECON_SIMD_CLONES float dot(int p0, int p1, const float* x, const float* y) {
-    vf s{};
-    for (int p = p0; p < p1; p += kLanes) s += load(x + p) * load(y + p);
-    return hsum(s);
-}
-
-// fv[p] = sum_c f[c] v_color[c, p] over [p0, p1), summed over c in order as composite_backward.
-RECON_SIMD_CLONES void feature_dot(const float* f, int C, int n_pad, int p0, int p1,
-                                   const float* vcol, float* fv) {
-    for (int p = p0; p < p1; p += kLanes) {
-        vf s{};
-        for (int c = 0; c < C; ++c) s += f[c] * load(vcol + (size_t)c * n_pad + p);
-        store(fv + p, s);
-    }
+    *stopped = (int)simd::hsum(n_stop);
+    return simd::hmax(wmax);
 }
 
 // Per-pixel state of the backward walk (back to front) of one tile, structure of arrays [n_pad].
 struct BackState {
     float* T;             // transmittance in front of the current entry (starts at the final one)
     float* acc;           // sum over entries behind of dot(features, v_color) * weight
-    float* wbuf;          // this entry's compositing weight (0 where not composited)
     const float* Tf;      // final transmittance
     const float* kterm;   // v_alpha - dot(background, v_color)
     const int32_t* last;  // last composited entry (INT_MIN on padding)
-    const float* fv;      // dot(features of this entry, v_color)
+    const float* vcol;    // [C, n_pad] v_color
+    float* v_f;           // [C, lanes] per-lane sums of the feature gradients (scratch)
+    int n_pad;
 };
 
-// Gradients of one entry summed over pixels [p0, p1).
+// Gradients of one entry summed over pixels [p0, p1); features in v_f [C].
 struct EntryGrad {
     float opacity, mx, my, a, b, c;
 };
 
-// Backward of entry `id`: composite_backward's per-pixel body for every pixel whose walk reaches
-// it; returns whether it was composited at any pixel.
-RECON_SIMD_CLONES bool backward_entry(const GaussianWindow& g, float o, int32_t id, int p0, int p1,
-                                      const float* px, const float* py, const BackState& st,
-                                      EntryGrad* out) {
-    vf g_o{}, g_mx{}, g_my{}, g_a{}, g_b{}, g_c{};
-    vi any{};
-    for (int p = p0; p < p1; p += kLanes) {
-        const vf dx = load(px + p) - g.mx, dy = load(py + p) - g.my;
-        const vf w = window_at(g, dx, dy);
-        const vf ow = o * w;
-        const vf alpha = ow < kMaxAlpha ? ow : splat(kMaxAlpha);
-        const vi ok = less_equal(id, st.last + p) & (alpha >= kAlphaThreshold);
-        const vf ra = 1.f / (1.f - alpha);
-        const vf t0 = load(st.T + p), acc = load(st.acc + p), fv = load(st.fv + p);
-        const vf t = t0 * ra;
-        const vf weight = alpha * t;
-        vf v_a = t * fv - ra * acc;
-        v_a += load(st.Tf + p) * ra * load(st.kterm + p);
+// Backward of entry `id` (features f [C]), L pixels at a time: composite_backward's per-pixel
+// body for every pixel whose walk reaches it; returns whether it was composited at any pixel.
+template <int L>
+RECON_SIMD_INLINE bool backward_entry(const GaussianWindow& g, float o, const float* f, int C,
+                                      int32_t id, int p0, int p1, const float* px,
+                                      const float* py, const BackState& st, EntryGrad* out,
+                                      float* v_f) {
+    using F = typename simd::Lanes<L>::F;
+    using I = typename simd::Lanes<L>::I;
+    using simd::keep, simd::load, simd::select, simd::store;
+    F g_o{}, g_mx{}, g_my{}, g_a{}, g_b{}, g_c{};
+    I any{};
+    std::fill(st.v_f, st.v_f + C * L, 0.f);
+    for (int p = p0; p < p1; p += L) {
+        const F dx = load<F>(px + p) - g.mx, dy = load<F>(py + p) - g.my;
+        const F w = window_at<F, I>(g, dx, dy);
+        const F ow = o * w;
+        const F alpha = ow < kMaxAlpha ? ow : simd::splat<F>(kMaxAlpha);
+        const I ok = simd::less_equal<I>(id, st.last + p) & (alpha >= kAlphaThreshold);
+        const F ra = 1.f / (1.f - alpha);
+        const F t0 = load<F>(st.T + p), acc = load<F>(st.acc + p);
+        const F t = t0 * ra;
+        const F weight = alpha * t;
+        F fv{};  // dot(features, v_color), summed over c in order
+        for (int c = 0; c < C; ++c) fv += f[c] * load<F>(st.vcol + (size_t)c * st.n_pad + p);
+        F v_a = t * fv - ra * acc;
+        v_a += load<F>(st.Tf + p) * ra * load<F>(st.kterm + p);
         store(st.T + p, select(ok, t, t0));
         store(st.acc + p, select(ok, acc + weight * fv, acc));
-        store(st.wbuf + p, keep(ok, weight));
+        const F weight_ok = keep(ok, weight);
+        for (int c = 0; c < C; ++c) {
+            float* s = st.v_f + c * L;
+            store(s, load<F>(s) + weight_ok * load<F>(st.vcol + (size_t)c * st.n_pad + p));
+        }
         any |= ok;
         // GaussianWindow::vjp with v_w = o * v_a, where the alpha is not clamped.
-        const vi grad = ok & (ow <= kMaxAlpha);
-        const vf v_sigma = -w * (o * v_a);
+        const I grad = ok & (ow <= kMaxAlpha);
+        const F v_sigma = -w * (o * v_a);
         g_o += keep(grad, w * v_a);
         g_mx += keep(grad, -(g.a * dx + g.b * dy) * v_sigma);
         g_my += keep(grad, -(g.b * dx + g.c * dy) * v_sigma);
@@ -312,10 +249,55 @@ RECON_SIMD_CLONES bool backward_entry(const GaussianWindow& g, float o, int32_t 
         g_b += keep(grad, dx * dy * v_sigma);
         g_c += keep(grad, 0.5f * dy * dy * v_sigma);
     }
+    using simd::hsum;
     *out = EntryGrad{hsum(g_o), hsum(g_mx), hsum(g_my), hsum(g_a), hsum(g_b), hsum(g_c)};
+    for (int c = 0; c < C; ++c) v_f[c] = hsum(load<F>(st.v_f + c * L));
     bool composited = false;
-    for (int l = 0; l < kLanes; ++l) composited = composited || any[l] != 0;
+    for (int l = 0; l < L; ++l) composited = composited || any[l] != 0;
     return composited;
+}
+
+// The lane count's instances: 8 lanes in AVX code where the CPU has it, else 4.
+using ForwardEntry = float (*)(const GaussianWindow&, float, const float*, int, int32_t, int, int,
+                               const float*, const float*, const FwdState&, int*);
+using BackwardEntry = bool (*)(const GaussianWindow&, float, const float*, int, int32_t, int, int,
+                               const float*, const float*, const BackState&, EntryGrad*, float*);
+
+float forward_entry_4(const GaussianWindow& g, float o, const float* f, int C, int32_t id, int p0,
+                      int p1, const float* px, const float* py, const FwdState& st, int* stopped) {
+    return forward_entry<4>(g, o, f, C, id, p0, p1, px, py, st, stopped);
+}
+bool backward_entry_4(const GaussianWindow& g, float o, const float* f, int C, int32_t id, int p0,
+                      int p1, const float* px, const float* py, const BackState& st,
+                      EntryGrad* out, float* v_f) {
+    return backward_entry<4>(g, o, f, C, id, p0, p1, px, py, st, out, v_f);
+}
+#if RECON_HAVE_AVX_PATH
+RECON_TARGET_AVX float forward_entry_8(const GaussianWindow& g, float o, const float* f, int C,
+                                       int32_t id, int p0, int p1, const float* px,
+                                       const float* py, const FwdState& st, int* stopped) {
+    return forward_entry<8>(g, o, f, C, id, p0, p1, px, py, st, stopped);
+}
+RECON_TARGET_AVX bool backward_entry_8(const GaussianWindow& g, float o, const float* f, int C,
+                                       int32_t id, int p0, int p1, const float* px,
+                                       const float* py, const BackState& st, EntryGrad* out,
+                                       float* v_f) {
+    return backward_entry<8>(g, o, f, C, id, p0, p1, px, py, st, out, v_f);
+}
+#endif
+
+ForwardEntry pick_forward_entry() {
+#if RECON_HAVE_AVX_PATH
+    if (simd::cpu_has_avx()) return forward_entry_8;
+#endif
+    return forward_entry_4;
+}
+
+BackwardEntry pick_backward_entry() {
+#if RECON_HAVE_AVX_PATH
+    if (simd::cpu_has_avx()) return backward_entry_8;
+#endif
+    return backward_entry_4;
 }
 
 void cpu_rasterize_gaussians_fwd(const RasterArgs& a, float* colors, float* alphas,
@@ -324,11 +306,12 @@ void cpu_rasterize_gaussians_fwd(const RasterArgs& a, float* colors, float* alph
     const int C = a.C;
     std::vector<float> maxw(a.M, 0.f);
     const std::vector<Box> boxes = visible_boxes(a);
+    const ForwardEntry forward = pick_forward_entry();
 #pragma omp parallel
     {
         Block b;
         std::vector<Entry> es;
-        std::vector<float> T, wbuf, color;
+        std::vector<float> T, color;
         std::vector<int32_t> alive, last;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t tile = 0; tile < n_tiles; ++tile) {
@@ -337,11 +320,11 @@ void cpu_rasterize_gaussians_fwd(const RasterArgs& a, float* colors, float* alph
             if (n == 0) continue;
             load_entries(a, boxes, b, es);
             T.assign(n_pad, 1.f);
-            wbuf.assign(n_pad, 0.f);
             color.assign((size_t)C * n_pad, 0.f);  // [C, n_pad]
             alive.assign(n_pad, 0);
             std::fill(alive.begin(), alive.begin() + n, -1);  // padding never composites
             last.assign(n_pad, (int32_t)(b.begin - 1));
+            const FwdState st{T.data(), alive.data(), last.data(), color.data(), n_pad};
             int n_alive = n, row0 = 0, row1 = b.bh;  // rows [row0, row1) hold every live pixel
             for (int64_t k = 0; k < (int64_t)es.size() && n_alive > 0; ++k) {
                 const Entry& e = es[k];
@@ -349,14 +332,8 @@ void cpu_rasterize_gaussians_fwd(const RasterArgs& a, float* colors, float* alph
                 lane_range(b, std::max(e.r0, row0), std::min(e.r1, row1), &p0, &p1);
                 if (p0 >= p1) continue;
                 int stopped = 0;
-                const float wmax = forward_entry(e.g, e.o, (int32_t)(b.begin + k), p0, p1,
-                                                 b.px.data(), b.py.data(), T.data(), alive.data(),
-                                                 last.data(), wbuf.data(), &stopped);
-                if (wmax > 0.f) {
-                    maxw[b.begin + k] = wmax;
-                    for (int c = 0; c < C; ++c)
-                        accumulate(e.f[c], p0, p1, wbuf.data(), color.data() + (size_t)c * n_pad);
-                }
+                maxw[b.begin + k] = forward(e.g, e.o, e.f, C, (int32_t)(b.begin + k), p0, p1,
+                                            b.px.data(), b.py.data(), st, &stopped);
                 if (stopped == 0) continue;
                 n_alive -= stopped;
                 auto row_dead = [&](int r) {
@@ -396,12 +373,14 @@ void cpu_rasterize_gaussians_bwd(const RasterArgs& a, const float* transmittance
     std::vector<float> rows(a.M * stride, 0.f);
     std::vector<float> v_bg_tiles(a.backgrounds != nullptr ? n_tiles * C : 0, 0.f);
     const std::vector<Box> boxes = visible_boxes(a);
+    const BackwardEntry backward = pick_backward_entry();
 #pragma omp parallel
     {
         Block b;
         std::vector<Entry> es;
-        std::vector<float> T, Tf, acc, kterm, fv, wbuf, vcol;
+        std::vector<float> T, Tf, acc, kterm, vcol;
         std::vector<int32_t> last, row_last;
+        std::vector<float> v_f_lanes((size_t)C * kLanes);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t tile = 0; tile < n_tiles; ++tile) {
             load_block(a, tile, b);
@@ -412,8 +391,6 @@ void cpu_rasterize_gaussians_bwd(const RasterArgs& a, const float* transmittance
             Tf.assign(n_pad, 0.f);
             acc.assign(n_pad, 0.f);
             kterm.assign(n_pad, 0.f);
-            fv.assign(n_pad, 0.f);
-            wbuf.assign(n_pad, 0.f);
             vcol.assign((size_t)C * n_pad, 0.f);  // [C, n_pad]
             last.assign(n_pad, INT_MIN);
             row_last.assign(b.bh, INT_MIN);  // per block row, max of last
@@ -436,8 +413,8 @@ void cpu_rasterize_gaussians_bwd(const RasterArgs& a, const float* transmittance
             }
             if (max_last < b.begin) continue;
             load_entries(a, boxes, b, es);
-            const BackState st{T.data(),     acc.data(),  wbuf.data(), Tf.data(),
-                               kterm.data(), last.data(), fv.data()};
+            const BackState st{T.data(),    acc.data(),  Tf.data(),        kterm.data(),
+                               last.data(), vcol.data(), v_f_lanes.data(), n_pad};
             for (int64_t i = max_last; i >= b.begin; --i) {
                 const Entry& e = es[i - b.begin];
                 int r0 = e.r0, r1 = e.r1;  // trimmed to rows holding a pixel whose walk reaches i
@@ -446,14 +423,12 @@ void cpu_rasterize_gaussians_bwd(const RasterArgs& a, const float* transmittance
                 int p0, p1;
                 lane_range(b, r0, r1, &p0, &p1);
                 if (p0 >= p1) continue;
-                feature_dot(e.f, C, n_pad, p0, p1, vcol.data(), fv.data());
-                EntryGrad gr;
-                if (!backward_entry(e.g, e.o, (int32_t)i, p0, p1, b.px.data(), b.py.data(), st, &gr))
-                    continue;
                 float* row = rows.data() + i * stride;
+                EntryGrad gr;
+                if (!backward(e.g, e.o, e.f, C, (int32_t)i, p0, p1, b.px.data(), b.py.data(), st,
+                              &gr, row + 1))
+                    continue;
                 row[0] = gr.opacity;
-                for (int c = 0; c < C; ++c)
-                    row[1 + c] = dot(p0, p1, wbuf.data(), vcol.data() + (size_t)c * n_pad);
                 float* vw = row + 1 + C;
                 vw[0] = gr.mx;
                 vw[1] = gr.my;

@@ -1,8 +1,13 @@
 """The tile-blocked CPU Gaussian rasterizer against the reference twin where its SIMD blocking has
 edge cases: image sizes that are not multiples of the tile or of the 8-pixel vectors, tile sizes
-other than 16, and scenes that saturate (every pixel's walk stops early)."""
+other than 16, scenes that saturate (pixel walks stop early), and the 4-lane non-AVX path."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +18,7 @@ from tests.ops.test_kernels_gaussians import cameras, gaussians, rel_err
 kernels = pytest.importorskip("recon.ops.kernels")
 _ok, _why = kernels.available("cpu")
 pytestmark = pytest.mark.skipif(not _ok, reason=f"CPU kernels unavailable: {_why}")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def render_and_grad(module, g, feats, bg, viewmats, Ks, W, H, tile_size):
@@ -81,3 +87,16 @@ def test_saturated_scene_stops_early_with_the_same_numbers():
     torch.testing.assert_close(a_c, a_r, atol=1e-4, rtol=0)
     for a, b in zip(g_r, g_c):
         assert rel_err(a, b) < 1e-3
+
+
+def test_baseline_simd_path_matches_reference():
+    """The 4-lane (non-AVX) kernels, forced by RECON_CPU_NO_AVX in a fresh process."""
+    code = (
+        "from tests.ops.test_cpu_raster_gaussian import test_blocked_kernel_matches_reference as t;"
+        "t(1, 300, 37, 29, 3, 16, True); t(2, 400, 45, 23, 2, 8, False)"
+    )
+    env = {**os.environ, "RECON_CPU_NO_AVX": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -154,6 +154,8 @@ class SparseConfig:
     """Depth prior: scene (the scene's own depth maps), priors (geometry priors), auto = priors then scene."""
     pearson_weight: float = 0.05
     """Weight of 1 - Pearson(rendered depth, prior depth) on training views (FSGS)."""
+    depth_weight: float = 0.0
+    """Weight of the relative L1 ``|d - D| / D`` to a metric depth prior (stereo depth is metric)."""
     ranking_weight: float = 0.1
     """Weight of the local depth ranking loss (SparseNeRF)."""
     ranking_pairs: int = 512

@@ -66,6 +66,22 @@ def pearson_depth_loss(depth: Tensor, prior: Tensor, valid: Tensor | None = None
     return torch.minimum(1 - pearson(d, p), 1 - pearson(d, -1.0 / p))
 
 
+def relative_depth_loss(depth: Tensor, prior: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Mean ``|d - D| / D`` over valid pixels: for metric priors (stereo depth from the training
+    cameras, or aligned monocular depth), where Pearson's scale/shift invariance throws away
+    what the prior knows.
+
+    Args:
+        depth: [H, W] rendered depth.
+        prior: [H, W] prior depth (> 0 where valid).
+        valid: [H, W] bool pixels to use (default: prior > 0).
+    """
+    valid = (prior > 0) if valid is None else valid & (prior > 0)
+    if int(valid.sum()) < 16:
+        return depth.sum() * 0.0
+    return ((depth[valid] - prior[valid]).abs() / prior[valid]).mean()
+
+
 def ranking_loss(
     depth: Tensor, prior: Tensor, num_pairs: int, box: int, generator: torch.Generator | None = None, margin: float = 1e-4
 ) -> Tensor:

@@ -206,6 +206,8 @@ class Trainer:
             prior = self.depth_priors[v]
             if s.pearson_weight > 0:
                 terms["pearson"] = s.pearson_weight * losses.pearson_depth_loss(depth, prior)
+            if s.depth_weight > 0:
+                terms["depth"] = s.depth_weight * losses.relative_depth_loss(depth, prior, alpha > 0.5)
             if s.ranking_weight > 0:
                 terms["ranking"] = s.ranking_weight * losses.ranking_loss(depth, prior, s.ranking_pairs, s.ranking_box)
         if s.pseudo_weight > 0 and step >= s.pseudo_start and step % max(s.pseudo_every, 1) == 0:

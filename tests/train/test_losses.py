@@ -101,3 +101,14 @@ def test_warp_loss_is_minimal_at_the_true_depth_and_pulls_towards_it():
         scale = torch.tensor(s, dtype=torch.float64, requires_grad=True)
         losses.warp_consistency_loss(scale * depth_a, *args).backward()
         assert sign * float(scale.grad) > 0  # gradient descent moves the depth back to the surface
+
+
+def test_relative_depth_loss_hand_value_and_valid_pixels():
+    prior = torch.tensor([[2.0, 4.0, 0.0, 5.0]]).repeat(8, 1)  # 0 = unknown
+    depth = torch.tensor([[3.0, 4.0, 9.0, 4.0]]).repeat(8, 1).requires_grad_()
+    valid = torch.ones(8, 4, dtype=torch.bool)
+    valid[:, 3] = False  # excluded by the caller (e.g. transparent pixels)
+    loss = losses.relative_depth_loss(depth, prior, valid)
+    assert abs(float(loss) - (0.5 + 0.0) / 2) < 1e-6  # columns 0 and 1 count, |3-2|/2 and 0
+    loss.backward()
+    assert float(depth.grad[0, 0]) > 0 and float(depth.grad[:, 2:].abs().sum()) == 0

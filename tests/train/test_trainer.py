@@ -156,9 +156,11 @@ def test_anisotropy_penalty_counts_only_ratios_above_the_limit(scene):
     assert tr.params["scales"].grad[0].abs().max() == 0 and tr.params["scales"].grad[1].abs().max() > 0
 
 
-def test_warp_consistency_term_trains_and_is_off_by_default(scene):
-    on = _trainer(_config(iterations=10, **{"sparse.warp_weight": 0.5, "sparse.warp_start": 2}), scene)
+def test_warp_and_metric_depth_terms_train_and_are_off_by_default(scene):
+    on = _trainer(_config(iterations=10, **{"sparse.warp_weight": 0.5, "sparse.warp_start": 2,
+                                            "sparse.depth_weight": 0.1}), scene)
     res = on.train(install_sigint=False)
     assert "warp" in res.log[-1] and 0 < res.log[-1]["warp"] < 0.5  # weighted mean L1 of colours in [0, 1]
+    assert 0 < res.log[-1]["depth"] < 0.1  # weighted relative error against the scene's exact depth
     off = _trainer(_config(iterations=10), scene).train(install_sigint=False)
-    assert "warp" not in off.log[-1]
+    assert "warp" not in off.log[-1] and "depth" not in off.log[-1]

@@ -95,6 +95,33 @@ def _silhouette_consistent(points: torch.Tensor, scene) -> float:
     return float((~bad).float().mean())
 
 
+def _sift_agreement(scene, ids, res) -> dict:
+    """Depth of kept stereo pixels vs SIFT matches triangulated on the same views and poses with
+    pycolmap (``recon.priors.triangulate``: a different matcher, an independent check)."""
+    from recon.priors.triangulate import triangulate_known_poses
+
+    pts = triangulate_known_poses(scene, ids, num_threads=1).points.double()
+    rels = []
+    for k, i in enumerate(ids):
+        vm, K = scene.cameras.viewmats[i].double(), scene.cameras.Ks[i].double()
+        cam = pts @ vm[:3, :3].T + vm[:3, 3]
+        uv = cam @ K.T
+        uv = uv[:, :2] / uv[:, 2:].clamp_min(1e-9)
+        d = res.depths[k]
+        h, w = d.shape
+        ok = (cam[:, 2] > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+        x, y = uv[ok, 0].long(), uv[ok, 1].long()
+        z_mvs, z_sift = d[y, x].double(), cam[ok, 2]
+        known = z_mvs > 0
+        rels.append((z_mvs[known] - z_sift[known]).abs() / z_sift[known])
+    rel = torch.cat(rels)
+    if rel.numel() == 0:
+        return {"sift_points": len(pts), "sift_checks": 0}
+    return {"sift_points": len(pts), "sift_checks": int(rel.numel()),
+            "sift_median_rel_diff": round(float(rel.median()), 4),
+            "sift_within_1pct": round(float((rel < 0.01).double().mean()), 3)}
+
+
 def _mvs_stats(scene, ids, cfg, gt: bool, via_init: bool = False) -> dict:
     """Runs stereo on views ``ids`` and scores it (exact depth when ``gt``, else consistency).
 
@@ -139,6 +166,8 @@ def _mvs_stats(scene, ids, cfg, gt: bool, via_init: bool = False) -> dict:
         out["kept_within_2pct"] = round(float(np.mean(within2)), 3)
     if not gt and scene.masks is not None and len(res.cloud):
         out["points_silhouette_consistent"] = round(_silhouette_consistent(res.cloud.points, scene), 3)
+    if not gt:
+        out.update(_sift_agreement(scene, ids, res))
     return out
 
 

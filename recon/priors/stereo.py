@@ -70,7 +70,7 @@ class MVSConfig:
     """Geometric consistency: number of other views that must agree."""
     max_side: int | None = 400
     """Images are box-downscaled so that their longer side is at most this (None: full size)."""
-    iterations: tuple[int, ...] = (2, 2, 2, 2)
+    iterations: tuple[int, ...] = (1, 2, 2, 2)
     """Propagation + refinement iterations per pyramid level, finest first. Its length caps the
     number of levels (fewer when the coarsest would be under 32 px); the sweep runs on the
     coarsest."""

@@ -6,7 +6,10 @@ compared with the reference by zero-mean normalised cross-correlation over a squ
 computed with box filters. Because every pixel of the window is warped with its *own*
 hypothesis, a smooth slanted hypothesis map matches a slanted surface exactly: the window is
 implicitly slanted (the fronto-parallel bias of plane sweeping disappears once the map is
-close), which is what lets propagation fill smooth, slanted and weakly textured surfaces.
+close), which is what lets propagation fill smooth, slanted and weakly textured surfaces. The
+cost adds the window mean of a truncated absolute difference (ZNCC alone cannot tell the shifted
+copies of a smooth ramp apart) and, optionally, ACMM's geometric term: the forward-backward
+reprojection error through the source views' own depth maps.
 
 Propagation (the idea of PatchMatch stereo / COLMAP / ACMM, vectorised over the whole image):
 the current map, the maps of the neighbours' local planes extrapolated from ``jump`` pixels away
@@ -263,6 +266,9 @@ def propagate(
         bounds: (low, high) inverse-depth clamp of every hypothesis.
         window: ZNCC window side.
         jumps: propagation distances in pixels.
+        chunk: hypotheses warped at once.
+        **cost_kw: the cost terms of :func:`hypothesis_costs` (``ad_weight``, ``ad_trunc``,
+            ``src_depths``, ``geo_weight``, ``geo_trunc``).
 
     Returns:
         new inverse depth [H, W] and its cost [H, W].

@@ -170,6 +170,7 @@ RECON_SIMD_INLINE float forward_entry(const GaussianWindow& g, float o, const fl
         const F next_T = t * (1.f - alpha);
         const I live = load<I>(st.alive + p);
         const I ok = live & (alpha >= kAlphaThreshold);
+        if (!simd::any_lane(ok)) continue;  // nothing changes at these pixels
         const I stop = ok & (next_T <= kTransmittanceMin);
         const I comp = ok & ~stop;
         const F weight = keep(comp, alpha * t);  // exact zeros where not composited
@@ -223,6 +224,7 @@ RECON_SIMD_INLINE bool backward_entry(const GaussianWindow& g, float o, const fl
         const F ow = o * w;
         const F alpha = ow < kMaxAlpha ? ow : simd::splat<F>(kMaxAlpha);
         const I ok = simd::less_equal<I>(id, st.last + p) & (alpha >= kAlphaThreshold);
+        if (!simd::any_lane(ok)) continue;  // nothing changes at these pixels
         const F ra = 1.f / (1.f - alpha);
         const F t0 = load<F>(st.T + p), acc = load<F>(st.acc + p);
         const F t = t0 * ra;

@@ -86,6 +86,16 @@ RECON_SIMD_INLINE I less_equal(int32_t x, const int32_t* p) {
     return out;
 }
 
+// Whether any lane of the mask is set.
+template <class I>
+RECON_SIMD_INLINE bool any_lane(const I& m) {
+    uint64_t w[sizeof(I) / sizeof(uint64_t)];
+    std::memcpy(w, &m, sizeof(I));
+    uint64_t acc = 0;
+    for (uint64_t x : w) acc |= x;
+    return acc != 0;
+}
+
 template <class F>
 RECON_SIMD_INLINE float hsum(const F& v) {  // lanes in order
     float s = 0.f;

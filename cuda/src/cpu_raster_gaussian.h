@@ -6,7 +6,7 @@
 // loop, 8 (AVX) or 4 pixels at a time (cpu_simd.h). Per pixel, every operation and its order are
 // those of composite_forward / composite_backward and GaussianWindow, so colours, alphas,
 // transmittances and last ids agree with them up to the exponential (a polynomial expf within
-// 2 ulp of libm's). Only the sums over a tile's pixels of a primitive's gradients are taken in
+// 1 ulp of libm's). Only the sums over a tile's pixels of a primitive's gradients are taken in
 // another (fixed) order.
 //
 // Per primitive, the pixel loop covers only the tile rows where the Gaussian can reach the alpha

@@ -141,7 +141,8 @@ class LossConfig:
     convex_mask_reg: float = 0.0
     """Weight of mean convex opacity (3DCS mask term, simplified)."""
     background: Literal["auto", "white", "black", "random"] = "auto"
-    """Background: auto (scene's own colour, white for masked scenes), white, black, random."""
+    """Background: auto (random on masked protocols such as DTU, where targets are composited with
+    the object masks; else the scene's own colour, else black), white, black, random."""
 
 
 @dataclass(frozen=True)

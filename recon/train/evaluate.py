@@ -16,6 +16,7 @@ from recon.data.scene import SceneData
 from recon.eval import metrics
 from recon.render import render
 from recon.train.run import LoadedRun
+from recon.train.setup import masked_protocol
 
 
 @dataclass
@@ -53,7 +54,7 @@ def evaluate_run(run: LoadedRun, scene: SceneData, out_dir: Path | None = None, 
     white with the object mask, PSNR over mask pixels, SSIM/LPIPS on the composited images.
     """
     test = run.split.test
-    masked = run.split.protocol == "dtu" and scene.masks is not None
+    masked = masked_protocol(run.split.protocol, scene)
     lp = _lpips_model()
     bg = run.background if run.background is not None else torch.ones(3)
     rows = []

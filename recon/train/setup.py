@@ -123,10 +123,20 @@ def depth_prior_maps(scene: SceneData, train_ids: list[int], source: str) -> lis
         return None
 
 
-def background_color(config: TrainConfig, scene: SceneData) -> Tensor | None:
-    """[3] fixed background, or None for a random one per step."""
+def masked_protocol(protocol: str, scene: SceneData) -> bool:
+    """Whether the protocol scores only the object (DTU with object masks): training then
+    composites the targets on a random background with the masks, evaluation masks its metrics."""
+    return protocol == "dtu" and scene.masks is not None
+
+
+def background_color(config: TrainConfig, scene: SceneData, protocol: str = "generic") -> Tensor | None:
+    """[3] fixed background, or None for a random one per step.
+
+    ``auto`` is random on masked protocols (the object is learnt alone; a fixed colour would be
+    baked into its edges), else the scene's own background colour, else black.
+    """
     mode = config.loss.background
-    if mode == "random":
+    if mode == "random" or (mode == "auto" and masked_protocol(protocol, scene)):
         return None
     if mode == "white":
         return torch.ones(3)

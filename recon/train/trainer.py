@@ -91,7 +91,7 @@ class Trainer:
         self.depth_priors = depth_priors
         self.scene_scale = scene.scene_scale
         self.sparse = sparse_enabled(config, len(self.train_ids))
-        self.background = background_color(config, scene)
+        self.background = background_color(config, scene, split.protocol)
         self.state = state or TrainingState(iterations=config.iterations, primitive=config.primitive)
         self.family = family(config.primitive)
         self.params: dict[str, torch.nn.Parameter] = {}
@@ -170,7 +170,7 @@ class Trainer:
 
     def _target(self, v: int, bg: Tensor) -> Tensor:
         img = self.images[v]
-        if self.config.loss.background == "random" and self.masks is not None:
+        if self.background is None and self.masks is not None:  # random background: the object alone
             m = self.masks[v][..., None]
             img = img * m + bg * (1 - m)
         return img

@@ -57,9 +57,8 @@ def test_hull_auto_and_random():
     hull = initial_point_cloud(scene, [0, 1, 2, 3], method="hull")
     assert hull.source == "hull" and len(hull) > 100
     auto = initial_point_cloud(scene, [0, 1, 2, 3], method="auto")
-    assert auto.source == "hull+mvs"
-    # With masks, stereo is restricted to the object and the hull keeps its visible front:
-    # the cloud hugs the unit sphere (a 40-degree arc leaves a long hull behind it otherwise).
+    assert auto.source == "mvs"
+    # With masks, stereo is restricted to the object: the cloud hugs the unit sphere.
     r = auto.points.norm(dim=-1)
     assert float(r.median()) < 1.15 and float(r.quantile(0.9)) < 1.6
     rnd = initial_point_cloud(scene, [0, 1], method="random")
@@ -105,3 +104,30 @@ def test_save_priors_round_trip_and_atomicity(tmp_path, monkeypatch):
         save_priors(tmp_path, cloud, depths)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["priors"]
     assert len(load_priors(tmp_path)[1]) == 2
+
+
+def test_auto_falls_back_in_measured_order(monkeypatch):
+    """auto: stereo, else SfM points, else the hull, else random; a prior that fails or finds
+    too few points hands over to the next one."""
+    scene, _ = _scene(3, with_masks=True)
+    tried = []
+
+    def failing(name, exc=None, n=0):
+        def make(*_a, **_k):
+            tried.append(name)
+            if exc is not None:
+                raise exc
+            return init_mod.PointCloud(torch.rand(n, 3), torch.rand(n, 3), name)
+        return make
+
+    class FakeMVS:
+        cloud = init_mod.PointCloud(torch.rand(50, 3), torch.rand(50, 3), "mvs")  # < AUTO_MIN_STEREO_POINTS
+
+    monkeypatch.setattr(init_mod, "mvs_prior", lambda *a, **k: tried.append("mvs") or FakeMVS())
+    monkeypatch.setattr(init_mod, "sfm_prior", failing("sfm", DataError("no matches")))
+    assert initial_point_cloud(scene, [0, 1, 2], method="auto").source == "hull"
+    assert tried == ["mvs", "sfm"]
+    monkeypatch.setattr(init_mod, "hull_prior", failing("hull", n=20))
+    assert initial_point_cloud(scene, [0, 1, 2], method="auto").source == "random"
+    monkeypatch.setattr(init_mod, "sfm_prior", failing("sfm", n=500))
+    assert initial_point_cloud(scene, [0, 1, 2], method="auto").source == "sfm"

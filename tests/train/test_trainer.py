@@ -164,3 +164,22 @@ def test_warp_and_metric_depth_terms_train_and_are_off_by_default(scene):
     assert 0 < res.log[-1]["depth"] < 0.1  # weighted relative error against the scene's exact depth
     off = _trainer(_config(iterations=10), scene).train(install_sigint=False)
     assert "warp" not in off.log[-1] and "depth" not in off.log[-1]
+
+
+def test_masked_protocols_train_the_object_alone_on_random_backgrounds(scene):
+    """auto background: random on DTU-like protocols (targets composited with the masks, as the
+    metrics are masked there), the scene's own colour elsewhere."""
+    from recon.train.setup import background_color
+
+    assert scene.masks is not None
+    cfg = TrainConfig()
+    assert background_color(cfg, scene, "dtu") is None
+    own = scene.meta.get("background")
+    expected = torch.zeros(3) if own is None else torch.tensor(own, dtype=torch.float32)
+    assert torch.equal(background_color(cfg, scene, "generic"), expected)
+    assert torch.equal(background_color(override(cfg, **{"loss.background": "white"}), scene, "dtu"), torch.ones(3))
+    tr = _trainer(_config(), scene)
+    tr.background = None  # what a dtu split gets
+    bg = torch.tensor([0.2, 0.4, 0.6])
+    m = tr.masks[0][..., None]
+    torch.testing.assert_close(tr._target(0, bg), tr.images[0] * m + bg * (1 - m))

@@ -1,10 +1,12 @@
-"""Photometric losses, depth-prior losses (FSGS, SparseNeRF) and depth smoothness."""
+"""Photometric losses, depth-prior losses (FSGS, SparseNeRF, metric), multi-view warp consistency, depth smoothness."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from recon.priors.consistency import backproject, project
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32) -> Tensor:
@@ -138,17 +140,8 @@ def warp_to_view(depth: Tensor, K_ref: Tensor, viewmat_ref: Tensor, K_src: Tenso
         ([H, W, 2] grid in grid_sample's [-1, 1] coordinates (align_corners=False), [H, W] bool:
         known depth, in front of the source camera and inside its image).
     """
-    h, w = depth.shape
-    dt = depth.dtype
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=dt) + 0.5, torch.arange(w, dtype=dt) + 0.5, indexing="ij")
-    pix = torch.stack([xs, ys, torch.ones_like(xs)], -1)  # [H, W, 3]
-    rays = pix @ torch.linalg.inv(K_ref.to(dt)).T  # [H, W, 3], z = 1
-    cam = rays * depth[..., None]
-    ref_to_src = viewmat_src.to(dt) @ torch.linalg.inv(viewmat_ref.to(dt))  # [4, 4]
-    p = cam @ ref_to_src[:3, :3].T + ref_to_src[:3, 3]  # [H, W, 3] in the source camera
-    z = p[..., 2]
-    uv = (p @ K_src.to(dt).T)[..., :2] / z.clamp_min(1e-8)[..., None]
-    grid = torch.stack([2 * uv[..., 0] / width_src - 1, 2 * uv[..., 1] / height_src - 1], -1)
+    uv, z = project(backproject(depth, K_ref, viewmat_ref), K_src, viewmat_src)  # float64: [H, W, 2], [H, W]
+    grid = torch.stack([2 * uv[..., 0] / width_src - 1, 2 * uv[..., 1] / height_src - 1], -1).to(depth.dtype)
     valid = (depth > 0) & (z > 1e-8) & (grid.abs() < 1).all(-1)
     return grid, valid
 

@@ -13,35 +13,12 @@ import pytest
 import torch
 
 from recon.ops import reference as ref
-from tests.ops.test_kernels_gaussians import cameras, gaussians, rel_err
+from tests.ops.test_kernels_gaussians import cameras, gaussians, rel_err, render_and_grad
 
 kernels = pytest.importorskip("recon.ops.kernels")
 _ok, _why = kernels.available("cpu")
 pytestmark = pytest.mark.skipif(not _ok, reason=f"CPU kernels unavailable: {_why}")
 REPO = Path(__file__).resolve().parents[2]
-
-
-def render_and_grad(module, g, feats, bg, viewmats, Ks, W, H, tile_size):
-    """Stages 1-3 with ``tile_size``, then a backward pass of fixed random cotangents."""
-    gg = {k: v.clone().requires_grad_() for k, v in g.items()}
-    ff = feats.clone().requires_grad_()
-    bb = None if bg is None else bg.clone().requires_grad_()
-    m2, d, con, radii = module.project_gaussians(
-        gg["means"], gg["quats"], gg["scales"], viewmats, Ks, W, H
-    )
-    offsets, ids = module.isect_tiles(m2, radii, d, W, H, tile_size)
-    f = torch.cat([ff, d[..., None]], dim=-1)
-    colors, alphas, max_w = module.rasterize_gaussians_to_pixels(
-        m2, con, f, gg["opacities"], W, H, offsets, ids, backgrounds=bb, tile_size=tile_size
-    )
-    gen = torch.Generator().manual_seed(3)
-    v_c = torch.randn(colors.shape, generator=gen)
-    v_a = torch.randn(alphas.shape, generator=gen)
-    ((colors * v_c).sum() + (alphas * v_a).sum()).backward()
-    grads = [gg[k].grad for k in ("means", "quats", "scales", "opacities")] + [ff.grad]
-    if bb is not None:
-        grads.append(bb.grad)
-    return colors, alphas, max_w, grads
 
 
 @pytest.mark.parametrize(

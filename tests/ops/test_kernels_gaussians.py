@@ -50,17 +50,35 @@ def gaussians(N: int, tiny: bool = False) -> dict[str, torch.Tensor]:
     }
 
 
-def render(module, g: dict[str, torch.Tensor], feats, viewmats, Ks, W, H, bg=None):
+def render(module, g: dict[str, torch.Tensor], feats, viewmats, Ks, W, H, bg=None, tile_size: int = 16):
     """Stages 1-3 with the depth channel appended; returns outputs and the projection."""
     means2d, depths, conics, radii = module.project_gaussians(
         g["means"], g["quats"], g["scales"], viewmats, Ks, W, H
     )
-    offsets, ids = module.isect_tiles(means2d, radii, depths, W, H)
+    offsets, ids = module.isect_tiles(means2d, radii, depths, W, H, tile_size)
     f = torch.cat([feats, depths[..., None]], dim=-1)
     colors, alphas, max_w = module.rasterize_gaussians_to_pixels(
-        means2d, conics, f, g["opacities"], W, H, offsets, ids, backgrounds=bg
+        means2d, conics, f, g["opacities"], W, H, offsets, ids, backgrounds=bg, tile_size=tile_size
     )
     return (colors, alphas, max_w), (means2d, depths, conics, radii), (offsets, ids)
+
+
+def render_and_grad(module, g, feats, bg, viewmats, Ks, W, H, tile_size: int = 16):
+    """:func:`render`, then a backward pass of fixed random cotangents on colours and alphas.
+
+    Returns (colors, alphas, max_w, grads of means, quats, scales, opacities, feats[, bg])."""
+    gg = {k: v.clone().requires_grad_() for k, v in g.items()}
+    ff = feats.clone().requires_grad_()
+    bb = None if bg is None else bg.clone().requires_grad_()
+    (colors, alphas, max_w), _, _ = render(module, gg, ff, viewmats, Ks, W, H, bb, tile_size)
+    gen = torch.Generator().manual_seed(3)
+    v_c = torch.randn(colors.shape, generator=gen)
+    v_a = torch.randn(alphas.shape, generator=gen)
+    ((colors * v_c).sum() + (alphas * v_a).sum()).backward()
+    grads = [gg[k].grad for k in ("means", "quats", "scales", "opacities")] + [ff.grad]
+    if bb is not None:
+        grads.append(bb.grad)
+    return colors, alphas, max_w, grads
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -146,20 +164,8 @@ def test_rasterize_matches_reference(V, N, W, H, C, with_bg):
     g = gaussians(N)
     feats = torch.rand(V, N, C)
     bg = torch.rand(V, C + 1) if with_bg else None
-    results = {}
-    for name, module in (("ref", ref), ("cpu", kernels)):
-        gg = {k: v.clone().requires_grad_() for k, v in g.items()}
-        ff = feats.clone().requires_grad_()
-        bb = None if bg is None else bg.clone().requires_grad_()
-        (colors, alphas, max_w), _, _ = render(module, gg, ff, viewmats, Ks, W, H, bb)
-        gen = torch.Generator().manual_seed(3)
-        v_c = torch.randn(colors.shape, generator=gen)
-        v_a = torch.randn(alphas.shape, generator=gen)
-        ((colors * v_c).sum() + (alphas * v_a).sum()).backward()
-        grads = [gg[k].grad for k in ("means", "quats", "scales", "opacities")] + [ff.grad]
-        if bb is not None:
-            grads.append(bb.grad)
-        results[name] = (colors, alphas, max_w, grads)
+    results = {name: render_and_grad(module, g, feats, bg, viewmats, Ks, W, H)
+               for name, module in (("ref", ref), ("cpu", kernels))}
     (c_r, a_r, w_r, g_r), (c_c, a_c, w_c, g_c) = results["ref"], results["cpu"]
     assert a_r.max() > 0.5  # the scene is visible
     torch.testing.assert_close(c_c, c_r, atol=1e-4, rtol=0)  # colours and the depth channel

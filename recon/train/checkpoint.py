@@ -5,24 +5,30 @@
 step counts and learning rates, the strategy's scalar state and free-form ``extra`` fields;
 ``latest.json`` names the newest complete pair. Each file is written to a temporary name and
 renamed, and ``latest.json`` is replaced last, so a crash at any moment leaves the previous
-checkpoint intact.
+checkpoint intact. Tensors with NaN or infinite values are never written, and readers
+(:func:`find_checkpoint`) fall back to the newest readable checkpoint when a file is damaged.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from recon.errors import ConfigError
 
 CHECKPOINT_SCHEMA = 1
+log = logging.getLogger(__name__)
+_STEP_FILE = re.compile(r"step_(\d+)\.json")
 
 
 @dataclass
@@ -57,6 +63,15 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def non_finite(tensors: dict[str, Tensor]) -> list[str]:
+    """Names of the tensors holding NaN or infinite values (one host sync for all of them)."""
+    names = [k for k, t in tensors.items() if t.is_floating_point() and t.numel() > 0]
+    if not names:
+        return []
+    finite = torch.stack([torch.isfinite(tensors[k]).all() for k in names]).cpu()  # [len(names)]
+    return [k for k, ok in zip(names, finite.tolist(), strict=True) if not ok]
+
+
 def save_checkpoint(
     ckpt_dir: str | Path,
     step: int,
@@ -66,7 +81,11 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
     keep: int = 2,
 ) -> Path:
-    """Writes one checkpoint atomically and keeps the newest ``keep``; returns the JSON path."""
+    """Writes one checkpoint atomically and keeps the newest ``keep``; returns the JSON path.
+
+    Raises:
+        ValueError: a parameter, Adam moment or strategy tensor is not finite (nothing is written).
+    """
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, Tensor] = {}
@@ -90,6 +109,9 @@ def save_checkpoint(
             tensors[f"strategy/{key}"] = value.detach().cpu().contiguous()
         else:
             scalars[key] = value
+    bad = non_finite(tensors)
+    if bad:
+        raise ValueError(f"refusing to save a checkpoint with non-finite tensors: {', '.join(bad)}")
     tensors["rng/torch"] = torch.get_rng_state()
     stem = f"step_{step:06d}"
     tmp = ckpt_dir / f".{stem}.safetensors.tmp"
@@ -112,13 +134,64 @@ def save_checkpoint(
     return json_path
 
 
-def latest_checkpoint(ckpt_dir: str | Path) -> Path | None:
-    """JSON path of the newest complete checkpoint, or None."""
+def checkpoint_steps(ckpt_dir: str | Path) -> list[int]:
+    """Steps of the checkpoints present in ``ckpt_dir`` (by file name, newest first)."""
     ckpt_dir = Path(ckpt_dir)
-    latest = ckpt_dir / "latest.json"
-    if not latest.is_file():
+    if not ckpt_dir.is_dir():
+        return []
+    steps = [int(m.group(1)) for p in ckpt_dir.iterdir() if (m := _STEP_FILE.fullmatch(p.name))]
+    return sorted(steps, reverse=True)
+
+
+def latest_checkpoint(ckpt_dir: str | Path) -> Path | None:
+    """JSON path named by ``latest.json``, or None (no checkpoint yet, or an unreadable pointer)."""
+    ckpt_dir = Path(ckpt_dir)
+    try:
+        name = json.loads((ckpt_dir / "latest.json").read_text())["checkpoint"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return ckpt_dir / json.loads(latest.read_text())["checkpoint"]
+    return ckpt_dir / name if isinstance(name, str) and _STEP_FILE.fullmatch(name) else None
+
+
+def find_checkpoint(ckpt_dir: str | Path, step: int | None = None) -> Checkpoint | None:
+    """The checkpoint to resume or render from.
+
+    With ``step``, exactly that one. Otherwise the one ``latest.json`` names, falling back to the
+    newest readable one when that file or the checkpoint it names is damaged (truncated, empty,
+    non-finite values); a fallback is logged as a warning.
+
+    Returns:
+        The checkpoint, or None when the folder holds none.
+
+    Raises:
+        ConfigError: ``step`` is missing or unreadable, or every checkpoint present is unreadable.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    steps = checkpoint_steps(ckpt_dir)
+    if step is not None:
+        if step not in steps:
+            have = ", ".join(map(str, sorted(steps))) or "none"
+            raise ConfigError(f"no checkpoint at step {step}", path=ckpt_dir, hint=f"--checkpoint must be one of: {have}")
+        return load_checkpoint(ckpt_dir / f"step_{step:06d}.json")
+    pointer = latest_checkpoint(ckpt_dir)
+    if pointer is None and (ckpt_dir / "latest.json").exists():
+        log.warning("%s is unreadable; looking for the newest readable checkpoint", ckpt_dir / "latest.json")
+    candidates = [pointer] if pointer is not None else []
+    candidates += [ckpt_dir / f"step_{s:06d}.json" for s in steps if ckpt_dir / f"step_{s:06d}.json" != pointer]
+    failures = []
+    for path in candidates:
+        try:
+            ckpt = load_checkpoint(path)
+        except ConfigError as err:
+            failures.append(str(err))
+            continue
+        if failures:
+            log.warning("skipped %d damaged checkpoint(s) (%s); using step %d", len(failures), failures[0], ckpt.step)
+        return ckpt
+    if failures:
+        raise ConfigError(f"no readable checkpoint ({failures[0]})", path=ckpt_dir,
+                          hint="start the run again with --overwrite")
+    return None
 
 
 def load_checkpoint(json_path: str | Path) -> Checkpoint:
@@ -127,8 +200,13 @@ def load_checkpoint(json_path: str | Path) -> Checkpoint:
     try:
         state = json.loads(json_path.read_text())
         tensors = load_file(str(json_path.parent / state["tensors"]))
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
         raise ConfigError(f"cannot read checkpoint: {err}", path=json_path) from None
+    if not isinstance(state, dict):
+        raise ConfigError("cannot read checkpoint: not a JSON object", path=json_path)
+    bad = non_finite({k: v for k, v in tensors.items() if k.startswith("param/")})
+    if bad:
+        raise ConfigError(f"checkpoint holds non-finite values ({', '.join(bad)})", path=json_path)
     if state.get("schema_version") != CHECKPOINT_SCHEMA:
         raise ConfigError(f"checkpoint schema {state.get('schema_version')} is not supported", path=json_path)
     params, adam, strategy = {}, {}, dict(state["strategy"])

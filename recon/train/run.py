@@ -27,7 +27,7 @@ from recon.cameras import Cameras
 from recon.config import TrainConfig, load_config
 from recon.data.splits import Split
 from recon.errors import ConfigError
-from recon.train.checkpoint import latest_checkpoint, load_checkpoint
+from recon.train.checkpoint import find_checkpoint
 
 
 @dataclass
@@ -82,20 +82,23 @@ def read_cameras(run_dir: Path) -> tuple[Cameras, list[str], Split, str]:
     return cams, data["names"], Split(s["train"], s["test"], s["protocol"]), data["scene_root"]
 
 
-def load_run(run_dir: str | Path) -> LoadedRun:
-    """Reads a run's config, cameras and newest checkpoint (never unpickles).
+def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
+    """Reads a run's config, cameras and newest readable checkpoint (never unpickles).
+
+    Args:
+        run_dir: the run folder.
+        step: load the checkpoint of this step instead (``--checkpoint STEP``).
 
     Raises:
-        ConfigError: not a run directory, or no checkpoint yet.
+        ConfigError: not a run directory, no checkpoint yet, or no readable one.
     """
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise ConfigError("not a run directory (no config.json)", path=run_dir, hint="pass the --out folder of `recon train`")
     config = load_config(run_dir / "config.json")
-    ckpt_path = latest_checkpoint(run_dir / "checkpoints")
-    if ckpt_path is None:
+    ckpt = find_checkpoint(run_dir / "checkpoints", step)
+    if ckpt is None:
         raise ConfigError("the run has no checkpoint yet", path=run_dir, hint="train it first (recon train ... --out RUN)")
-    ckpt = load_checkpoint(ckpt_path)
     cameras, names, split, root = read_cameras(run_dir)
     bg = ckpt.extra.get("background")
     return LoadedRun(

@@ -36,39 +36,63 @@ def depth_bounds(
     points: Tensor | None = None,
     near_far: tuple[float, float] | None = None,
     margin: float = 0.2,
+    min_points: int = 10,
 ) -> Tensor:
     """Per-view [near, far] depth ranges for a plane sweep.
 
-    Preference order: ``points`` (the 1st and 99th percentile of their depths in the view, widened
-    by ``margin``), a global ``near_far`` pair, else a range around the cameras' focus point
-    (from a third to three times its depth).
+    With ``points`` (at least ``min_points``), a view's bounds come from the points in front of
+    it: the 1st and 99th percentile of their positive depths, widened by ``margin`` (points
+    behind the camera never count). Without points: a global ``near_far`` pair, else a range
+    around the cameras' focus point when that point is in front of the view (from a third to
+    three times its depth). A view left without bounds (no points in front of it, e.g. a camera
+    of a 360-degree capture facing away from the object) takes those of the nearest view (by
+    camera centre) that has some, widened by the distance ``d`` between the two centres: a point
+    at distance ``z`` from that camera is within ``z +- d`` of this one. Near is finally kept at
+    least ``1e-3 * far``.
 
     Args:
         viewmats: [V, 4, 4] world-to-camera.
         points: optional [P, 3] scene points (sparse SfM points, a visual hull).
         near_far: optional global bounds (LLFF ``poses_bounds``).
+        margin: relative widening of point-derived bounds.
+        min_points: points in front of a view needed to trust their depths.
 
     Returns:
         [V, 2] float32 bounds with 0 < near < far.
     """
-    v = viewmats.shape[0]
-    out = torch.empty(v, 2, dtype=torch.float64)
     vm = viewmats.double()
     focus = focus_point(viewmats)
-    for i in range(v):
-        z_pts = None
-        if points is not None and points.shape[0] >= 10:
-            z = points.double() @ vm[i, :3, :3].T[:, 2] + vm[i, 2, 3]
-            z = z[z > 0]
-            if z.numel() >= 10:
-                z_pts = torch.quantile(z[:: max(1, z.numel() // 100_000)], torch.tensor([0.01, 0.99], dtype=torch.float64))
-        if z_pts is not None:
-            near, far = float(z_pts[0]) * (1 - margin), float(z_pts[1]) * (1 + margin)
-        elif near_far is not None:
-            near, far = near_far
-        else:
-            zf = float(vm[i, 2, :3] @ focus + vm[i, 2, 3])
-            near, far = zf / 3.0, zf * 3.0
+    bounds = [_own_bounds(vm[i], points, near_far, margin, min_points, focus) for i in range(len(vm))]
+    centres = torch.linalg.inv(vm)[:, :3, 3]  # [V, 3]
+    known = [i for i, b in enumerate(bounds) if b is not None]
+    if not known:  # nothing in front of any camera: a range scaled by the camera spacing
+        spread = float((centres - centres.mean(0)).norm(dim=-1).mean().clamp_min(1e-3))
+        bounds = [(0.1 * spread, 10.0 * spread)] * len(vm)
+    for i, b in enumerate(bounds):
+        if b is None:
+            dist = (centres[known] - centres[i]).norm(dim=-1)  # [K]
+            j = int(dist.argmin())
+            near, far = bounds[known[j]]
+            d = float(dist[j])
+            bounds[i] = (near - d, far + d)
+    out = torch.empty(len(vm), 2, dtype=torch.float64)
+    for i, (near, far) in enumerate(bounds):
         near = max(near, 1e-3 * far)
-        out[i] = torch.tensor([near, max(far, near * 1.01)])
+        out[i, 0], out[i, 1] = near, max(far, near * 1.01)
     return out.float()
+
+
+def _own_bounds(vm: Tensor, points: Tensor | None, near_far: tuple[float, float] | None, margin: float,
+                min_points: int, focus: Tensor) -> tuple[float, float] | None:
+    """[near, far] of one view ([4, 4] world-to-camera) from its own evidence, or None."""
+    if points is not None and points.shape[0] >= min_points:  # the scene is known: no guessing
+        z = points.double() @ vm[2, :3] + vm[2, 3]  # [P] depths
+        z = z[z > 0]
+        if z.numel() < min_points:
+            return None
+        q = torch.quantile(z[:: max(1, z.numel() // 100_000)], torch.tensor([0.01, 0.99], dtype=torch.float64))
+        return float(q[0]) * (1 - margin), float(q[1]) * (1 + margin)
+    if near_far is not None:
+        return near_far
+    zf = float(vm[2, :3] @ focus + vm[2, 3])
+    return (zf / 3.0, zf * 3.0) if zf > 0 else None

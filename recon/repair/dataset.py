@@ -1,0 +1,192 @@
+"""A scene's repair pairs: generation from a run, PNG files a person can look at, random crops.
+
+Layout of ``RUN/repair/pairs/``::
+
+    manifest.json              schema_version, train/test views of the split, pair records
+    NNNN_<kind>_vVVV_render.png   degraded render (RGB)
+    NNNN_<kind>_vVVV_alpha.png    its alpha (grey)
+    NNNN_<kind>_vVVV_depth.png    its depth, 16 bit, scaled by the record's depth_max
+    NNNN_<kind>_vVVV_warped.png   nearest training photo warped into the view; alpha = validity
+    NNNN_<kind>_vVVV_target.png   the photo
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from recon.config import TrainConfig
+from recon.data.scene import SceneData
+from recon.data.splits import Split
+from recon.errors import DataError
+from recon.priors.pointcloud import PointCloud
+from recon.repair.pairs import (
+    PairConfig,
+    RepairPair,
+    calibrate_strength,
+    leave_one_out_pairs,
+    noise_pairs,
+    training_scene,
+)
+
+SCHEMA_VERSION = 1
+CONDITION_CHANNELS = 8
+"""Fixer input per pixel: render RGB, alpha, warped neighbour RGB, warp validity."""
+
+
+@dataclass
+class PairSet:
+    """The pairs of one scene and where they came from.
+
+    Attributes:
+        pairs: the pairs.
+        train_views: scene indices of the split's training views (the only views read).
+        test_views: scene indices of its test views (never read; kept for audits).
+        meta: generation settings and measurements (noise strength, leave-one-out error).
+    """
+
+    pairs: list[RepairPair]
+    train_views: list[int]
+    test_views: list[int]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def make_pairs(config: TrainConfig, scene: SceneData, split: Split, params: dict[str, Tensor] | None = None,
+               sh_degree: int = 0, step: int = 0, background: Tensor | None = None,
+               pair_config: PairConfig | None = None, cloud: PointCloud | None = None,
+               progress: Callable[[str], None] | None = None) -> PairSet:
+    """Leave-one-out pairs, plus attribute-noise pairs when the trained ``params`` are given.
+
+    Args:
+        config: the main run's config.
+        scene: the full scene (only ``split.train`` is read).
+        split: the main run's split.
+        params: raw parameters of the trained model (None = no noise pairs).
+        sh_degree: the SH degree active in ``params``.
+        step: the training step of ``params``.
+        background: [3] background the model was trained on (None = black).
+        pair_config: what to generate (defaults when None).
+        cloud: initial points of the leave-one-out sub-runs.
+        progress: called with one line of text per finished stage.
+    """
+    pc = pair_config or PairConfig()
+    pairs = leave_one_out_pairs(config, scene, split, pc, cloud=cloud, progress=progress)
+    loo_l1 = float(np.mean([float((p.render - p.target).abs().mean()) for p in pairs]))
+    meta: dict[str, Any] = {"pair_config": asdict(pc), "loo_l1": loo_l1}
+    if params is not None:
+        strength = pc.noise_strength
+        if strength is None:
+            sub = training_scene(scene, split, pc.downscale)
+            strength = calibrate_strength(config.primitive, params, sh_degree, sub, loo_l1, background, pc.seed)
+        pairs += noise_pairs(config.primitive, params, sh_degree, scene, split, pc, strength, step, background)
+        meta["noise_strength"] = strength
+        if progress is not None:
+            progress(f"attribute noise: strength {strength:.3f} matches the leave-one-out L1 {loo_l1:.4f}")
+    return PairSet(pairs, list(split.train), list(split.test), meta)
+
+
+# ----------------------------------------------------------------------------------- files
+def _u8(x: Tensor) -> np.ndarray:
+    return (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def _read(path: Path, mode: str) -> Tensor:
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert(mode) if mode != "I;16" else im)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read a repair pair image ({err})", path=path,
+                        hint="regenerate the pairs (recon repair pairs RUN)") from None
+    return torch.from_numpy(arr.astype(np.float32) / (65535.0 if mode == "I;16" else 255.0))
+
+
+def save_pairs(pair_set: PairSet, folder: str | Path) -> Path:
+    """Writes the pairs as PNGs plus ``manifest.json`` (see the module docstring); returns the manifest."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for n, p in enumerate(pair_set.pairs):
+        stem = f"{n:04d}_{p.kind}_v{p.view:03d}"
+        depth_max = max(float(p.depth.max()), 1e-6)
+        Image.fromarray(_u8(p.render)).save(folder / f"{stem}_render.png")
+        Image.fromarray(_u8(p.alpha)).save(folder / f"{stem}_alpha.png")
+        depth16 = (p.depth.clamp_min(0) / depth_max * 65535).round().to(torch.int32).numpy().astype(np.uint16)
+        Image.fromarray(depth16).save(folder / f"{stem}_depth.png")
+        Image.fromarray(_u8(torch.cat([p.warped, p.valid[..., None]], -1))).save(folder / f"{stem}_warped.png")
+        Image.fromarray(_u8(p.target)).save(folder / f"{stem}_target.png")
+        records.append({"stem": stem, "kind": p.kind, "view": p.view, "source": p.source, "step": p.step,
+                        "depth_max": depth_max})
+    manifest = {"schema_version": SCHEMA_VERSION, "train_views": pair_set.train_views,
+                "test_views": pair_set.test_views, "meta": pair_set.meta, "pairs": records}
+    path = folder / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=1))
+    return path
+
+
+def load_pairs(folder: str | Path) -> PairSet:
+    """Reads what :func:`save_pairs` wrote.
+
+    Raises:
+        DataError: no manifest, a different schema, or an unreadable image.
+    """
+    folder = Path(folder)
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise DataError("no repair pairs here (manifest.json missing)", path=folder,
+                        hint="generate them first (recon repair pairs RUN)")
+    try:
+        manifest = json.loads(path.read_text())
+        version, records = manifest["schema_version"], manifest["pairs"]
+    except (ValueError, KeyError) as err:
+        raise DataError(f"not a repair pair manifest ({err})", path=path, hint="regenerate the pairs") from None
+    if version != SCHEMA_VERSION:
+        raise DataError(f"pair manifest schema_version {version} (this recon reads {SCHEMA_VERSION})", path=path,
+                        hint="regenerate the pairs")
+    pairs = []
+    for r in records:
+        stem = folder / r["stem"]
+        warped = _read(Path(f"{stem}_warped.png"), "RGBA")
+        pairs.append(RepairPair(
+            render=_read(Path(f"{stem}_render.png"), "RGB"), alpha=_read(Path(f"{stem}_alpha.png"), "L"),
+            depth=_read(Path(f"{stem}_depth.png"), "I;16") * r["depth_max"], warped=warped[..., :3],
+            valid=(warped[..., 3] > 0.5).float(), target=_read(Path(f"{stem}_target.png"), "RGB"),
+            view=int(r["view"]), source=int(r["source"]), kind=r["kind"], step=int(r["step"])))  # fmt: skip
+    return PairSet(pairs, list(manifest["train_views"]), list(manifest["test_views"]), manifest.get("meta", {}))
+
+
+# ----------------------------------------------------------------------------------- tensors
+def condition(pair: RepairPair) -> Tensor:
+    """[8, H, W] fixer input of a pair: render RGB, alpha, warped RGB, validity."""
+    return torch.cat([pair.render, pair.alpha[..., None], pair.warped, pair.valid[..., None]], -1).permute(2, 0, 1)
+
+
+def random_crops(pairs: list[RepairPair], batch: int, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """A batch of random ``size`` x ``size`` crops, each flipped left-right with probability 1/2.
+
+    Returns:
+        inputs [B, 8, size, size] (see :func:`condition`) and targets [B, 3, size, size].
+    """
+    xs, ys = [], []
+    for _ in range(batch):
+        p = pairs[int(torch.randint(len(pairs), (1,), generator=generator))]
+        full = torch.cat([condition(p), p.target.permute(2, 0, 1)], 0)  # [11, H, W]
+        h, w = full.shape[1:]
+        if h < size or w < size:
+            raise DataError(f"repair pairs of {w}x{h} pixels are smaller than the {size}-pixel crops",
+                            hint="lower the fixer's crop size or the pairs' downscale")
+        top = int(torch.randint(h - size + 1, (1,), generator=generator))
+        left = int(torch.randint(w - size + 1, (1,), generator=generator))
+        crop = full[:, top : top + size, left : left + size]
+        if bool(torch.rand(1, generator=generator) < 0.5):
+            crop = crop.flip(-1)
+        xs.append(crop[:CONDITION_CHANNELS])
+        ys.append(crop[CONDITION_CHANNELS:])
+    return torch.stack(xs), torch.stack(ys)

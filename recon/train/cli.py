@@ -16,7 +16,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from recon.config import TrainConfig, load_config, load_preset, override, save_config
 from recon.errors import ConfigError
 from recon.train.run import load_run, write_cameras
-from recon.train.setup import SYNTHETIC, depth_prior_maps, initial_cloud, load_training_scene, make_split
+from recon.train.setup import (SYNTHETIC, depth_prior_maps, initial_cloud, load_run_scene, load_training_scene,
+                                make_split)
 from recon.train.trainer import Trainer, TrainResult, sparse_enabled
 
 console = Console(stderr=True)
@@ -160,7 +161,9 @@ def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: b
     split = make_split(scene, config.data)
     if not resume:
         save_config(config, out / "config.json")
-        write_cameras(out, scene.cameras, scene.names, split, str(scene.root))
+        own_sfm = Path(scene.root).resolve().is_relative_to((out / "sfm").resolve())
+        write_cameras(out, scene.cameras, scene.names, split, str(scene.root), images=scene.images,
+                      sfm_dir=Path(scene.root) if own_sfm else None)
     use_sparse = sparse_enabled(config, len(split.train))
     priors = depth_prior_maps(scene, split.train, config.sparse.depth_source) if use_sparse else None
     trainer = Trainer(config, scene, split, out, depth_priors=priors)
@@ -256,7 +259,7 @@ def _evaluate(run_dir: Path, images: bool = True):
     from recon.train.evaluate import evaluate_run
 
     run = load_run(run_dir)
-    scene = load_training_scene(run.config.data, run_dir, verbose=False)
+    scene = load_run_scene(run)  # the run's own cameras and images: never a new SfM
     return evaluate_run(run, scene, run_dir / "eval", images=images)
 
 

@@ -3,7 +3,9 @@
 Layout (other parts of recon add their own folders)::
 
     RUN/config.json                       TrainConfig, plain JSON with schema_version
-    RUN/cameras.json                      all scene cameras (Ks, viewmats, sizes), names, split
+    RUN/cameras.json                      all scene cameras (Ks, viewmats, sizes), names, split,
+                                          a hash of every image as trained on, the SfM folder
+    RUN/sfm/sfm-<hash>/                   photo folders only: the SfM model and undistorted images
     RUN/checkpoints/step_NNNNNN.safetensors  parameters, Adam moments, strategy tensors, RNG
     RUN/checkpoints/step_NNNNNN.json      step, Adam steps/LRs, strategy scalars (no pickle)
     RUN/checkpoints/latest.json           the newest complete checkpoint
@@ -12,12 +14,20 @@ Layout (other parts of recon add their own folders)::
     RUN/priors/                           geometry priors (recon.priors)
     RUN/renders/                          videos
     RUN/export/                           PLY, meshes
+
+A run carries its cameras: every later command (eval, view, render, export) reads them from
+``cameras.json``, never from a new structure-from-motion, whose frame (and registered set)
+would differ. A photo folder's SfM output stays in the run (``RUN/sfm``, outside ``priors/``
+which training rewrites); ``recon eval`` reads its undistorted images from there
+(:func:`recon.train.setup.load_run_scene`) and checks each image against the hash recorded at
+training time, so a changed dataset or photo is an error, not a silently different score.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -46,6 +56,9 @@ class LoadedRun:
         step: training step of the checkpoint.
         background: [3] background colour used in training (None = random).
         run_dir: the run folder.
+        image_hashes: name -> :func:`image_digest` of each image as trained on (empty for runs
+            written before hashes were recorded).
+        sfm_dir: the run's own SfM output (photo folders), None for scenes with poses.
     """
 
     config: TrainConfig
@@ -59,10 +72,25 @@ class LoadedRun:
     step: int
     background: Tensor | None
     run_dir: Path
+    image_hashes: dict[str, str] = field(default_factory=dict)
+    sfm_dir: Path | None = None
 
 
-def write_cameras(run_dir: Path, cameras: Cameras, names: list[str], split: Split, scene_root: str) -> None:
-    """Stores the scene's cameras and split in ``RUN/cameras.json``."""
+def image_digest(image: Tensor) -> str:
+    """SHA-1 of an [H, W, C] image in [0, 1] quantised to 8 bits, with its shape."""
+    q = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    return hashlib.sha1(str(tuple(q.shape)).encode() + q.numpy().tobytes()).hexdigest()
+
+
+def write_cameras(run_dir: Path, cameras: Cameras, names: list[str], split: Split, scene_root: str,
+                  images: list[Tensor] | None = None, sfm_dir: Path | None = None) -> None:
+    """Stores the scene's cameras and split in ``RUN/cameras.json``.
+
+    Args:
+        images: the images as trained on ([H, W, 3] each, in ``names`` order): their
+            :func:`image_digest` is recorded so that evaluation can check it reads the same ones.
+        sfm_dir: the SfM output the cameras come from, inside ``run_dir`` (photo folders).
+    """
     data = {
         "names": names,
         "Ks": cameras.Ks.tolist(),
@@ -72,10 +100,15 @@ def write_cameras(run_dir: Path, cameras: Cameras, names: list[str], split: Spli
         "split": split.to_dict(),
         "scene_root": scene_root,
     }
+    if images is not None:
+        data["image_sha1"] = {n: image_digest(im) for n, im in zip(names, images)}
+    if sfm_dir is not None:
+        data["sfm_dir"] = Path(sfm_dir).resolve().relative_to(Path(run_dir).resolve()).as_posix()
     (run_dir / "cameras.json").write_text(json.dumps(data))
 
 
 def read_cameras(run_dir: Path) -> tuple[Cameras, list[str], Split, str]:
+    """Cameras, names, split and scene root of ``RUN/cameras.json``."""
     data = json.loads((run_dir / "cameras.json").read_text())
     cams = Cameras.create(data["Ks"], data["viewmats"], data["widths"], data["heights"])
     s = data["split"]
@@ -100,6 +133,7 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
     if ckpt is None:
         raise ConfigError("the run has no checkpoint yet", path=run_dir, hint="train it first (recon train ... --out RUN)")
     cameras, names, split, root = read_cameras(run_dir)
+    record = json.loads((run_dir / "cameras.json").read_text())
     bg = ckpt.extra.get("background")
     return LoadedRun(
         config=config,
@@ -113,4 +147,6 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
         step=ckpt.step,
         background=None if bg is None else torch.tensor(bg, dtype=torch.float32),
         run_dir=run_dir,
+        image_hashes=record.get("image_sha1", {}),
+        sfm_dir=run_dir / record["sfm_dir"] if record.get("sfm_dir") else None,
     )

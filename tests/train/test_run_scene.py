@@ -1,0 +1,101 @@
+"""A run carries its cameras: `recon eval` reads the run's own cameras and images, never a new SfM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from recon.cli import main
+from recon.errors import DataError
+from recon.train.run import load_run
+from recon.train.setup import load_run_scene
+
+from ..priors.synthetic_views import make_views
+
+pytest.importorskip("pycolmap")
+
+
+def _photo_folder(root: Path, num_views: int = 8) -> Path:
+    """Textured renders of a sphere before a wall (SfM registers all of them), no poses."""
+    root.mkdir()
+    images = make_views(num_views, 160, 120, arc_deg=40)[0]
+    for i, im in enumerate(images):
+        Image.fromarray((im.numpy() * 255).round().astype(np.uint8)).save(root / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def photo_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("photo_run")
+    photos = _photo_folder(tmp / "photos")
+    run = tmp / "run"
+    assert main(["train", "--data", str(photos), "--out", str(run), "--iterations", "3", "--init", "random",
+                 "--sparse", "False"]) == 0
+    return run
+
+
+def test_eval_of_a_photo_folder_run_uses_the_training_cameras_without_sfm(photo_run, tmp_path, monkeypatch, capsys):
+    import recon.priors.sfm as sfm
+
+    run = tmp_path / "run"
+    shutil.copytree(photo_run, run)
+    record = json.loads((run / "cameras.json").read_text())
+    assert record["sfm_dir"].startswith("sfm/")  # the SfM model stays in the run
+    monkeypatch.setattr(sfm, "run_sfm", lambda *a, **k: pytest.fail("eval ran structure from motion"))
+    loaded = load_run(run)
+    scene = load_run_scene(loaded)
+    assert scene.names == record["names"]
+    torch.testing.assert_close(scene.cameras.viewmats, torch.tensor(record["viewmats"], dtype=scene.cameras.viewmats.dtype))
+    torch.testing.assert_close(scene.cameras.Ks, torch.tensor(record["Ks"], dtype=scene.cameras.Ks.dtype))
+    # the images are the undistorted ones SfM wrote into the run, as trained on
+    for name, im in zip(scene.names, scene.images):
+        ref = np.asarray(Image.open(run / record["sfm_dir"] / "images" / name).convert("RGB"), np.float32) / 255
+        np.testing.assert_array_equal(im.numpy(), ref)
+    assert main(["eval", str(run), "--json", "--no-images"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert [v["name"] for v in res["views"]] == [record["names"][i] for i in record["split"]["test"]]
+    assert np.isfinite(res["psnr"])
+
+
+def test_eval_refuses_an_image_that_changed_since_training(photo_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(photo_run, run)
+    record = json.loads((run / "cameras.json").read_text())
+    name = record["names"][0]
+    path = run / record["sfm_dir"] / "images" / name
+    arr = np.asarray(Image.open(path).convert("RGB")).copy()
+    arr[:10, :10] = 255 - arr[:10, :10]
+    Image.fromarray(arr).save(path)
+    with pytest.raises(DataError, match=f"1 images differ from those the run was trained on: {name}"):
+        load_run_scene(load_run(run))
+    assert main(["eval", str(run), "--no-images"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and name in err[0]
+
+
+def test_eval_of_a_posed_scene_checks_its_images(tmp_path, capsys):
+    root = tmp_path / "scene"
+    root.mkdir()
+    images, cams = make_views(4, 48, 36, arc_deg=20)[:2]
+    frames = []
+    for i, im in enumerate(images):
+        Image.fromarray((im.numpy() * 255).round().astype(np.uint8)).save(root / f"{i}.png")
+        c2w = torch.linalg.inv(cams.viewmats[i].double()).numpy() @ np.diag([1, -1, -1, 1])  # OpenCV -> OpenGL
+        frames.append({"file_path": f"{i}.png", "transform_matrix": c2w.tolist()})
+    K = cams.Ks[0]
+    (root / "transforms.json").write_text(json.dumps({"fl_x": float(K[0, 0]), "fl_y": float(K[1, 1]), "cx": float(K[0, 2]),
+                                                      "cy": float(K[1, 2]), "w": 48, "h": 36, "frames": frames}))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(root), "--out", str(run), "--iterations", "2", "--init", "random",
+                 "--sparse", "False", "--protocol", "generic"]) == 0
+    scene = load_run_scene(load_run(run))
+    assert scene.names == [f"{i}.png" for i in range(4)]
+    Image.fromarray(np.zeros((36, 48, 3), np.uint8)).save(root / "2.png")
+    assert main(["eval", str(run), "--no-images"]) == 2
+    assert "2.png" in capsys.readouterr().err

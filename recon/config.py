@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,9 +22,10 @@ from typing import Any, Literal
 import yaml
 
 from recon.errors import ConfigError
+from recon.resources import shipped_dir
 
 SCHEMA_VERSION = 1
-PRESET_DIR = Path(__file__).resolve().parents[1] / "configs" / "train"
+PRESET_DIR = shipped_dir("configs") / "train"
 
 Primitive = Literal["gaussian", "triangle", "convex"]
 PRIMITIVES: tuple[str, ...] = ("gaussian", "triangle", "convex")
@@ -338,7 +340,14 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Reads a config written by :func:`save_config` (strict)."""
+    """Reads a config written by :func:`save_config`, or a preset file (strict).
+
+    The file may hold any subset of the fields, nested like the dataclasses; the others keep their
+    defaults. YAML for ``.yaml``/``.yml``, JSON otherwise.
+
+    Raises:
+        ConfigError: unreadable file, bad syntax, unknown key or wrong type (naming the file).
+    """
     path = Path(path)
     try:
         text = path.read_text()
@@ -347,7 +356,10 @@ def load_config(path: str | Path) -> TrainConfig:
     try:
         data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError) as err:
-        raise ConfigError(f"not valid {'YAML' if path.suffix != '.json' else 'JSON'}: {err}", path=path) from None
+        msg = " ".join(str(err).split())  # YAML errors span several lines
+        raise ConfigError(f"not valid {'YAML' if path.suffix != '.json' else 'JSON'}: {msg}", path=path) from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping of config keys, got {type(data).__name__}", path=path)
     try:
         return config_from_dict(data or {})
     except ConfigError as err:
@@ -360,20 +372,24 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str) -> TrainConfig:
-    """The named preset: the defaults overridden by ``configs/train/<name>.yaml``.
+    """The defaults overridden by a preset: a name in ``configs/train`` or a path to a YAML file.
+
+    ``name`` is read as a path when it ends in ``.yaml``/``.yml``/``.json`` or holds a ``/``; the
+    file is loaded as strictly as the named presets (:func:`load_config`).
 
     Raises:
-        ConfigError: unknown preset (the message lists the known ones) or an invalid file.
+        ConfigError: unknown preset (the message lists the known ones), or a missing or invalid file.
     """
-    path = PRESET_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown preset {name!r}", hint=f"--preset must be one of {', '.join(preset_names())}")
-    data = yaml.safe_load(path.read_text()) or {}
-    try:
-        config = config_from_dict(data)
-    except ConfigError as err:
-        raise ConfigError(str(err), path=path) from None
-    return dataclasses.replace(config, preset=name)
+    if Path(name).suffix in (".yaml", ".yml", ".json") or "/" in name or os.sep in name:
+        path = Path(name).expanduser()
+    else:
+        path = PRESET_DIR / f"{name}.yaml"
+        if not path.is_file():
+            raise ConfigError(
+                f"unknown preset {name!r}",
+                hint=f"--preset must be one of {', '.join(preset_names())} or a path to a YAML file",
+            )
+    return dataclasses.replace(load_config(path), preset=name)
 
 
 def override(config: TrainConfig, **changes: Any) -> TrainConfig:

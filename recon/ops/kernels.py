@@ -1,10 +1,11 @@
 """Compiled backends (``cpu``: C++/OpenMP, ``cuda``: CUDA) of the rasterization engine.
 
-The extension is built from ``cuda/`` on first use with ``torch.utils.cpp_extension.load`` and
-ninja into a cache directory (``RECON_EXT_DIR``, default ``~/.cache/recon/ext/<hash>``) and
-loaded from there afterwards. The CUDA kernels are compiled in only when torch sees a GPU and
-``nvcc`` is found. This module exports exactly the stage functions of ``ENGINE.md``, each a
-``torch.autograd.Function`` whose backward calls an explicit backward kernel.
+The extension is built from ``cuda/`` (shipped in the wheel, see :mod:`recon.resources`) on first
+use with ``torch.utils.cpp_extension.load`` and ninja into a cache directory (``RECON_EXT_DIR``,
+default ``~/.cache/recon/ext/<hash>``) and loaded from there afterwards. The CUDA kernels are
+compiled in only when torch sees a GPU and ``nvcc`` is found. This module exports exactly the
+stage functions of ``ENGINE.md``, each a ``torch.autograd.Function`` whose backward calls an
+explicit backward kernel.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import torch
 from torch import Tensor
 
 from recon.errors import ReconError
+from recon.resources import shipped_dir
 
-REPO = Path(__file__).resolve().parents[2]
-CUDA_DIR = REPO / "cuda"
+CUDA_DIR = shipped_dir("cuda")
 FAMILY_GAUSSIAN, FAMILY_TRIANGLE, FAMILY_CONVEX = 0, 1, 2
 
 _CPP_SOURCES = ("bindings.cpp", "cpu_project.cpp", "cpu_isect.cpp", "cpu_raster.cpp")

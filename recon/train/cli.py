@@ -40,7 +40,7 @@ class TrainArgs:
     primitive: Literal["gaussian", "triangle", "convex"] = "gaussian"
     """Primitive family."""
     preset: str = "auto"
-    """Preset in configs/train (auto = sparse-3view for <= 9 training views, else dense)."""
+    """Preset name (configs/train) or YAML file path; auto = sparse-3view for <= 9 training views, else dense."""
     iterations: int | None = None
     """Override the preset's number of steps."""
     seed: int | None = None

@@ -43,3 +43,38 @@ def test_presets_load_and_unknown_preset_lists_names():
     assert load_preset("sparse-3view").sparse.enabled is True
     with pytest.raises(ConfigError, match="unknown preset 'nope'.*demo"):
         load_preset("nope")
+
+
+def test_preset_from_a_user_yaml_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("iterations: 77\nprimitive: triangle\nsparse:\n  enabled: true\n  depth_weight: 0.5\n")
+    expected = override(TrainConfig(), **{"iterations": 77, "primitive": "triangle", "sparse.enabled": True,
+                                          "sparse.depth_weight": 0.5})  # fmt: skip
+    assert load_preset(str(path)) == override(expected, preset=str(path))
+    # a run's saved config.json is a preset too
+    save_config(expected, tmp_path / "config.json")
+    assert load_preset(str(tmp_path / "config.json")).sparse.depth_weight == 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "cannot read config"),
+        ("iterations: [1,\n  2\n", "not valid YAML"),
+        ("- 1\n- 2\n", "expected a mapping of config keys, got list"),
+        ("optim:\n  bogus: 1\n", "unknown config key bogus in optim"),
+        ("iterations: ten\n", "iterations: expected an integer"),
+    ],
+)
+def test_bad_preset_file_is_a_one_line_config_error(tmp_path, capsys, text, message):
+    from recon.cli import main
+
+    path = tmp_path / "bad.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_preset(str(path))
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert main(["train", "--data", "synthetic", "--out", str(tmp_path / "r"), "--preset", str(path)]) == 2
+    out = capsys.readouterr().err.strip()
+    assert message in out and len(out.splitlines()) == 1

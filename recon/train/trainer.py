@@ -27,14 +27,15 @@ from recon.primitives import family
 from recon.priors.pointcloud import PointCloud
 from recon.render import render
 from recon.train import losses
-from recon.train.checkpoint import Checkpoint, save_checkpoint
+from recon.train.checkpoint import Checkpoint, non_finite, save_checkpoint
+from recon.train.health import CollapseMonitor, lr_hint
 from recon.train.optim import POSITION_PARAMS, base_lrs, make_optimizers, make_strategy, position_lr
 from recon.train.setup import background_color
 from recon.train.state import TrainingState
 
 
 class TrainingDiverged(ReconError):
-    """The loss became NaN or infinite."""
+    """The loss or the parameters became NaN/inf, or the fit collapsed (see :mod:`recon.train.health`)."""
 
 
 @dataclass
@@ -104,6 +105,8 @@ class Trainer:
         self.strategy_state: dict[str, Any] = {}
         self.step = 0
         self._stop = False
+        self.health = CollapseMonitor()
+        self.saved_step: int | None = None  # step of the newest checkpoint this trainer wrote or loaded
 
     # ------------------------------------------------------------------ setup
     def init_from_cloud(self, cloud: PointCloud) -> None:
@@ -144,7 +147,7 @@ class Trainer:
         self.strategy_state.update(ckpt.strategy)
         if ckpt.rng is not None:
             torch.set_rng_state(ckpt.rng)
-        self.step = ckpt.step
+        self.step = self.saved_step = ckpt.step
 
     # ------------------------------------------------------------------ pieces
     def sh_degree(self, step: int) -> int:
@@ -250,8 +253,8 @@ class Trainer:
         try:
             out = render(c.primitive, self.params, cam, sh_degree=self.sh_degree(step), backgrounds=bg.reshape(1, 3),
                          backend=c.backend)
-        except ValueError:
-            if all(bool(torch.isfinite(p).all()) for p in self.params.values()):
+        except ValueError as err:  # the ops reject non-finite inputs (raw, or overflowing once activated)
+            if not non_finite(self.params) and "NaN or inf" not in str(err):
                 raise
             self._diverged("nan", step)
         target = self._target(v, bg)[None]
@@ -281,20 +284,40 @@ class Trainer:
                 **{k: float(t.detach()) for k, t in terms.items() if k != "l1"}}
 
     def _diverged(self, value: str, step: int) -> None:
-        raise TrainingDiverged(
-            f"the loss became {value} at step {step + 1}; the last good checkpoint is kept"
-            + (f" in {self.run_dir / 'checkpoints'}" if self.run_dir else ""),
-            hint="lower the learning rates (optim.*_lr) or resume from the last checkpoint with --resume",
-        )
+        self._stop_bad(f"the loss became {value} at step {step + 1}")
+
+    def _stop_bad(self, what: str) -> None:
+        """Raises :class:`TrainingDiverged` naming the last good checkpoint and the likely cause."""
+        if self.run_dir is None:
+            kept = ""
+        elif self.saved_step is None:
+            kept = "; no checkpoint was written"
+        else:
+            kept = f"; the last good checkpoint (step {self.saved_step}) is kept in {self.run_dir / 'checkpoints'}"
+        raise TrainingDiverged(what + kept, hint=lr_hint(self.config))
+
+    def _check_health(self, psnr: float) -> None:
+        """After each step: stop on non-finite parameters, zero primitives or a collapsed fit."""
+        bad = non_finite({k: p.detach() for k, p in self.params.items()})
+        if bad:
+            self._stop_bad(f"the parameters {', '.join(bad)} became NaN or infinite at step {self.step}")
+        if self.num_primitives == 0:
+            self._stop_bad(f"every primitive was pruned by step {self.step}")
+        self.health.update(psnr)
+        if self.health.collapsed:
+            self._stop_bad(f"training collapsed by step {self.step}: {self.health.describe()}")
 
     def save(self) -> Path | None:
-        if self.run_dir is None:
+        """Writes a checkpoint unless the fit looks collapsed (then the previous one stays the latest)."""
+        if self.run_dir is None or self.health.suspect:
             return None
         extra = {"sh_degree": self.sh_degree(self.step),
                  "background": None if self.background is None else self.background.tolist(),
                  "num_primitives": self.num_primitives}
-        return save_checkpoint(self.run_dir / "checkpoints", self.step, self.params, self.optimizers,
+        path = save_checkpoint(self.run_dir / "checkpoints", self.step, self.params, self.optimizers,
                                self.strategy_state, extra)
+        self.saved_step = self.step
+        return path
 
     @property
     def num_primitives(self) -> int:
@@ -322,6 +345,7 @@ class Trainer:
                     raise ReconError(f"out of memory at step {self.step + 1} with {self.num_primitives} primitives",
                                      hint="lower strategy.cap_max or raise data.downscale") from None
                 self.step += 1
+                self._check_health(last["psnr"])
                 self.state.step, self.state.losses = self.step, last
                 self.state.psnr, self.state.num_primitives = last["psnr"], self.num_primitives
                 if self.step % c.log_every == 0 or self.step == c.iterations:
@@ -335,6 +359,8 @@ class Trainer:
                     progress(self.step, last, self.num_primitives)
                 if c.checkpoint_every > 0 and self.step % c.checkpoint_every == 0:
                     self.save()
+            if self.health.suspect and not self._stop:
+                self._stop_bad(f"training collapsed by step {self.step}: {self.health.describe()}")
             self.save()
         finally:
             if log_file:

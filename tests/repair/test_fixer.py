@@ -1,0 +1,119 @@
+"""The fixer: starts as the identity, learns a known degradation, DDIM plumbing, gate, save/load."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from recon.data.synthetic import make_synthetic_scene
+from recon.repair.dataset import condition
+from recon.repair.fixer import Fixer, FixerConfig, evaluate_gate, fit_and_gate, fit_fixer, split_held_out
+from recon.repair.pairs import RepairPair
+
+TINY = FixerConfig(channels=(16, 32), norm_groups=8, crop=32, batch=4, steps=60, lr=2e-3, ema_decay=0.0)
+
+
+def _noisy_pairs(sigma: float = 0.1, seed: int = 0, kind: str = "loo") -> list[RepairPair]:
+    """The demo scene's photos with additive Gaussian noise as the degradation (no warped view)."""
+    scene = make_synthetic_scene(num_views=8, width=48, height=40, test_every=0)
+    gen = torch.Generator().manual_seed(seed)
+    pairs = []
+    for v, img in enumerate(scene.images):
+        noisy = (img + sigma * torch.randn(img.shape, generator=gen)).clamp(0, 1)
+        zeros = torch.zeros(img.shape[:2])
+        pairs.append(RepairPair(render=noisy, alpha=torch.ones_like(zeros), depth=zeros, warped=torch.zeros_like(img),
+                                valid=zeros, target=img, view=v, source=(v + 1) % 8, kind=kind, step=0))
+    return pairs
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return -10 * math.log10(float((a - b).square().mean()))
+
+
+@pytest.fixture(scope="module")
+def noisy_pairs():
+    return _noisy_pairs()
+
+
+@pytest.fixture(scope="module")
+def trained(noisy_pairs):
+    fit, _ = noisy_pairs[:6], noisy_pairs[6:]
+    return fit_fixer(fit, TINY, progress=False)
+
+
+def test_fresh_fixer_is_the_identity_at_any_size():
+    fixer = Fixer.create(TINY)
+    x = torch.rand(2, 8, 23, 31)  # odd sizes: padded to the UNet's multiple and cropped back
+    out = fixer.repair(x)
+    assert out.shape == (2, 3, 23, 31)
+    assert torch.allclose(out, x[:, :3], atol=1e-6)
+
+
+def test_ddim_path_ends_on_the_predicted_image(monkeypatch):
+    """With a predictor that returns the clean image, DDIM (prediction type "sample") must end
+    exactly on it, after ``steps`` calls at decreasing timesteps starting below strength x T."""
+    fixer = Fixer.create(TINY)
+    clean = torch.rand(1, 3, 16, 16)
+    seen = []
+
+    def perfect(x_t, cond, t):
+        seen.append(int(t))
+        return clean * 2 - 1
+
+    monkeypatch.setattr(fixer, "predict", perfect)
+    x = torch.cat([torch.rand(1, 3, 16, 16), torch.rand(1, 5, 16, 16)], 1)
+    out = fixer.repair(x, steps=3, strength=0.5, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, clean, atol=1e-5)
+    assert len(seen) == 3 and seen == sorted(seen, reverse=True) and seen[-1] == 0 and seen[0] < 500
+    seen.clear()
+    assert torch.allclose(fixer.repair(x), clean, atol=1e-6) and seen == [TINY.timestep]
+
+
+def test_fixer_learns_denoising_and_the_gate_turns_repair_on(noisy_pairs, trained):
+    held = noisy_pairs[6:]  # views never seen in fitting
+    gate = evaluate_gate(trained, held)
+    identity = -10 * math.log10(sum(float((p.render - p.target).square().sum()) for p in held)
+                                / sum(p.render.numel() for p in held))
+    assert gate.psnr_identity == pytest.approx(identity, abs=1e-6)
+    assert gate.enabled and gate.views == [6, 7] and "repair on" in gate.reason
+    assert gate.psnr_fixed > gate.psnr_identity + 1.0, gate.reason
+    for p, fixed in zip(held, trained.repair_pairs(held), strict=True):  # per view too
+        assert _psnr(fixed, p.target) > _psnr(p.render, p.target)
+    assert trained.meta["fit_steps"] == TINY.steps and trained.meta["last_loss"] < trained.meta["first_loss"]
+
+
+def test_gate_turns_repair_off_for_a_worse_fixer(noisy_pairs):
+    fixer = Fixer.create(TINY)
+    torch.nn.init.normal_(fixer.unet.conv_out.weight, std=0.5)  # a fixer that adds structured noise
+    gate = evaluate_gate(fixer, noisy_pairs[6:])
+    assert not gate.enabled and gate.psnr_fixed < gate.psnr_identity
+    assert "repair off" in gate.reason and "without it" in gate.reason and "\n" not in gate.reason
+    clean = [dataclasses.replace(p, render=p.target) for p in noisy_pairs[6:]]  # nothing to repair: identity is perfect
+    assert not evaluate_gate(fixer, clean).enabled
+
+
+def test_split_held_out_keeps_every_pair_of_the_gate_view_out_of_fitting(noisy_pairs):
+    pairs = noisy_pairs + [dataclasses.replace(p, kind="noise") for p in noisy_pairs]
+    fit, gate = split_held_out(pairs, views=2)
+    assert {p.view for p in gate} == {6, 7} and all(p.kind == "loo" for p in gate)
+    assert not {p.view for p in fit} & {6, 7} and len(fit) == 12
+
+
+def test_fit_and_gate_records_the_gate(noisy_pairs):
+    fixer, gate = fit_and_gate(noisy_pairs, dataclasses.replace(TINY, steps=2), progress=False)
+    assert gate.views == [7] and fixer.meta["gate"]["psnr_identity"] == gate.psnr_identity
+
+
+def test_save_and_load_round_trip(trained, noisy_pairs, tmp_path):
+    trained.meta["gate"] = {"enabled": True}
+    trained.save_pretrained(tmp_path / "model")
+    assert (tmp_path / "model" / "unet" / "config.json").is_file()
+    back = Fixer.from_pretrained(tmp_path / "model")
+    assert back.config == trained.config and back.meta["gate"] == {"enabled": True}
+    x = condition(noisy_pairs[7])[None]
+    assert torch.equal(back.repair(x), trained.repair(x))

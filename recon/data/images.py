@@ -6,12 +6,14 @@ the file when it cannot be decoded (corrupt or truncated files included).
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from recon.errors import DataError
@@ -21,6 +23,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".e
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 _EXIF_ORIENTATION_TAG = 274
 _EXIF_HEADER_FORMATS = ("JPEG", "MPO", "TIFF", "WEBP")
+# EXIF orientation -> the transpose that turns the stored pixels upright (as ImageOps.exif_transpose).
+_TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def is_image_file(path: Path) -> bool:
@@ -40,11 +52,7 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             w, h = im.size
-            # PNG keeps EXIF after the pixels (reading it decodes the image): only check formats
-            # that carry it in the header.
-            orientation = 1
-            if im.format in _EXIF_HEADER_FORMATS:
-                orientation = im.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+            orientation = _header_orientation(im)
     except FileNotFoundError:
         raise DataError("image file not found", path=path) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
@@ -52,6 +60,73 @@ def image_size(path: Path) -> tuple[int, int]:
             f"not a readable image ({err})", path=path, hint="replace or remove the file"
         ) from None
     return (h, w) if orientation in _TRANSPOSING_ORIENTATIONS else (w, h)
+
+
+def _header_orientation(im: Image.Image) -> int:
+    # PNG may keep EXIF after the pixels (reading it decodes the image): only EXIF found before
+    # the pixels counts, for every reader alike.
+    if im.format not in _EXIF_HEADER_FORMATS and "exif" not in im.info:
+        return 1
+    orientation = im.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+    return int(orientation) if orientation in _TRANSPOSES or orientation == 1 else 1
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation (1..8, 1 = upright) that :func:`read_image` applies to ``path``."""
+    try:
+        with Image.open(path) as im:
+            return _header_orientation(im)
+    except (OSError, SyntaxError, ValueError):
+        return 1
+
+
+def open_upright(path: Path) -> Image.Image:
+    """Decodes ``path`` with its EXIF orientation applied: the one orientation rule of every
+    reader (the loaders through :func:`read_image`, SfM through :func:`upright_folder`).
+
+    Raises:
+        DataError: the file is missing, corrupt or truncated.
+    """
+    try:
+        with Image.open(path) as im:
+            orientation = _header_orientation(im)
+            im.load()
+            upright = im.transpose(_TRANSPOSES[orientation]) if orientation != 1 else im.copy()
+    except FileNotFoundError:
+        raise DataError("image file not found", path=path) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DataError(
+            f"image is corrupt or truncated ({err})", path=path, hint="replace or remove the file"
+        ) from None
+    upright.info.pop("exif", None)
+    return upright
+
+
+def upright_folder(image_dir: Path, names: list[str], work_dir: Path) -> Path:
+    """A folder holding ``names`` as :func:`read_image` sees them, for tools that ignore EXIF
+    orientation (COLMAP): ``image_dir`` itself when every photo is upright, else ``work_dir``
+    with turned copies (same names and format, EXIF kept without the orientation tag) beside
+    hard links (or copies) of the upright ones.
+    """
+    turned = {n for n in names if exif_orientation(image_dir / n) != 1}
+    if not turned:
+        return image_dir
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        src, dst = image_dir / name, work_dir / name
+        if name in turned:
+            with Image.open(src) as im:
+                exif = im.getexif()  # camera make, focal length...: COLMAP's focal prior
+            exif.pop(_EXIF_ORIENTATION_TAG, None)
+            jpeg = dst.suffix.lower() in (".jpg", ".jpeg")
+            quality = {"quality": 95, "subsampling": 0} if jpeg else {}  # keep detail for SIFT
+            open_upright(src).save(dst, exif=exif, **quality)
+        else:
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+    return work_dir
 
 
 def has_alpha(path: Path) -> bool:
@@ -65,27 +140,18 @@ def has_alpha(path: Path) -> bool:
 
 def _decode(path: Path) -> np.ndarray:
     """Decodes ``path`` to a float32 array [H, W, C] in [0, 1] with C in {1, 2, 3, 4}."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
-                # 16-bit grey (PNG/TIFF) decodes to "I;16" or "I"; values are in [0, 65535].
-                return (np.asarray(im, dtype=np.float32) / 65535.0)[..., None]
-            if mode == "F":
-                return np.asarray(im, dtype=np.float32)[..., None]
-            if mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-            elif mode not in ("L", "LA", "RGB", "RGBA"):
-                im = im.convert("RGB")
-            arr = np.asarray(im, dtype=np.float32) / 255.0
-    except FileNotFoundError:
-        raise DataError("image file not found", path=path) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(
-            f"image is corrupt or truncated ({err})", path=path, hint="replace or remove the file"
-        ) from None
+    im = open_upright(path)
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grey (PNG/TIFF) decodes to "I;16" or "I"; values are in [0, 65535].
+        return (np.asarray(im, dtype=np.float32) / 65535.0)[..., None]
+    if mode == "F":
+        return np.asarray(im, dtype=np.float32)[..., None]
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        im = im.convert("RGB")
+    arr = np.asarray(im, dtype=np.float32) / 255.0
     return arr if arr.ndim == 3 else arr[..., None]
 
 

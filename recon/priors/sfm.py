@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from recon.cameras import Cameras
+from recon.data.images import image_size, upright_folder
 from recon.data.scene import SceneData
 from recon.errors import DataError, ReconError
 
@@ -78,7 +79,7 @@ def list_images(image_dir: Path) -> list[str]:
 
 
 def check_photos(image_dir: Path, names: list[str]) -> dict[tuple[int, int], list[str]]:
-    """Validates a photo set and groups names by image size.
+    """Validates a photo set and groups names by image size (after EXIF orientation).
 
     Raises:
         DataError: fewer than 2 photos, unreadable files, or byte-identical duplicates.
@@ -95,10 +96,10 @@ def check_photos(image_dir: Path, names: list[str]) -> dict[tuple[int, int], lis
         path = image_dir / name
         try:
             with Image.open(path) as im:
-                size = im.size
                 im.verify()
         except Exception as err:  # noqa: BLE001 - PIL raises many types
             raise DataError(f"cannot read image ({err})", path=path, hint="remove or re-export it") from err
+        size = image_size(path)  # after EXIF orientation, as the loaders see it
         digest = hashlib.sha1(path.read_bytes()).hexdigest()
         if digest in digests:
             dups.append(f"{name} = {digests[digest]}")
@@ -220,8 +221,10 @@ def run_sfm(
         ext, match, mapper = _options(relaxed, max_image_size, num_threads)
         reader = pycolmap.ImageReaderOptions()
         reader.camera_model = camera_model
+        # COLMAP ignores EXIF orientation: it reads upright copies of turned photos.
+        upright_dir = upright_folder(image_dir, names, tmp / "upright")
         for group in groups.values():  # one shared camera per image size
-            pycolmap.extract_features(db, image_dir, image_names=group, camera_mode=pycolmap.CameraMode.SINGLE,
+            pycolmap.extract_features(db, upright_dir, image_names=group, camera_mode=pycolmap.CameraMode.SINGLE,
                                       reader_options=reader, extraction_options=ext, device=pycolmap.Device.cpu)
         if matcher == "exhaustive":
             pycolmap.match_exhaustive(db, matching_options=match, device=pycolmap.Device.cpu)
@@ -229,7 +232,7 @@ def run_sfm(
             pycolmap.match_sequential(db, matching_options=match, device=pycolmap.Device.cpu)
         models_dir = tmp / "distorted" / "sparse"
         models_dir.mkdir()
-        models = pycolmap.incremental_mapping(db, image_dir, models_dir, options=mapper)
+        models = pycolmap.incremental_mapping(db, upright_dir, models_dir, options=mapper)
         best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
         failed = _why_failed(db, best, names)
         n_reg = 0 if best is None else best.num_reg_images()
@@ -241,12 +244,12 @@ def run_sfm(
             shutil.rmtree(sub)
         (models_dir / "0").mkdir()
         best.write(models_dir / "0")
-        pycolmap.undistort_images(tmp, models_dir / "0", image_dir, output_type="COLMAP")
+        pycolmap.undistort_images(tmp, models_dir / "0", upright_dir, output_type="COLMAP")
         (tmp / "sparse" / "0").mkdir()
         for f in list((tmp / "sparse").iterdir()):
             if f.is_file():
                 os.replace(f, tmp / "sparse" / "0" / f.name)
-        for junk in ("stereo", "run-colmap-geometric.sh", "run-colmap-photometric.sh"):
+        for junk in ("upright", "stereo", "run-colmap-geometric.sh", "run-colmap-photometric.sh"):
             p = tmp / junk
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
         registered = sorted(im.name for im in best.images.values() if im.has_pose)
@@ -313,7 +316,7 @@ def ensure_poses(scene: SceneData, cache_dir: str | Path, **sfm_kwargs) -> Scene
     """
     if scene.has_poses:
         return scene
-    image_dir = Path(scene.root)
+    image_dir = Path(scene.meta.get("image_dir", scene.root))  # a photo folder's images/ subfolder
     out = Path(cache_dir) / f"sfm-{photos_hash(image_dir, scene.names)}"
     if not (out / "sfm.json").is_file():
         result = run_sfm(image_dir, out, overwrite=True, **sfm_kwargs)

@@ -103,7 +103,9 @@ def test_photo_folder_has_no_poses(tmp_path: Path):
     _write_images(tmp_path / "images", ["b.jpg", "a.jpg", "c.png"], 16, 12)
     scene = load_scene(tmp_path, verbose=False, downscale=2)
     assert scene.format == "folder" and scene.cameras is None and not scene.has_poses
-    assert scene.names == ["images/a.jpg", "images/b.jpg", "images/c.png"]
+    # Names are relative to the folder holding the photos, as SfM names them.
+    assert scene.names == ["a.jpg", "b.jpg", "c.png"]
+    assert scene.meta["image_dir"] == str(tmp_path / "images")
     assert scene.images[0].shape == (6, 8, 3) and scene.meta["needs_sfm"]
 
 

@@ -53,6 +53,8 @@ class DataConfig:
     """Image height of the synthetic demo scene."""
     synthetic_views: int = 24
     """Number of views of the synthetic demo scene."""
+    skip_missing: bool = False
+    """Drop frames whose image file is missing (transforms.json scenes) instead of failing."""
 
 
 @dataclass(frozen=True)

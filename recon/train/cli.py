@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from recon.config import TrainConfig, load_config, load_preset, override, save_config
 from recon.errors import ConfigError
-from recon.train.run import load_run, write_cameras
+from recon.train.health import EtaEstimate
+from recon.train.outdir import prepare_out, removed_if_start_fails
+from recon.train.run import load_run, mark_run, write_cameras
 from recon.train.setup import (SYNTHETIC, depth_prior_maps, initial_cloud, load_run_scene, load_training_scene,
                                 make_split)
 from recon.train.trainer import Trainer, TrainResult, sparse_enabled
@@ -57,8 +58,12 @@ class TrainArgs:
     """Override the checkpoint period (steps)."""
     resume: bool = False
     """Continue the run in --out from its latest checkpoint."""
+    checkpoint: int | None = None
+    """With --resume: continue from the checkpoint of this step instead of the latest."""
     overwrite: bool = False
-    """Delete an existing --out folder first."""
+    """Delete an existing --out folder first (only a run folder recon created)."""
+    skip_missing: bool = False
+    """Drop frames whose image file is missing (transforms.json scenes) instead of failing."""
     viewer: bool = False
     """Serve a live viewer while training (needs recon[viewer])."""
 
@@ -76,7 +81,7 @@ class DemoArgs:
     backend: str | None = None
     """Rasterizer backend."""
     overwrite: bool = False
-    """Delete an existing --out folder first."""
+    """Delete an existing --out folder first (only a run folder recon created)."""
 
 
 @dataclass
@@ -89,23 +94,31 @@ class EvalArgs:
     """Print one JSON object (psnr, ssim, lpips, views) instead of a table."""
     no_images: bool = False
     """Do not write side-by-side images."""
+    checkpoint: int | None = None
+    """Evaluate the checkpoint of this step instead of the latest readable one."""
 
 
-def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
-    if resume:
-        if not (out / "config.json").is_file():
-            raise ConfigError("--resume: no run to resume here (no config.json)", path=out,
-                              hint="start it without --resume")
-        return
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError("the run folder already exists", path=out,
-                              hint="pass --resume to continue it or --overwrite to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+INIT_METHODS = ("auto", "scene", "sfm", "mvs", "mono", "hull", "random")
+BACKENDS = ("auto", "cpu", "cuda", "reference", "gsplat")
 
 
-def _progress_bar(total: int, start: int) -> tuple[Progress, object]:
+def check_options(config: TrainConfig) -> None:
+    """Rejects option values that would only fail later (after the scene has loaded) or run silently."""
+    from recon.data.formats import FORMATS
+
+    for key, value, allowed in (("init.method (--init)", config.init.method, INIT_METHODS),
+                                ("backend (--backend)", config.backend, BACKENDS),
+                                ("data.format (--format)", config.data.format, ("auto", *FORMATS))):
+        if value not in allowed:
+            raise ConfigError(f"{key}: unknown value {value!r}", hint=f"use one of {', '.join(allowed)}")
+    if config.iterations <= 0:
+        raise ConfigError(f"iterations (--iterations): {config.iterations} is not a positive number of steps",
+                          hint="pass --iterations N with N >= 1")
+    if config.checkpoint_every < 0:
+        raise ConfigError(f"checkpoint_every: {config.checkpoint_every} is negative", hint="use 0 (only at the end) or N >= 1")
+
+
+def _progress_bar(total: int, start: int, device: str = "cpu") -> tuple[Progress, object]:
     progress = Progress(
         TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TextColumn("loss {task.fields[loss]:.4f}  psnr {task.fields[psnr]:.2f}  n {task.fields[n]}  {task.fields[its]:.1f} it/s"),
@@ -113,10 +126,14 @@ def _progress_bar(total: int, start: int) -> tuple[Progress, object]:
     )  # fmt: skip
     task = progress.add_task("train", total=total, completed=start, loss=0.0, psnr=0.0, n=0, its=0.0)
     t0, s0 = time.perf_counter(), start
+    eta = EtaEstimate(total, start=start, device=device)
 
     def update(step: int, losses: dict, count: int) -> None:
         its = (step - s0) / max(time.perf_counter() - t0, 1e-9)
         progress.update(task, completed=step, loss=losses["loss"], psnr=losses["psnr"], n=count, its=its)
+        line = eta.update(step)
+        if line:
+            progress.console.print(line)
 
     return progress, update
 
@@ -153,9 +170,13 @@ def _save_priors(out: Path, cloud, depths, names: list[str]) -> None:
 
 
 def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: bool = False,
-                 quiet: bool = False) -> tuple[Trainer, TrainResult]:
-    """Loads the scene, initialises (or resumes) and trains; writes everything under ``out``."""
-    from recon.train.checkpoint import latest_checkpoint, load_checkpoint
+                 quiet: bool = False, checkpoint: int | None = None) -> tuple[Trainer, TrainResult]:
+    """Loads the scene, initialises (or resumes) and trains; writes everything under ``out``.
+
+    ``config.json``, ``cameras.json`` and the run marker are written once the scene has loaded
+    and split. ``checkpoint`` picks the step a resume starts from (default: the newest readable).
+    """
+    from recon.train.checkpoint import find_checkpoint
 
     scene = load_training_scene(config.data, out, verbose=not quiet)
     split = make_split(scene, config.data)
@@ -164,13 +185,14 @@ def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: b
         own_sfm = Path(scene.root).resolve().is_relative_to((out / "sfm").resolve())
         write_cameras(out, scene.cameras, scene.names, split, str(scene.root), images=scene.images,
                       sfm_dir=Path(scene.root) if own_sfm else None)
+        mark_run(out)
     use_sparse = sparse_enabled(config, len(split.train))
     priors = depth_prior_maps(scene, split.train, config.sparse.depth_source) if use_sparse else None
     trainer = Trainer(config, scene, split, out, depth_priors=priors)
-    ckpt = latest_checkpoint(out / "checkpoints") if resume else None
+    ckpt = find_checkpoint(out / "checkpoints", checkpoint) if resume else None
     cloud = None
     if ckpt is not None:
-        trainer.load(load_checkpoint(ckpt))
+        trainer.load(ckpt)
     else:
         cloud = initial_cloud(scene, split.train, config.init, config.seed, out)
         trainer.init_from_cloud(cloud)
@@ -184,7 +206,7 @@ def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: b
     if quiet:
         result = trainer.train()
     else:
-        progress, update = _progress_bar(config.iterations, trainer.step)
+        progress, update = _progress_bar(config.iterations, trainer.step, config.device)
         with progress:
             result = trainer.train(update)
     if not quiet:
@@ -200,28 +222,35 @@ def _config_from_args(args: TrainArgs) -> TrainConfig:
         preset = "sparse-3view" if (args.views is not None and args.views <= 9) or args.protocol == "dtu" else "dense"
     config = load_preset(preset)
     changes = {"data.path": args.data, "data.format": args.format, "data.protocol": args.protocol,
-               "data.views": args.views, "primitive": args.primitive}
+               "data.views": args.views, "primitive": args.primitive, "data.skip_missing": args.skip_missing}
     for key, value in (("iterations", args.iterations), ("seed", args.seed), ("backend", args.backend),
                        ("data.downscale", args.downscale), ("init.method", args.init), ("sparse.enabled", args.sparse),
                        ("checkpoint_every", args.checkpoint_every)):
         if value is not None:
             changes[key] = value
-    return override(config, **changes)
+    config = override(config, **changes)
+    check_options(config)
+    return config
 
 
 def train_main(argv: list[str], prog: str = "recon train") -> int:
     args = tyro.cli(TrainArgs, args=_resume_shorthand(argv), prog=prog)
     out = Path(args.out)
-    _prepare_out(out, args.resume, args.overwrite)
+    if args.checkpoint is not None and not args.resume:
+        raise ConfigError("--checkpoint needs --resume", hint="recon train --resume RUN --checkpoint STEP")
     if args.resume:
+        folder = prepare_out(out, resume=True)
         config = load_config(out / "config.json")
         if args.iterations is not None:
             config = override(config, iterations=args.iterations)
+        check_options(config)
     else:
         if not args.data:
             raise ConfigError("--data is required", hint="pass --data PATH to a scene folder")
         config = _config_from_args(args)
-    _, result = run_training(config, out, resume=args.resume, viewer=args.viewer)
+        folder = prepare_out(out, overwrite=args.overwrite, data=args.data)
+    with removed_if_start_fails(folder):
+        _, result = run_training(config, out, resume=args.resume, viewer=args.viewer, checkpoint=args.checkpoint)
     return 130 if result.interrupted else 0
 
 
@@ -237,15 +266,17 @@ def _resume_shorthand(argv: list[str]) -> list[str]:
 def demo_main(argv: list[str], prog: str = "recon demo") -> int:
     args = tyro.cli(DemoArgs, args=list(argv), prog=prog)
     out = Path(args.out or f"runs/demo-{args.primitive}-{time.strftime('%Y%m%d-%H%M%S')}")
-    _prepare_out(out, False, args.overwrite)
     changes = {"data.path": SYNTHETIC, "primitive": args.primitive}
     if args.iterations is not None:
         changes["iterations"] = args.iterations
     if args.backend is not None:
         changes["backend"] = args.backend
     config = override(load_preset("demo"), **changes)
+    check_options(config)
+    folder = prepare_out(out, overwrite=args.overwrite)
     t0 = time.perf_counter()
-    _, result = run_training(config, out)
+    with removed_if_start_fails(folder):
+        _, result = run_training(config, out)
     if result.interrupted:
         return 130
     res = _evaluate(out, images=True)
@@ -255,17 +286,17 @@ def demo_main(argv: list[str], prog: str = "recon demo") -> int:
     return 0
 
 
-def _evaluate(run_dir: Path, images: bool = True):
+def _evaluate(run_dir: Path, images: bool = True, step: int | None = None):
     from recon.train.evaluate import evaluate_run
 
-    run = load_run(run_dir)
+    run = load_run(run_dir, step)
     scene = load_run_scene(run)  # the run's own cameras and images: never a new SfM
     return evaluate_run(run, scene, run_dir / "eval", images=images)
 
 
 def eval_main(argv: list[str], prog: str = "recon eval") -> int:
     args = tyro.cli(EvalArgs, args=list(argv), prog=prog)
-    res = _evaluate(Path(args.run), images=not args.no_images)
+    res = _evaluate(Path(args.run), images=not args.no_images, step=args.checkpoint)
     if args.json:
         print(json.dumps(res.to_dict()))
         return 0

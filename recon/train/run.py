@@ -2,6 +2,8 @@
 
 Layout (other parts of recon add their own folders)::
 
+    RUN/.recon-run                        marker: recon created this folder (``--overwrite`` deletes
+                                          only folders holding it)
     RUN/config.json                       TrainConfig, plain JSON with schema_version
     RUN/cameras.json                      all scene cameras (Ks, viewmats, sizes), names, split,
                                           a hash of every image as trained on, the SfM folder
@@ -21,6 +23,10 @@ would differ. A photo folder's SfM output stays in the run (``RUN/sfm``, outside
 which training rewrites); ``recon eval`` reads its undistorted images from there
 (:func:`recon.train.setup.load_run_scene`) and checks each image against the hash recorded at
 training time, so a changed dataset or photo is an error, not a silently different score.
+
+The marker and ``config.json`` are written once the scene has loaded, so a start that fails on
+its input leaves no run behind. ``recon train --overwrite`` deletes a folder only when it holds
+the marker (folders written before the marker existed are refused: delete them by hand).
 """
 
 from __future__ import annotations
@@ -38,6 +44,19 @@ from recon.config import TrainConfig, load_config
 from recon.data.splits import Split
 from recon.errors import ConfigError
 from recon.train.checkpoint import find_checkpoint
+
+
+RUN_MARKER = ".recon-run"
+
+
+def mark_run(run_dir: Path) -> None:
+    """Writes the marker that makes ``run_dir`` a folder recon may delete with ``--overwrite``."""
+    (run_dir / RUN_MARKER).write_text(json.dumps({"recon_run": 1}) + "\n")
+
+
+def is_marked_run(path: Path) -> bool:
+    """Whether ``path`` is a run folder recon created (it holds the marker)."""
+    return (path / RUN_MARKER).is_file()
 
 
 @dataclass

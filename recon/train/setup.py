@@ -40,7 +40,8 @@ def load_training_scene(data: DataConfig, run_dir: Path | None = None, verbose: 
         raise ConfigError("no scene given", hint="pass --data PATH (a scene folder) or use `recon demo`")
     from recon.data.formats import load_scene
 
-    scene = load_scene(data.path, format=data.format, downscale=data.downscale, verbose=verbose)
+    scene = load_scene(data.path, format=data.format, downscale=data.downscale, verbose=verbose,
+                       skip_missing=data.skip_missing)
     if not scene.has_poses:
         if not allow_sfm:
             raise DataError("the photos have no camera poses and this run carries no SfM model", path=data.path,

@@ -201,9 +201,9 @@ def load_checkpoint(json_path: str | Path) -> Checkpoint:
         state = json.loads(json_path.read_text())
         tensors = load_file(str(json_path.parent / state["tensors"]))
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
-        raise ConfigError(f"cannot read checkpoint: {err}", path=json_path) from None
+        raise ConfigError(f"cannot read the checkpoint: {err}", path=json_path) from None
     if not isinstance(state, dict):
-        raise ConfigError("cannot read checkpoint: not a JSON object", path=json_path)
+        raise ConfigError("cannot read the checkpoint: not a JSON object", path=json_path)
     bad = non_finite({k: v for k, v in tensors.items() if k.startswith("param/")})
     if bad:
         raise ConfigError(f"checkpoint holds non-finite values ({', '.join(bad)})", path=json_path)

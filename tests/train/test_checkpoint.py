@@ -55,7 +55,7 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
     saved = _three_checkpoints(tmp_path)
     newest = tmp_path / "step_000030.safetensors"
     newest.write_bytes(newest.read_bytes()[:40])  # a crash or a full disk mid-copy
-    with pytest.raises(ConfigError, match="cannot read checkpoint"):
+    with pytest.raises(ConfigError, match="cannot read the checkpoint"):
         load_checkpoint(tmp_path / "step_000030.json")
     with caplog.at_level(logging.WARNING):
         ck = find_checkpoint(tmp_path)

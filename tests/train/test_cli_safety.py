@@ -134,7 +134,7 @@ def test_damaged_newest_checkpoint_falls_back_in_eval_and_resume(run_with_three_
     run = load_run(out)
     assert run.step == 2 and all(torch.equal(run.params[k], v) for k, v in expected.items())
     assert main(["eval", str(out), "--json", "--no-images", "--checkpoint", "3"]) == 2  # asked for: no fallback
-    assert "cannot read checkpoint" in _error(capsys)
+    assert "cannot read the checkpoint" in _error(capsys)
     (ckpts / "latest.json").write_text("")
     assert main(["train", "--resume", str(out), "--iterations", "4"]) == 0
     assert "latest.json is unreadable" in caplog.text and "using step 2" in caplog.text

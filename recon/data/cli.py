@@ -59,7 +59,7 @@ def describe(
         "height": h,
         "sizes": {f"{sw}x{sh}": n for (sw, sh), n in sorted(counts.items())},
         "has_poses": source.cameras is not None,
-        "has_masks": source.mask_paths is not None or has_alpha(source.image_paths[0]),
+        "has_masks": has_masks(source),
         "num_points": 0 if source.points is None else int(source.points.shape[0]),
         "distorted": source.cameras is not None and source.cameras.dist is not None,
         "needs_sfm": bool(source.meta.get("needs_sfm", False)),
@@ -77,6 +77,12 @@ def describe(
     if protocol is not None:
         info["splits"] = _splits(source, protocol, views, test_every)
     return info
+
+
+def has_masks(source: SceneSource) -> bool:
+    """Whether :meth:`SceneSource.load` gives masks: mask files, or an alpha channel in every
+    image (read from the headers)."""
+    return source.mask_paths is not None or all(has_alpha(p) for p in source.image_paths)
 
 
 def _splits(source: SceneSource, protocol: str, views: int | None, test_every: int) -> dict:
@@ -153,7 +159,7 @@ def inspect_main(argv: Sequence[str], prog: str = "recon data inspect") -> int:
     protocol = None if args.protocol == "none" else args.protocol
     info = describe(source, protocol, args.views, args.test_every)
     if args.json:
-        sys.stdout.write(json.dumps(info) + "\n")
+        sys.stdout.write(json.dumps(info, allow_nan=False) + "\n")  # strict JSON: never NaN
     else:
         _print_table(info)
     return 0

@@ -164,6 +164,7 @@ def parse_colmap(
         point_colors=torch.as_tensor(pts.rgb / 255.0, dtype=torch.float32)
         if len(pts.ids)
         else None,
+        camera_file=model_dir,
         meta={
             "model_dir": str(model_dir),
             "camera_models": sorted({c.model for c in model.cameras.values()}),

@@ -79,6 +79,7 @@ def parse_dtu(root: Path, prefer_factor: float = 1) -> SceneSource:
         image_paths=paths,
         cameras=cams,
         mask_paths=masks,
+        camera_file=npz_path,
         meta={
             "scale_mats": np.stack(scale_mats).tolist(),
             "image_dir": img_dir.name,

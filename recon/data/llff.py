@@ -66,14 +66,17 @@ def parse_llff(root: Path, prefer_factor: float = 1) -> SceneSource:
     """Parses an LLFF scene folder (or its ``poses_bounds.npy``)."""
     root = root.parent if root.is_file() else root
     pb_path = root / "poses_bounds.npy"
+    layout = "expected a float N x 17 array: per view a 3x5 pose [R | t | hwf], then near and far"
     try:
-        pb = np.load(pb_path)
+        pb = np.load(pb_path, allow_pickle=False)
     except FileNotFoundError:
         raise DataError("file not found", path=pb_path) from None
-    except (ValueError, OSError) as err:
-        raise DataError(f"is not a readable .npy array ({err})", path=pb_path) from None
-    if pb.ndim != 2 or pb.shape[1] != 17:
-        raise DataError(f"has shape {pb.shape}, expected [N, 17]", path=pb_path)
+    except (ValueError, OSError, EOFError):
+        raise DataError(f"is not a numeric .npy array ({layout})", path=pb_path,
+                        hint="regenerate it with LLFF's imgs2poses.py or COLMAP") from None
+    if pb.ndim != 2 or pb.shape[1] != 17 or not np.issubdtype(pb.dtype, np.number):
+        raise DataError(f"has shape {pb.shape} and dtype {pb.dtype}; {layout}", path=pb_path)
+    pb = pb.astype(np.float64)
     folder = image_folder(root, prefer_factor)
     if folder is None:
         raise DataError(
@@ -102,6 +105,7 @@ def parse_llff(root: Path, prefer_factor: float = 1) -> SceneSource:
         image_paths=paths,
         cameras=cams,
         mask_paths=masks,
+        camera_file=pb_path,
         meta={
             "near": pb[:, 15].tolist(),
             "far": pb[:, 16].tolist(),

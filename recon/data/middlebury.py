@@ -60,4 +60,5 @@ def parse_middlebury(path: Path) -> SceneSource:
         image_paths=paths,
         cameras=cams,
         meta={"par_file": str(par)},
+        camera_file=par,
     )

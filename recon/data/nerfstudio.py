@@ -18,6 +18,7 @@ import torch
 
 from recon.cameras import Cameras
 from recon.data.images import image_size
+from recon.data.scene import check_cameras
 from recon.data.source import SceneSource, check_missing
 from recon.errors import DataError
 
@@ -123,6 +124,7 @@ def read_frames(path: Path, data: dict, skip_missing: bool = False) -> Transform
     cams = Cameras.from_opengl_c2w(
         np.stack(c2ws), np.array(Ks), widths, heights, dist=np.array(dists)
     )
+    check_cameras(cams, [str(frames[i]["file_path"]) for i in keep], path)
     mask_paths = masks if len(masks) == len(keep) else None
     if mask_paths:
         check_missing(mask_paths, path, hint="fix the mask_path entries or remove them")
@@ -174,6 +176,7 @@ def parse_nerfstudio(path: Path, skip_missing: bool = False) -> SceneSource:
         points=points,
         point_colors=colors,
         meta=meta,
+        camera_file=json_path,
     )
 
 

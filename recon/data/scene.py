@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -9,6 +10,46 @@ import torch
 from torch import Tensor
 
 from recon.cameras import Cameras
+from recon.errors import DataError
+
+
+def check_cameras(cameras: Cameras, names: Sequence[str], path: str | Path) -> None:
+    """Rejects cameras that cannot be rendered: NaN/inf intrinsics, pose or distortion, or a
+    focal length that is not positive.
+
+    Args:
+        cameras: N cameras.
+        names: N view names (frame file names), the first bad one is named.
+        path: the file the cameras were read from.
+
+    Raises:
+        DataError: naming ``path``, the first bad view, what is wrong and how many views are bad.
+    """
+    Ks, viewmats = cameras.Ks, cameras.viewmats  # [N, 3, 3], [N, 4, 4]
+    bad_K = ~torch.isfinite(Ks).flatten(1).all(1)
+    bad_pose = ~torch.isfinite(viewmats).flatten(1).all(1)
+    bad_dist = torch.zeros_like(bad_K) if cameras.dist is None else ~torch.isfinite(cameras.dist).all(1)
+    bad_focal = ~bad_K & ((Ks[:, 0, 0] <= 0) | (Ks[:, 1, 1] <= 0))
+    bad = bad_K | bad_pose | bad_dist | bad_focal  # [N]
+    if not bool(bad.any()):
+        return
+    i = int(bad.nonzero()[0])
+    fx, fy, cx, cy = (float(v) for v in (Ks[i, 0, 0], Ks[i, 1, 1], Ks[i, 0, 2], Ks[i, 1, 2]))
+    what = []
+    if bool(bad_K[i]) or bool(bad_focal[i]):
+        reason = "not finite" if bool(bad_K[i]) else "focal length not positive"
+        what.append(f"intrinsics {reason} (fx={fx:g} fy={fy:g} cx={cx:g} cy={cy:g})")
+    if bool(bad_pose[i]):
+        what.append("pose not finite (NaN/inf)")
+    if bool(bad_dist[i]):
+        what.append("distortion not finite")
+    more = int(bad.sum()) - 1
+    raise DataError(
+        f"camera of view {names[i]} has {' and '.join(what)}"
+        + (f"; {more} more views are bad" if more else ""),
+        path=path,
+        hint="fix or remove these frames",
+    )
 
 
 @dataclass
@@ -56,6 +97,8 @@ class SceneData:
         for name, lst in (("masks", self.masks), ("depths", self.depths)):
             if lst is not None and len(lst) != n:
                 raise ValueError(f"{len(lst)} {name} for {n} images")
+        if self.cameras is not None:
+            check_cameras(self.cameras, self.names, self.root)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -23,7 +23,7 @@ from recon.data.images import (
     undistorted_intrinsics,
     undistortion_grid,
 )
-from recon.data.scene import SceneData
+from recon.data.scene import SceneData, check_cameras
 from recon.errors import DataError
 
 # Relative tolerance when a camera's size and an image's size differ by a uniform scale.
@@ -47,8 +47,10 @@ class SceneSource:
         point_colors: [P, 3] colours in [0, 1] or None.
         split: named index lists fixed by the format (Blender's train/test files) or None.
         meta: format-specific extras.
+        camera_file: the file the cameras were read from, named in errors (default ``root``).
 
-    RGBA images are composited on the background when loaded; when the format has no mask
+    Cameras with NaN/inf values or non-positive focal lengths are rejected here, for every
+    format (:func:`recon.data.scene.check_cameras`). RGBA images are composited on the background when loaded; when the format has no mask
     files and every image has an alpha channel, the alphas become the masks.
     """
 
@@ -62,6 +64,7 @@ class SceneSource:
     point_colors: Tensor | None = None
     split: dict[str, list[int]] | None = None
     meta: dict = field(default_factory=dict)
+    camera_file: Path | None = None
 
     def __post_init__(self) -> None:
         n = len(self.image_paths)
@@ -71,6 +74,8 @@ class SceneSource:
             raise ValueError(f"{len(self.cameras)} cameras for {n} images")
         if self.mask_paths is not None and len(self.mask_paths) != n:
             raise ValueError(f"{len(self.mask_paths)} masks for {n} images")
+        if self.cameras is not None:
+            check_cameras(self.cameras, self.names, self.camera_file or self.root)
 
     def __len__(self) -> int:
         return len(self.image_paths)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,6 +36,8 @@ class ViewArgs:
     """rasterizer backend: auto, cpu, cuda, reference, gsplat"""
     thumbnails: bool = True
     """show the training/test images inside the camera frustums (reads the scene folder)"""
+    checkpoint: int | None = None
+    """step of the checkpoint to show (default: the newest readable one)"""
 
 
 @dataclass
@@ -61,6 +64,11 @@ class RenderArgs:
     """which primitive set to render when the run holds several"""
     backend: str = "auto"
     """rasterizer backend: auto, cpu, cuda, reference, gsplat"""
+    checkpoint: int | None = None
+    """step of the checkpoint to render (default: the newest readable one)"""
+
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 
 
 def scene_context(v: Viewable, with_thumbnails: bool = True) -> SceneContext:
@@ -79,7 +87,7 @@ def view_main(argv: list[str], prog: str = "recon view") -> int:
     args = tyro.cli(ViewArgs, args=argv, prog=prog)
     from viewer.app import ViewerApp
 
-    viewable = load_viewable(args.path)
+    viewable = load_viewable(args.path, args.checkpoint)
     app = ViewerApp(make_render_fn(viewable.sets, backend=args.backend),
                     scene_context(viewable, args.thumbnails), host=args.host, port=args.port,
                     max_resolution=args.max_resolution, title=f"recon: {args.path.name}")
@@ -90,6 +98,35 @@ def view_main(argv: list[str], prog: str = "recon view") -> int:
     finally:
         app.stop()
     return 0
+
+
+def check_render_args(args: RenderArgs) -> None:
+    """Rejects frame counts, sizes and rates that would write an empty or broken video."""
+    for name, value in (("--frames", args.frames), ("--width", args.width), ("--height", args.height),
+                        ("--fps", args.fps)):
+        if value is not None and not value > 0:
+            raise ConfigError(f"{name} {value:g} must be positive", hint=f"pass {name} N with N > 0 or leave it out")
+
+
+def even_size(width: int, height: int, out: Path) -> tuple[int, int]:
+    """H.264 video (yuv420p) needs even sizes: rounds an odd side down by one pixel, with a note."""
+    if out.suffix.lower() not in VIDEO_SUFFIXES or (width % 2 == 0 and height % 2 == 0):
+        return width, height
+    even = (max(width - width % 2, 2), max(height - height % 2, 2))
+    print(f"note: {width}x{height} rounded to {even[0]}x{even[1]} ({out.suffix} video needs even sizes)")
+    return even
+
+
+@contextmanager
+def partial_file(out: Path):
+    """Yields a temporary name beside ``out``, renamed to ``out`` on success and deleted on failure,
+    so an interrupted or failed render never leaves a truncated video (nor replaces a good one)."""
+    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+    try:
+        yield tmp
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def resolve_path(args: RenderArgs, v: Viewable) -> tuple[list, int, int, float]:
@@ -117,28 +154,42 @@ def resolve_path(args: RenderArgs, v: Viewable) -> tuple[list, int, int, float]:
 def render_main(argv: list[str], prog: str = "recon render") -> int:
     """Entry point of ``recon render``: writes one video."""
     args = tyro.cli(RenderArgs, args=argv, prog=prog)
+    check_render_args(args)
     import imageio.v2 as imageio
 
-    viewable = load_viewable(args.path_in)
+    viewable = load_viewable(args.path_in, args.checkpoint)
     if args.primitive is not None and args.primitive not in viewable.sets:
         raise ConfigError(f"no primitive set {args.primitive!r}; the run holds {sorted(viewable.sets)}",
                           path=args.path_in)
     frames, width, height, fps = resolve_path(args, viewable)
+    if not frames:
+        raise ConfigError("the camera path has no frames", path=args.path, hint="pass --frames N with N >= 1")
+    width, height = even_size(width, height, args.out)
     render_fn = make_render_fn(viewable.sets, backend=args.backend)
     settings = RenderSettings(mode=args.mode, primitive=args.primitive)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     options = {"fps": fps}
-    if args.out.suffix.lower() in (".mp4", ".mov", ".mkv"):
+    if args.out.suffix.lower() in VIDEO_SUFFIXES:
         options.update(codec="libx264", quality=8, macro_block_size=1)
-    try:
-        writer = imageio.get_writer(args.out, **options)
-    except Exception as err:  # noqa: BLE001 (missing ffmpeg plugin, bad suffix)
-        raise ConfigError(f"cannot write a video here ({err})", path=args.out,
-                          hint="use .mp4 (needs imageio-ffmpeg) or .gif") from None
-    with writer, Progress() as progress:
-        task = progress.add_task(f"rendering {len(frames)} frames", total=len(frames))
-        for pose in frames:
-            writer.append_data(np.ascontiguousarray(render_fn(pose_to_cameras(pose, width, height), settings)))
-            progress.advance(task)
+    with partial_file(args.out) as tmp:
+        try:
+            writer = imageio.get_writer(tmp, **options)
+        except Exception as err:  # noqa: BLE001 (missing ffmpeg plugin, bad suffix)
+            raise ConfigError(f"cannot write a video here ({err})", path=args.out,
+                              hint="use .mp4 (needs imageio-ffmpeg) or .gif") from None
+        try:
+            with Progress() as progress:
+                task = progress.add_task(f"rendering {len(frames)} frames", total=len(frames))
+                for pose in frames:
+                    writer.append_data(np.ascontiguousarray(render_fn(pose_to_cameras(pose, width, height), settings)))
+                    progress.advance(task)
+            writer.close()
+        except BaseException as err:
+            with suppress(Exception):  # imageio leaves the encoder running on errors: stop it before the
+                writer.close()  # partial file is deleted, or it is written again afterwards
+            if isinstance(err, OSError):  # the encoder stopped (ffmpeg's pipe closed, disk full)
+                raise ConfigError(f"writing the video failed ({err})", path=args.out,
+                                  hint="try another --width/--height or a .gif") from None
+            raise
     print(f"wrote {args.out} ({len(frames)} frames, {width}x{height}, {fps:g} fps)")
     return 0

@@ -54,8 +54,9 @@ def sh_degree_of(params: dict) -> int:
     return int(round(math.sqrt(params["shN"].shape[1] + 1))) - 1
 
 
-def load_viewable(path: str | Path) -> Viewable:
-    """Opens a run directory (checkpoint + config) or an exported Gaussian PLY."""
+def load_viewable(path: str | Path, checkpoint: int | None = None) -> Viewable:
+    """Opens a run directory (its newest readable checkpoint, or the one of step ``checkpoint``)
+    or an exported Gaussian PLY."""
     path = Path(path).expanduser()
     if not path.exists():
         raise ConfigError("no such run directory or PLY file", path=path,
@@ -63,17 +64,19 @@ def load_viewable(path: str | Path) -> Viewable:
     if path.is_file():
         if path.suffix.lower() != ".ply":
             raise ConfigError("expected a run directory or a .ply file", path=path)
+        if checkpoint is not None:
+            raise ConfigError("--checkpoint applies to run directories, not PLY files", path=path)
         return _load_ply(path)
-    return _load_run(path)
+    return _load_run(path, checkpoint)
 
 
-def _load_run(run_dir: Path) -> Viewable:
+def _load_run(run_dir: Path, checkpoint: int | None = None) -> Viewable:
     try:
         from recon.train.run import load_run
     except ImportError as err:  # the trainer is an optional part of this checkout
         raise ConfigError(f"cannot load runs in this installation ({err})", path=run_dir) from None
     try:
-        run = load_run(run_dir)
+        run = load_run(run_dir, checkpoint)
     except ReconError:
         raise
     except Exception as err:  # a corrupt safetensors/JSON file must not crash the CLI

@@ -126,21 +126,23 @@ class Fixer:
         self.meta = meta or {}
 
     @classmethod
-    def create(cls, config: FixerConfig | None = None) -> Fixer:
-        """A fresh fixer (the identity: zero output convolution), seeded by ``config.seed``."""
+    def create(cls, config: FixerConfig | None = None, unet: Any = None) -> Fixer:
+        """A fresh fixer (the identity: zero output convolution) seeded by ``config.seed``, or
+        one around a given ``unet``."""
         from diffusers import DDIMScheduler, UNet2DModel
 
         c = config or FixerConfig()
-        if any(w % c.norm_groups for w in c.channels):
-            raise ConfigError(f"fixer norm_groups {c.norm_groups} must divide every channel width {c.channels}")
-        torch.manual_seed(c.seed)
-        levels = len(c.channels)
-        unet = UNet2DModel(sample_size=c.crop, in_channels=CONDITION_CHANNELS, out_channels=3,
-                           block_out_channels=tuple(c.channels), down_block_types=("DownBlock2D",) * levels,
-                           up_block_types=("UpBlock2D",) * levels, layers_per_block=c.layers_per_block,
-                           norm_num_groups=c.norm_groups)  # fmt: skip
-        torch.nn.init.zeros_(unet.conv_out.weight)
-        torch.nn.init.zeros_(unet.conv_out.bias)
+        if unet is None:
+            if any(w % c.norm_groups for w in c.channels):
+                raise ConfigError(f"fixer norm_groups {c.norm_groups} must divide every channel width {c.channels}")
+            torch.manual_seed(c.seed)
+            levels = len(c.channels)
+            unet = UNet2DModel(sample_size=c.crop, in_channels=CONDITION_CHANNELS, out_channels=3,
+                               block_out_channels=tuple(c.channels), down_block_types=("DownBlock2D",) * levels,
+                               up_block_types=("UpBlock2D",) * levels, layers_per_block=c.layers_per_block,
+                               norm_num_groups=c.norm_groups)  # fmt: skip
+            torch.nn.init.zeros_(unet.conv_out.weight)
+            torch.nn.init.zeros_(unet.conv_out.bias)
         scheduler = DDIMScheduler(num_train_timesteps=c.num_train_timesteps, prediction_type="sample",
                                   clip_sample=False)
         return cls(unet, scheduler, c)

@@ -1,0 +1,140 @@
+"""Local diffusers folders through the real loading path, offline: tiny random models built from configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+pytest.importorskip("transformers")
+
+from recon.errors import ConfigError
+from recon.repair.fixer import Fixer, FixerConfig
+from recon.repair.pretrained import Img2ImgRepair, OneStepRepair, load_repair_model
+
+TINY = FixerConfig(channels=(16, 32), norm_groups=8, crop=32)
+
+
+def _tokenizer(folder: Path):
+    """A CLIP tokenizer over a 55-token vocabulary made here (no hub)."""
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "!": 2}
+    for c in "abcdefghijklmnopqrstuvwxyz":
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    try:  # transformers >= 5 takes the vocabulary itself
+        return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    except TypeError:  # transformers 4 reads files
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "vocab.json").write_text(json.dumps(vocab))
+        (folder / "merges.txt").write_text("#version: 0.2\n")
+        return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+
+
+def _tiny_sd(folder: Path, unet_in: int = 4, prediction_type: str = "epsilon") -> Path:
+    """A random-weight Stable Diffusion img2img pipeline of a few hundred kB, saved to ``folder``."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    tok = _tokenizer(folder.parent / f"{folder.name}_vocab")
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=unet_in,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32)
+    vae = AutoencoderKL(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, sample_size=16)
+    text = CLIPTextModel(CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32,
+                                        intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                                        vocab_size=len(tok)))
+    pipe = StableDiffusionImg2ImgPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet,
+                                          scheduler=EulerDiscreteScheduler(prediction_type=prediction_type),
+                                          safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sd_folder(tmp_path_factory):
+    return _tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+def _inputs(h: int = 20, w: int = 28) -> torch.Tensor:
+    return torch.rand(1, 8, h, w, generator=torch.Generator().manual_seed(1))
+
+
+def test_img2img_pipeline_loads_offline_and_repairs_any_size(sd_folder):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    model = load_repair_model(sd_folder, steps=2, strength=0.5)
+    assert isinstance(model, Img2ImgRepair)
+    x = _inputs(19, 27)
+    out = model.repair(x, generator=torch.Generator().manual_seed(0))
+    assert model.multiple == 2 and out.shape == (1, 3, 19, 27) and 0 <= float(out.min()) and float(out.max()) <= 1
+    # the same pipeline called by hand on the padded render gives the same image
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(sd_folder, local_files_only=True)
+    padded = torch.nn.functional.pad(x[:, :3], (0, 1, 0, 1), mode="replicate")  # 19 x 27 -> 20 x 28 (VAE factor 2)
+    ref = pipe(prompt=[""], image=padded, strength=0.5, num_inference_steps=2, guidance_scale=0.0, output_type="pt",
+               generator=torch.Generator().manual_seed(0)).images[..., :19, :27]
+    assert torch.allclose(out, ref.clamp(0, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_one_step_repair_matches_the_schedulers_clean_estimate(tmp_path, prediction_type):
+    from diffusers import DDPMScheduler
+
+    folder = _tiny_sd(tmp_path / "sd", prediction_type=prediction_type)
+    model = load_repair_model(folder, mode="onestep")
+    assert isinstance(model, OneStepRepair) and model.timestep == 199
+    z, out = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    ddpm = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True, clip_sample=False)
+    ref = ddpm.step(out, 199, z).pred_original_sample
+    assert torch.allclose(model.denoise(z, out), ref, atol=1e-5)
+    repaired = model.repair(_inputs(13, 22))
+    assert repaired.shape == (1, 3, 13, 22) and torch.isfinite(repaired).all()
+
+
+def test_recon_fixer_and_bare_unet_load_through_the_same_path(tmp_path):
+    fixer = Fixer.create(TINY)
+    torch.nn.init.normal_(fixer.unet.conv_out.weight, std=0.1)  # not the identity
+    fixer.save_pretrained(tmp_path / "fixer")
+    back = load_repair_model(tmp_path / "fixer")
+    assert isinstance(back, Fixer)
+    x = _inputs()
+    assert torch.equal(back.repair(x), fixer.repair(x)) and not torch.allclose(back.repair(x), x[:, :3])
+    bare = load_repair_model(tmp_path / "fixer" / "unet")
+    assert isinstance(bare, Fixer) and bare.config.channels == TINY.channels
+    assert torch.equal(bare.repair(x), fixer.repair(x))
+
+
+def _one_line_error(path, match: str, **kw) -> str:
+    with pytest.raises(ConfigError, match=match) as info:
+        load_repair_model(path, **kw)
+    text = str(info.value)
+    assert "\n" not in text and "Traceback" not in text
+    return text
+
+
+def test_bad_model_paths_are_one_line_errors(tmp_path, sd_folder):
+    from diffusers import UNet2DModel
+
+    assert str(tmp_path / "nope") in _one_line_error(tmp_path / "nope", "not found")
+    (tmp_path / "file.bin").write_bytes(b"x")
+    _one_line_error(tmp_path / "file.bin", "a folder, not a file")
+    (tmp_path / "empty").mkdir()
+    _one_line_error(tmp_path / "empty", "not a diffusers folder")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model_index.json").write_text("{not json")
+    _one_line_error(tmp_path / "broken", "cannot load")
+    _one_line_error(sd_folder, "unknown repair mode", mode="txt2img")
+    UNet2DModel(in_channels=4, out_channels=3, block_out_channels=(8, 16), norm_num_groups=4,
+                down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2).save_pretrained(tmp_path / "u4")
+    _one_line_error(tmp_path / "u4", "4 input and 3 output channels")
+
+
+def test_pipeline_whose_unet_does_not_take_the_vae_latents_is_refused(tmp_path):
+    folder = _tiny_sd(tmp_path / "inpaint-like", unet_in=9)
+    _one_line_error(folder, "9 input channels but its VAE makes 4-channel latents")

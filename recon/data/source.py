@@ -50,8 +50,11 @@ class SceneSource:
         camera_file: the file the cameras were read from, named in errors (default ``root``).
 
     Cameras with NaN/inf values or non-positive focal lengths are rejected here, for every
-    format (:func:`recon.data.scene.check_cameras`). RGBA images are composited on the background when loaded; when the format has no mask
-    files and every image has an alpha channel, the alphas become the masks.
+    format (:func:`recon.data.scene.check_cameras`).
+
+    RGBA images are composited on the background when loaded (recorded in the scene's
+    ``meta["background"]``, which training and evaluation then render on); when the format has
+    no mask files and every image has an alpha channel, the alphas become the masks.
     """
 
     format: str
@@ -146,11 +149,13 @@ class SceneSource:
         images: list[Tensor] = []
         masks: list[Tensor] = []
         alphas: list[Tensor] = []
+        composited = False  # some image had an alpha channel and was composited on background
         # (new K, undistortion grid) per distinct distorted camera
         grids: dict[tuple, tuple[Tensor, Tensor]] = {}
         new_Ks = None if cams is None else cams.Ks.clone()  # [N, 3, 3] after undistortion
         for k, i in enumerate(progress(idx, f"reading {len(idx)} images", verbose)):
             rgb, alpha = read_image(self.image_paths[i], downscale=downscale, background=background)
+            composited = composited or alpha is not None
             h, w = rgb.shape[:2]
             if cams is not None and (int(cams.widths[k]), int(cams.heights[k])) != (w, h):
                 raise DataError(
@@ -182,6 +187,8 @@ class SceneSource:
         if cams is not None and cams.dist is not None:
             cams = replace(cams, Ks=new_Ks, dist=None)
         meta = dict(self.meta)
+        if composited:  # training and evaluation render on the colour the targets were composited on
+            meta["background"] = [float(c) for c in background]
         if downscale != 1:
             meta["downscale"] = downscale
         return SceneData(

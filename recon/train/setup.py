@@ -179,7 +179,8 @@ def background_color(config: TrainConfig, scene: SceneData, protocol: str = "gen
     """[3] fixed background, or None for a random one per step.
 
     ``auto`` is random on masked protocols (the object is learnt alone; a fixed colour would be
-    baked into its edges), else the scene's own background colour, else black.
+    baked into its edges), else the scene's own background colour (``meta["background"]``: the
+    colour the loader composited RGBA images on, white for Blender scenes), else black.
     """
     mode = config.loss.background
     if mode == "random" or (mode == "auto" and masked_protocol(protocol, scene)):

@@ -110,7 +110,8 @@ class Cameras:
     def __getitem__(self, idx) -> "Cameras":
         if isinstance(idx, int):
             idx = [idx]
-        idx = torch.as_tensor(idx, dtype=torch.long) if not isinstance(idx, slice) else idx
+        # host-side index: it selects rows of the CPU sizes and of Ks / viewmats on any device
+        idx = torch.as_tensor(idx, dtype=torch.long, device="cpu") if not isinstance(idx, slice) else idx
         return Cameras(
             Ks=self.Ks[idx],
             viewmats=self.viewmats[idx],

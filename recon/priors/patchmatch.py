@@ -61,7 +61,8 @@ def box_mean(x: Tensor, window: int) -> Tensor:
 def pixel_rays(K: Tensor, h: int, w: int) -> Tensor:
     """[H, W, 3] camera-space directions with z = 1 through pixel centres."""
     ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=K.dtype) + 0.5, torch.arange(w, dtype=K.dtype) + 0.5, indexing="ij"
+        torch.arange(h, dtype=K.dtype, device=K.device) + 0.5, torch.arange(w, dtype=K.dtype, device=K.device) + 0.5,
+        indexing="ij",
     )
     pix = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)  # [H, W, 3]
     return pix @ torch.linalg.inv(K).T

@@ -83,7 +83,7 @@ def render(
         width=cameras.width,
         height=cameras.height,
         sh_degree=sh_degree,
-        backgrounds=backgrounds,
+        backgrounds=None if backgrounds is None else backgrounds.to(device=device, dtype=torch.float32),
         backend=backend,
     )
     if primitive == "gaussian":

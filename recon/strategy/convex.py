@@ -59,8 +59,8 @@ class ConvexStrategy:
     scene_scale: float = 1.0
 
     def initialize_state(self, params: ops.Params) -> dict[str, Any]:
-        n = ops.num_primitives(params)
-        return {"sigma_grad": torch.zeros(n), "count": torch.zeros(n)}
+        n, device = ops.num_primitives(params), ops.device_of(params)
+        return {"sigma_grad": torch.zeros(n, device=device), "count": torch.zeros(n, device=device)}
 
     def step_pre_backward(self, params, optimizers, state, step, info) -> None:
         pass

@@ -42,8 +42,8 @@ class DefaultStrategy:
     scene_scale: float = 1.0
 
     def initialize_state(self, params: ops.Params) -> dict[str, Any]:
-        n = ops.num_primitives(params)
-        return {"grad2d": torch.zeros(n), "count": torch.zeros(n)}
+        n, device = ops.num_primitives(params), ops.device_of(params)
+        return {"grad2d": torch.zeros(n, device=device), "count": torch.zeros(n, device=device)}
 
     def step_pre_backward(self, params, optimizers, state, step, info) -> None:
         if info["means2d"].requires_grad:
@@ -105,7 +105,8 @@ def split_gaussians(params: ops.Params, optimizers: ops.Optimizers, state: dict[
     """Replaces each selected Gaussian by 2 samples from it with scales / 1.6 (3DGS split)."""
     scales = torch.exp(params["scales"][mask])  # [M, 3]
     R = quat_to_rotmat(params["quats"][mask])  # [M, 3, 3]
-    samples = torch.einsum("mij,smj->smi", R, scales * torch.randn(2, *scales.shape))  # [2, M, 3]
+    noise = torch.randn(2, *scales.shape, device=scales.device)  # [2, M, 3]
+    samples = torch.einsum("mij,smj->smi", R, scales * noise)  # [2, M, 3]
     new = {k: v[mask].repeat(2, *([1] * (v.dim() - 1))) for k, v in params.items()}
     new["means"] = (params["means"][mask][None] + samples).reshape(-1, 3)
     new["scales"] = (scales / 1.6).log().repeat(2, 1)

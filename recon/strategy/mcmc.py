@@ -30,11 +30,12 @@ def relocation_values(opacities: Tensor, scales: Tensor, counts: Tensor, max_n: 
     n = counts.clamp(1, max_n).long()
     new_o = 1.0 - (1.0 - opacities).clamp_min(0.0) ** (1.0 / n.to(opacities.dtype))
     new_o = new_o.clamp(1e-6, 1.0 - 1e-6)
-    binom = torch.tensor([[math.comb(i, k) for k in range(max_n)] for i in range(max_n)], dtype=torch.float64)
+    f64 = {"dtype": torch.float64, "device": opacities.device}
+    binom = torch.tensor([[math.comb(i, k) for k in range(max_n)] for i in range(max_n)], **f64)
     denom = torch.zeros_like(new_o, dtype=torch.float64)
     o = new_o.double()
     for i in range(1, int(n.max()) + 1):
-        ks = torch.arange(i, dtype=torch.float64)
+        ks = torch.arange(i, **f64)
         term = (binom[i - 1, :i] * (-1.0) ** ks * o[:, None] ** (ks + 1) / (ks + 1).sqrt()).sum(-1)
         denom += term * (n >= i)
     new_s = (opacities.double() / denom)[:, None] * scales.double()
@@ -128,5 +129,6 @@ def _first_occurrence(idx: Tensor) -> tuple[Tensor, Tensor]:
     """Unique values of ``idx`` [M] and the position of the first occurrence of each."""
     uniq, inverse = torch.unique(idx, return_inverse=True)
     pos = torch.arange(idx.shape[0], device=idx.device)
-    first = torch.full((uniq.shape[0],), idx.shape[0], dtype=torch.long).scatter_reduce(0, inverse, pos, "amin")
+    first = torch.full((uniq.shape[0],), idx.shape[0], dtype=torch.long, device=idx.device)
+    first = first.scatter_reduce(0, inverse, pos, "amin")
     return uniq, first

@@ -8,6 +8,7 @@ leading size is N (per-primitive statistics) follow the same rows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,11 @@ Optimizers = dict[str, torch.optim.Optimizer]
 
 def num_primitives(params: Params) -> int:
     return int(next(iter(params.values())).shape[0])
+
+
+def device_of(params: Params) -> torch.device:
+    """The parameters' device: strategy state and random draws are created there (as in gsplat)."""
+    return next(iter(params.values())).device
 
 
 @torch.no_grad()
@@ -109,7 +115,7 @@ def set_rows(
 @torch.no_grad()
 def reset_opacity(params: Params, optimizers: Optimizers, value: float, name: str = "opacities") -> None:
     """Clamps opacities (sigmoid space) to at most ``value`` and zeroes their moments."""
-    logit = float(torch.logit(torch.tensor(value)))
+    logit = math.log(value / (1.0 - value))
     update_params_and_optimizers(
         lambda _, p: p.clamp(max=logit), lambda _, m: torch.zeros_like(m), params, optimizers, names=[name]
     )

@@ -55,8 +55,8 @@ class TriangleStrategy:
     refine_every: int = 500
 
     def initialize_state(self, params: ops.Params) -> dict[str, Any]:
-        n = ops.num_primitives(params)
-        return {"max_blend": torch.zeros(n), "max_radius": torch.zeros(n), "round": 0}
+        n, device = ops.num_primitives(params), ops.device_of(params)
+        return {"max_blend": torch.zeros(n, device=device), "max_radius": torch.zeros(n, device=device), "round": 0}
 
     def step_pre_backward(self, params, optimizers, state, step, info) -> None:
         pass

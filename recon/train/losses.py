@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -9,8 +11,8 @@ from torch import Tensor
 from recon.priors.consistency import backproject, project
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32) -> Tensor:
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+def _gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32, device=None) -> Tensor:
+    x = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     g = g / g.sum()
     return (g[:, None] * g[None, :]).to(dtype)  # [size, size]
@@ -22,7 +24,7 @@ def ssim(img1: Tensor, img2: Tensor, window_size: int = 11) -> Tensor:
     a = img1.reshape(-1, *img1.shape[-3:]).permute(0, 3, 1, 2)  # [B, C, H, W]
     b = img2.reshape(-1, *img2.shape[-3:]).permute(0, 3, 1, 2)
     c = a.shape[1]
-    w = _gaussian_window(window_size, dtype=a.dtype).to(a.device).expand(c, 1, window_size, window_size)
+    w = _gaussian_window(window_size, dtype=a.dtype, device=a.device).expand(c, 1, window_size, window_size)
     pad = window_size // 2
     mu1 = F.conv2d(a, w, padding=pad, groups=c)
     mu2 = F.conv2d(b, w, padding=pad, groups=c)
@@ -99,10 +101,11 @@ def ranking_loss(
         generator: random source.
     """
     h, w = prior.shape
-    ya = torch.randint(0, h, (num_pairs,), generator=generator)
-    xa = torch.randint(0, w, (num_pairs,), generator=generator)
-    yb = (ya + torch.randint(-box, box + 1, (num_pairs,), generator=generator)).clamp(0, h - 1)
-    xb = (xa + torch.randint(-box, box + 1, (num_pairs,), generator=generator)).clamp(0, w - 1)
+    # pixel indices drawn on the generator's device (the CPU one by default); they index any device
+    draw = {"size": (num_pairs,), "generator": generator, "device": "cpu" if generator is None else generator.device}
+    ya, xa = torch.randint(0, h, **draw), torch.randint(0, w, **draw)
+    yb = (ya + torch.randint(-box, box + 1, **draw)).clamp(0, h - 1)
+    xb = (xa + torch.randint(-box, box + 1, **draw)).clamp(0, w - 1)
     pa, pb = prior[ya, xa], prior[yb, xb]
     ok = (pa > 0) & (pb > 0) & (pa != pb)
     if not bool(ok.any()):
@@ -182,4 +185,4 @@ def warp_consistency_loss(depth: Tensor, image_ref: Tensor, image_src: Tensor, K
 def psnr(render: Tensor, target: Tensor) -> float:
     """PSNR in dB of images in [0, 1]."""
     mse = float((render - target).square().mean())
-    return float("inf") if mse == 0 else -10.0 * torch.log10(torch.tensor(mse)).item()
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)

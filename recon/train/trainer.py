@@ -58,9 +58,9 @@ def sparse_enabled(config: TrainConfig, num_train: int) -> bool:
 
 def pseudo_camera(cameras: Cameras, shift: float) -> Cameras:
     """A camera displaced from a random one of ``cameras`` by ``shift`` in a random direction."""
-    i = int(torch.randint(len(cameras), (1,)))
+    i = int(torch.randint(len(cameras), (1,), device="cpu"))  # host-side draws: the checkpointed CPU generator
     cam = cameras[i]
-    delta = torch.randn(3)
+    delta = torch.randn(3, device="cpu")
     delta = delta / delta.norm().clamp_min(1e-9) * shift
     vm = cam.viewmats.clone()
     vm[0, :3, 3] -= vm[0, :3, :3] @ delta.to(vm.dtype)  # centre moves by +delta
@@ -86,13 +86,15 @@ class Trainer:
         self.split = split
         self.run_dir = run_dir
         self.train_ids = list(split.train)
-        self.cameras = scene.cameras[self.train_ids]
-        self.images = [scene.images[i] for i in self.train_ids]
-        self.masks = None if scene.masks is None else [scene.masks[i] for i in self.train_ids]
-        self.depth_priors = depth_priors
+        self.device = torch.device(config.device)  # parameters, images, masks, priors and cameras live here
+        self.cameras = scene.cameras[self.train_ids].to(self.device)
+        self.images = [scene.images[i].to(self.device) for i in self.train_ids]
+        self.masks = None if scene.masks is None else [scene.masks[i].to(self.device) for i in self.train_ids]
+        self.depth_priors = None if depth_priors is None else [d.to(self.device) for d in depth_priors]
         self.scene_scale = scene.scene_scale
         self.sparse = sparse_enabled(config, len(self.train_ids))
         self.background = background_color(config, scene, split.protocol)
+        self.background = None if self.background is None else self.background.to(self.device)
         self.state = state or TrainingState(iterations=config.iterations, primitive=config.primitive)
         self.family = family(config.primitive)
         self.params: dict[str, torch.nn.Parameter] = {}
@@ -128,8 +130,7 @@ class Trainer:
         self.step = 0
 
     def _set_params(self, raw: dict[str, Tensor]) -> None:
-        device = torch.device(self.config.device)
-        self.params = {k: torch.nn.Parameter(v.to(device).contiguous()) for k, v in raw.items()}
+        self.params = {k: torch.nn.Parameter(v.to(self.device).contiguous()) for k, v in raw.items()}
         self.lrs0 = base_lrs(self.config, self.scene_scale)
         self.optimizers = make_optimizers(self.params, self.lrs0)
 
@@ -141,10 +142,12 @@ class Trainer:
             opt = self.optimizers[name]
             opt.param_groups[0]["lr"] = meta.get("lr", opt.param_groups[0]["lr"])
             if "step" in meta and moments:
-                opt.state[p] = {"step": torch.tensor(meta["step"], dtype=torch.float32),
-                                "exp_avg": moments["exp_avg"].clone(), "exp_avg_sq": moments["exp_avg_sq"].clone()}
+                opt.state[p] = {"step": torch.tensor(meta["step"], dtype=torch.float32, device="cpu"),
+                                "exp_avg": moments["exp_avg"].to(p.device, copy=True),
+                                "exp_avg_sq": moments["exp_avg_sq"].to(p.device, copy=True)}
         self.strategy_state = self.strategy.initialize_state(self.params)
-        self.strategy_state.update(ckpt.strategy)
+        saved = ckpt.strategy  # per-primitive statistics, read onto the CPU
+        self.strategy_state.update({k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in saved.items()})
         if ckpt.rng is not None:
             torch.set_rng_state(ckpt.rng)
         self.step = self.saved_step = ckpt.step
@@ -159,7 +162,7 @@ class Trainer:
         n = len(self.train_ids)
         epoch, pos = divmod(step, n)
         gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-        return int(torch.randperm(n, generator=gen)[pos])
+        return int(torch.randperm(n, generator=gen, device="cpu")[pos])
 
     def _set_lrs(self, step: int) -> dict[str, float]:
         lrs = {}
@@ -197,7 +200,7 @@ class Trainer:
     def _sparse_terms(self, v: int, depth: Tensor, alpha: Tensor, step: int) -> dict[str, Tensor]:
         s, terms = self.config.sparse, {}
         if s.warp_weight > 0 and step >= s.warp_start and len(self.train_ids) > 1:
-            u = (v + 1 + int(torch.randint(len(self.train_ids) - 1, (1,)))) % len(self.train_ids)  # another view
+            u = (v + 1 + int(torch.randint(len(self.train_ids) - 1, (1,), device="cpu"))) % len(self.train_ids)
             valid = alpha > 0.5
             if self.masks is not None:
                 valid = valid & (self.masks[v] > 0.5)
@@ -229,7 +232,7 @@ class Trainer:
 
         centers = self.family.centers(self.params).detach()
         uv, z = self.cameras.project(centers)  # [V, N, 2], [V, N]
-        floater = torch.zeros(centers.shape[0], dtype=torch.bool)
+        floater = torch.zeros(centers.shape[0], dtype=torch.bool, device=centers.device)
         for v, prior in enumerate(self.depth_priors):
             h, w = prior.shape
             x, y = uv[v, :, 0].floor().long(), uv[v, :, 1].floor().long()
@@ -249,7 +252,8 @@ class Trainer:
         lrs = self._set_lrs(step)
         v = self.view_index(step)
         cam = self.cameras[v]
-        bg = self.background if self.background is not None else torch.rand(3)
+        # random background: drawn from the CPU generator (checkpointed, same stream on every device)
+        bg = self.background if self.background is not None else torch.rand(3, device="cpu").to(self.device)
         try:
             out = render(c.primitive, self.params, cam, sh_degree=self.sh_degree(step), backgrounds=bg.reshape(1, 3),
                          backend=c.backend)

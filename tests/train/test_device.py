@@ -1,0 +1,113 @@
+"""Training follows the parameters' device: nothing is made on torch's default device.
+
+No test trains on a GPU, so this guards the CUDA path on the CPU: the parameters, images, masks and
+depth priors live on the CPU while the default device is "meta". A tensor created without an
+explicit device (strategy state, random draws, backgrounds, windows...) lands on "meta", and mixing
+it with the real tensors or reading it back fails; the state left behind is checked device by device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from recon.config import TrainConfig, override
+from recon.ops import kernels
+from recon.train.checkpoint import latest_checkpoint, load_checkpoint
+from recon.train.setup import depth_prior_maps, initial_cloud, load_training_scene, make_split
+from recon.train.trainer import Trainer
+
+STEPS = 6
+CASES = [("gaussian", "default"), ("gaussian", "mcmc"), ("triangle", "auto"), ("convex", "auto")]
+
+
+def _config(primitive: str, strategy: str, backend: str) -> TrainConfig:
+    return override(TrainConfig(), **{
+        "data.path": "synthetic", "data.synthetic_width": 32, "data.synthetic_height": 24,
+        "data.synthetic_views": 6, "data.test_every": 3, "primitive": primitive, "iterations": STEPS,
+        "backend": backend, "init.max_points": 80, "optim.sh_degree": 1, "optim.sh_increase_every": 2,
+        "strategy.name": strategy, "strategy.refine_start": 1, "strategy.refine_every": 2, "checkpoint_every": 0,
+        "loss.background": "random", "loss.opacity_reg": 0.01, "loss.scale_reg": 0.01, "loss.aniso_reg": 0.01,
+        "loss.triangle_opacity_reg": 0.01, "loss.convex_mask_reg": 0.01,
+        "sparse.enabled": True, "sparse.warp_weight": 0.1, "sparse.warp_start": 0, "sparse.depth_weight": 0.1,
+        "sparse.pearson_weight": 0.1, "sparse.ranking_weight": 0.1, "sparse.pseudo_weight": 0.1,
+        "sparse.pseudo_start": 0, "sparse.pseudo_every": 2, "sparse.floater_every": 3,
+    })  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return load_training_scene(_config("gaussian", "default", "reference").data)
+
+
+def _tensors_off(device: torch.device, tr: Trainer) -> list[str]:
+    """Names of the trainer's tensors (state, moments, images, priors) that are not on ``device``."""
+    found = {f"strategy_state[{k}]": v for k, v in tr.strategy_state.items()}
+    for name, opt in tr.optimizers.items():
+        for st in opt.state.values():
+            found.update({f"adam[{name}][{k}]": v for k, v in st.items() if k != "step"})
+    found.update({f"images[{i}]": v for i, v in enumerate(tr.images)})
+    found.update({f"depth_priors[{i}]": v for i, v in enumerate(tr.depth_priors or [])})
+    found["cameras.Ks"] = tr.cameras.Ks
+    return [k for k, v in found.items() if isinstance(v, torch.Tensor) and v.device != device]
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+@pytest.mark.parametrize(("primitive", "strategy"), CASES)
+def test_training_and_resume_make_nothing_on_the_default_device(scene, tmp_path, primitive, strategy, backend):
+    if backend == "cpu":
+        ok, why = kernels.available("cpu")  # built (or loaded) before the default device changes
+        if not ok:
+            pytest.skip(why)
+    cfg = _config(primitive, strategy, backend)
+    split = make_split(scene, cfg.data)
+    tr = Trainer(cfg, scene, split, tmp_path, depth_priors=depth_prior_maps(scene, split.train, "auto"))
+    tr.init_from_cloud(initial_cloud(scene, split.train, cfg.init, cfg.seed))
+    assert tr.background is None and tr.masks is not None and tr.depth_priors is not None
+    n0, cpu = tr.num_primitives, torch.device("cpu")
+    with torch.device("meta"):
+        rows = [tr.train_step(step) for step in range(STEPS)]
+    assert all(math.isfinite(r["loss"]) for r in rows)
+    assert {"warp", "depth", "pearson", "ranking", "pseudo", "opacity_reg"} <= set().union(*rows)
+    assert tr.num_primitives != n0  # the strategy refined
+    assert _tensors_off(cpu, tr) == []
+
+    tr.step = STEPS
+    tr.save()
+    resumed = Trainer(override(cfg, iterations=STEPS + 2), scene, split, tmp_path, depth_priors=tr.depth_priors)
+    ckpt = load_checkpoint(latest_checkpoint(tmp_path / "checkpoints"))
+    with torch.device("meta"):
+        resumed.load(ckpt)
+        rows = [resumed.train_step(step) for step in range(STEPS, STEPS + 2)]
+    assert all(math.isfinite(r["loss"]) for r in rows)
+    assert _tensors_off(cpu, resumed) == []
+
+
+@pytest.mark.parametrize(("primitive", "strategy"), CASES)
+def test_trainer_puts_parameters_data_and_state_on_the_configured_device(scene, primitive, strategy):
+    meta = torch.device("meta")  # a device other than the scene's (CPU); building needs no values
+    cfg = override(_config(primitive, strategy, "reference"), device="meta")
+    split = make_split(scene, cfg.data)
+    tr = Trainer(cfg, scene, split, None, depth_priors=depth_prior_maps(scene, split.train, "auto"))
+    tr.init_from_cloud(initial_cloud(scene, split.train, cfg.init, cfg.seed))
+    assert {p.device for p in tr.params.values()} == {meta}
+    assert _tensors_off(meta, tr) == [] and {m.device for m in tr.masks} == {meta}
+
+
+def test_render_takes_the_background_to_the_parameters_device_and_dtype(scene):
+    from recon.render import render
+
+    cfg = _config("gaussian", "default", "reference")
+    split = make_split(scene, cfg.data)
+    tr = Trainer(cfg, scene, split, None)
+    tr.init_from_cloud(initial_cloud(scene, split.train, cfg.init, cfg.seed))
+    cam = scene.cameras[split.train[:1]]
+    bg32 = torch.tensor([[0.2, 0.4, 0.6]])
+    ref = render("gaussian", tr.params, cam, sh_degree=0, backgrounds=bg32, backend="reference")
+    out = render("gaussian", tr.params, cam, sh_degree=0, backgrounds=bg32.double(), backend="reference")
+    torch.testing.assert_close(out.rgb, ref.rgb, rtol=0, atol=0)
+    empty = {k: v[:0] for k, v in tr.params.items()}  # nothing drawn: the image is the background
+    out = render("gaussian", empty, cam, sh_degree=0, backgrounds=bg32.double(), backend="reference")
+    torch.testing.assert_close(out.rgb, bg32.expand_as(out.rgb.reshape(-1, 3)).reshape(out.rgb.shape))

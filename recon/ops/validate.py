@@ -2,9 +2,16 @@
 
 Every failure raises :class:`RasterInputError` (a ``ValueError`` and a ``ReconError``) naming the
 argument, the expected shape and what was received. Valid inputs come back contiguous.
+
+Shapes, dtypes and devices are always checked (host metadata, free). Values (finite, ranges) are
+checked only where reading them back is free, on the CPU: on a GPU each read waits for the device,
+so there they are checked only with ``RECON_CHECK_VALUES=1`` (debugging), and the trainer checks
+the loss and the parameters once per step instead (see :func:`value_checks_enabled`).
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 from torch import Tensor
@@ -18,6 +25,19 @@ class RasterInputError(ReconError, ValueError):
     """A rasterization op was called with an argument of the wrong shape, dtype, device or value."""
 
 
+def value_checks_enabled(device: torch.device) -> bool:
+    """Whether the ops check input values (finite, ranges) of tensors on ``device``.
+
+    ``RECON_CHECK_VALUES``: ``auto`` (default) = on the CPU only, ``1`` = everywhere, ``0`` = nowhere.
+    """
+    flag = os.environ.get("RECON_CHECK_VALUES", "auto").strip().lower()
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    if flag in ("0", "false", "no", "off"):
+        return False
+    return device.type == "cpu"
+
+
 def _fmt(shape: tuple[int | str, ...]) -> str:
     return "[" + ", ".join(str(s) for s in shape) + "]"
 
@@ -27,6 +47,7 @@ class InputChecker:
 
     Symbolic dims (``"N"``, ``"V"``, ``"C"``, ...) are bound by the first tensor that uses them;
     all float tensors must share the first float tensor's dtype and every tensor its device.
+    Values are checked when :func:`value_checks_enabled` for that device (``check_values``).
 
     Example:
         >>> chk = InputChecker("rasterize_gaussians")
@@ -40,6 +61,7 @@ class InputChecker:
         self.dims: dict[str, int] = {}
         self.dtype: torch.dtype | None = None
         self.device: torch.device | None = None
+        self.check_values = False  # set with the device by the first tensor
 
     def fail(self, message: str) -> RasterInputError:
         return RasterInputError(f"{self.op}: {message}")
@@ -85,6 +107,7 @@ class InputChecker:
                 raise self.fail(f"{name} must have shape {expected}, got {list(value.shape)}")
         if self.device is None:
             self.device = value.device
+            self.check_values = value_checks_enabled(value.device)
         elif value.device != self.device:
             raise self.fail(
                 f"{name} is on {value.device} but the other inputs are on {self.device}; "
@@ -100,18 +123,24 @@ class InputChecker:
                     f"{name} is {value.dtype} but the other inputs are {self.dtype}; "
                     "use one float dtype for every tensor"
                 )
-            if value.numel() and not bool(torch.isfinite(value.detach()).all()):
-                raise self.fail(f"{name} contains NaN or inf values")
-        if min_value is not None and value.numel():
-            low = value.detach().min().item()
+        if self.check_values and value.numel():
+            self._check_range(name, value.detach(), floating, min_value, exclusive_min, max_value)
+        return value.contiguous()
+
+    def _check_range(self, name: str, value: Tensor, floating: bool, min_value: float | None, exclusive_min: bool,
+                     max_value: float | None) -> None:  # fmt: skip
+        """Value checks: they read values back (a device sync off the CPU)."""
+        if floating and not bool(torch.isfinite(value).all()):
+            raise self.fail(f"{name} contains NaN or inf values")
+        if min_value is not None:
+            low = value.min().item()
             if low < min_value or (exclusive_min and low <= min_value):
                 op = ">" if exclusive_min else ">="
                 raise self.fail(f"{name} values must be {op} {min_value}, found {low:g}")
-        if max_value is not None and value.numel():
-            high = value.detach().max().item()
+        if max_value is not None:
+            high = value.max().item()
             if high > max_value:
                 raise self.fail(f"{name} values must be <= {max_value}, found {high:g}")
-        return value.contiguous()
 
     def optional(self, name: str, value: object, shape: tuple[int | str, ...]) -> Tensor | None:
         """Like :meth:`tensor` but ``None`` passes through."""

@@ -163,9 +163,14 @@ def load_pairs(folder: str | Path) -> PairSet:
 
 
 # ----------------------------------------------------------------------------------- tensors
+def stack_condition(render: Tensor, alpha: Tensor, warped: Tensor, valid: Tensor) -> Tensor:
+    """[8, H, W] fixer input from render [H, W, 3], alpha [H, W], warped view [H, W, 3], validity [H, W]."""
+    return torch.cat([render, alpha[..., None], warped, valid[..., None]], -1).permute(2, 0, 1)
+
+
 def condition(pair: RepairPair) -> Tensor:
-    """[8, H, W] fixer input of a pair: render RGB, alpha, warped RGB, validity."""
-    return torch.cat([pair.render, pair.alpha[..., None], pair.warped, pair.valid[..., None]], -1).permute(2, 0, 1)
+    """[8, H, W] fixer input of a pair (:func:`stack_condition`)."""
+    return stack_condition(pair.render, pair.alpha, pair.warped, pair.valid)
 
 
 def random_crops(pairs: list[RepairPair], batch: int, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:

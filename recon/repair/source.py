@@ -1,0 +1,159 @@
+"""Repaired pseudo views: what the trainer will consume.
+
+A :class:`PseudoViewSource` hands the trainer ``views(step)``: cameras between the training
+cameras, each with a pseudo ground-truth image and a per-pixel weight. :class:`RepairedViews` is
+the diffusion one: it renders its cameras with the current model, warps the nearest training
+photo into each (through the rendered depth), repairs the render with a repair model
+(:class:`RepairModel`: a fitted :class:`~recon.repair.fixer.Fixer` or a pretrained pipeline)
+and caches the result until the next refresh, as LM-Gaussian / GaussianObject / Difix3D do
+(METHODS.md 6.6). Weights: pixels the model covers (alpha above a threshold, Difix) times a
+distance weight ``min(1, gain d / (1.2 D))`` (``d`` = distance to the nearest training camera,
+``D`` = the largest nearest-neighbour distance among training cameras; GaussianObject's gain is 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from recon.cameras import Cameras
+from recon.priors.stereo import select_sources
+from recon.render.render import RenderOutput
+from recon.repair.dataset import stack_condition
+from recon.repair.pairs import warp_neighbour
+
+
+@runtime_checkable
+class RepairModel(Protocol):
+    """Anything that repairs renders: ``[B, 8, H, W]`` in [0, 1] (render RGB, alpha, warped
+    neighbour RGB, validity) -> ``[B, 3, H, W]`` in [0, 1]."""
+
+    def repair(self, inputs: Tensor, **kwargs: Any) -> Tensor: ...
+
+
+@dataclass
+class PseudoView:
+    """A pseudo ground truth for one camera.
+
+    Attributes:
+        camera: one camera.
+        image: [H, W, 3] target in [0, 1].
+        weight: [H, W] per-pixel loss weight in [0, 1].
+    """
+
+    camera: Cameras
+    image: Tensor
+    weight: Tensor
+
+
+@runtime_checkable
+class PseudoViewSource(Protocol):
+    """What the trainer asks for at each step (an empty list = nothing this step)."""
+
+    def views(self, step: int) -> list[PseudoView]: ...
+
+
+def _stack(cams: list[Cameras]) -> Cameras:
+    return Cameras(Ks=torch.cat([c.Ks for c in cams]), viewmats=torch.cat([c.viewmats for c in cams]),
+                   widths=torch.cat([c.widths for c in cams]), heights=torch.cat([c.heights for c in cams]))
+
+
+def interpolate_camera(a: Cameras, b: Cameras, t: float) -> Cameras:
+    """The camera a fraction ``t`` of the way from ``a`` to ``b`` (one camera each; ``a``'s intrinsics).
+
+    The centre moves on the straight line; the rotation is the chordal interpolation (the nearest
+    rotation to ``(1 - t) R_a + t R_b``), which is the geodesic midpoint at ``t = 1/2``.
+    """
+    c2w_a, c2w_b = a.camtoworlds[0].double(), b.camtoworlds[0].double()
+    u, _, vh = torch.linalg.svd((1 - t) * c2w_a[:3, :3] + t * c2w_b[:3, :3])
+    fix = torch.diag(torch.tensor([1.0, 1.0, float(torch.linalg.det(u @ vh).sign())], dtype=torch.float64))
+    c2w = torch.eye(4, dtype=torch.float64)
+    c2w[:3, :3] = u @ fix @ vh
+    c2w[:3, 3] = (1 - t) * c2w_a[:3, 3] + t * c2w_b[:3, 3]
+    viewmat = torch.linalg.inv(c2w).to(a.viewmats.dtype)[None]
+    return Cameras(Ks=a.Ks.clone(), viewmats=viewmat, widths=a.widths.clone(), heights=a.heights.clone())
+
+
+def between_cameras(cameras: Cameras, fractions: tuple[float, ...] = (0.5,)) -> Cameras:
+    """Pseudo cameras between each training camera and its nearest neighbour (each pair once)."""
+    pairs = sorted({tuple(sorted((i, select_sources(cameras.viewmats, i, 1)[0]))) for i in range(len(cameras))})
+    return _stack([interpolate_camera(cameras[i], cameras[j], t) for i, j in pairs for t in fractions])
+
+
+def distance_weights(pseudo: Cameras, train: Cameras, gain: float = 2.0) -> Tensor:
+    """[P] ``min(1, gain d / (1.2 D))`` per pseudo camera (see the module docstring)."""
+    c_train, c_pseudo = train.centers.double(), pseudo.centers.double()
+    d_train = torch.cdist(c_train, c_train) + torch.eye(len(train), dtype=torch.float64) * 1e30
+    spread = float(d_train.min(1).values.max()) if len(train) > 1 else 1.0
+    d = torch.cdist(c_pseudo, c_train).min(1).values
+    return (gain * d / (1.2 * max(spread, 1e-12))).clamp(max=1.0).float()
+
+
+@dataclass(frozen=True)
+class PseudoViewConfig:
+    """How :class:`RepairedViews` makes and weights its views."""
+
+    refresh_every: int = 1000
+    """Re-render and re-repair every N training steps (renders improve, so do repairs)."""
+    alpha_threshold: float = 0.5
+    """Pixels with less accumulated opacity get weight 0."""
+    distance_gain: float = 2.0
+    """Gain of the distance weight (GaussianObject: 2, LM-Gaussian: 16)."""
+    occlusion_tol: float = 0.05
+    """Relative depth tolerance of the warped neighbour's occlusion test."""
+    repair_options: tuple[tuple[str, Any], ...] = ()
+    """Keyword arguments of ``model.repair`` (e.g. (("steps", 4), ("strength", 0.3)))."""
+
+
+class RepairedViews:
+    """A :class:`PseudoViewSource` that repairs renders of pseudo cameras (see the module docstring).
+
+    Args:
+        model: the repair model.
+        render_fn: ``render_fn(camera) -> RenderOutput`` with the current parameters.
+        train_cameras: the training cameras.
+        train_images: one [H, W, 3] photo per training camera.
+        pseudo_cameras: where to make pseudo views (e.g. :func:`between_cameras`).
+        config: refresh period and weights.
+    """
+
+    def __init__(self, model: RepairModel, render_fn: Callable[[Cameras], RenderOutput], train_cameras: Cameras,
+                 train_images: list[Tensor], pseudo_cameras: Cameras, config: PseudoViewConfig | None = None):
+        self.model, self.render_fn = model, render_fn
+        self.train_cameras, self.train_images, self.pseudo_cameras = train_cameras, train_images, pseudo_cameras
+        self.config = config or PseudoViewConfig()
+        self.distance = distance_weights(pseudo_cameras, train_cameras, self.config.distance_gain)  # [P]
+        self.made_at: int | None = None
+        self._views: list[PseudoView] = []
+
+    def views(self, step: int) -> list[PseudoView]:
+        """The cached views, remade when ``refresh_every`` steps have passed since the last refresh."""
+        if self.made_at is None or step - self.made_at >= self.config.refresh_every:
+            self.refresh(step)
+        return self._views
+
+    def _nearest_train(self, cam: Cameras) -> int:
+        viewmats = torch.cat([cam.viewmats, self.train_cameras.viewmats])
+        return select_sources(viewmats, 0, 1)[0] - 1
+
+    @torch.no_grad()
+    def refresh(self, step: int) -> None:
+        """Renders, warps and repairs every pseudo camera now."""
+        c = self.config
+        views = []
+        for k in range(len(self.pseudo_cameras)):
+            cam = self.pseudo_cameras[k]
+            j = self._nearest_train(cam)
+            out, out_src = self.render_fn(cam), self.render_fn(self.train_cameras[j])
+            depth, alpha = out.depth[0, ..., 0], out.alpha[0, ..., 0]  # [H, W]
+            warped, valid = warp_neighbour(depth, cam, self.train_images[j], self.train_cameras[j],
+                                           out_src.depth[0, ..., 0], c.occlusion_tol)
+            inputs = stack_condition(out.rgb[0].clamp(0, 1), alpha, warped, valid)[None]  # [1, 8, H, W]
+            image = self.model.repair(inputs, **dict(c.repair_options))[0].permute(1, 2, 0)  # [H, W, 3]
+            weight = (alpha > c.alpha_threshold).float() * self.distance[k]
+            views.append(PseudoView(cam, image, weight))
+        self._views, self.made_at = views, step

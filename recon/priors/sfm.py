@@ -2,7 +2,14 @@
 
 SIFT extraction (one camera per image size: photos of different cameras/sizes get their own
 intrinsics), exhaustive or sequential matching, incremental mapping; the model registering the
-most images is kept (not blindly ``sparse/0``) and undistorted to pinhole cameras. The output
+most images is kept (not blindly ``sparse/0``) and undistorted to pinhole cameras. When photos
+stay unregistered, a second pass with relaxed thresholds runs before any photo is dropped, and
+the pass registering more photos wins. Runs are deterministic for a given ``seed`` (COLMAP's
+RANSAC and mapper seeds).
+
+How many photos: neighbouring photos should be at most ~10-15 degrees apart around the object,
+so a 360-degree capture needs about 30-40 photos (more for glossy, plain or thin objects); 24
+photos of a full circle (15 degrees) already leave some unregistered. The output
 folder has the layout of 3DGS' ``convert.py``, which every COLMAP tool and loader reads::
 
     OUT/images/          undistorted images
@@ -22,7 +29,8 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +44,15 @@ from recon.errors import DataError, ReconError
 log = logging.getLogger(__name__)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 FALLBACKS = (
-    "fallbacks: give known poses (a COLMAP model, transforms.json or poses_bounds.npy beside the "
-    "photos), or retry with relaxed matching (`recon data sfm PHOTOS --out DIR --relaxed`), "
-    "more overlapping photos, or --matcher exhaustive"
+    "fallbacks: more overlapping photos (neighbours at most ~10-15 degrees apart: 30-40 photos for a "
+    "360-degree capture), or known poses (a COLMAP model, transforms.json or poses_bounds.npy beside "
+    "the photos), or --matcher exhaustive"
 )
+AUTO_EXHAUSTIVE_MAX = 100  # matcher "auto": exhaustive up to this many photos
+
+
+class RegistrationError(DataError):
+    """SfM registered fewer photos than required."""
 
 
 @dataclass
@@ -54,6 +67,7 @@ class SfmResult:
         failed: unregistered image name -> reason.
         num_images: photos given.
         num_points: 3D points of the kept model.
+        cpu_seconds: CPU time of the pass that made the model (all threads).
     """
 
     out_dir: Path
@@ -63,6 +77,7 @@ class SfmResult:
     failed: dict[str, str] = field(default_factory=dict)
     num_images: int = 0
     num_points: int = 0
+    cpu_seconds: float = 0.0
 
     def summary(self) -> str:
         text = f"registered {len(self.registered)}/{self.num_images} images, {self.num_points} points"
@@ -97,7 +112,7 @@ def check_photos(image_dir: Path, names: list[str]) -> dict[tuple[int, int], lis
         try:
             with Image.open(path) as im:
                 im.verify()
-        except Exception as err:  # noqa: BLE001 - PIL raises many types
+        except Exception as err:
             raise DataError(f"cannot read image ({err})", path=path, hint="remove or re-export it") from err
         size = image_size(path)  # after EXIF orientation, as the loaders see it
         digest = hashlib.sha1(path.read_bytes()).hexdigest()
@@ -111,17 +126,22 @@ def check_photos(image_dir: Path, names: list[str]) -> dict[tuple[int, int], lis
     return groups
 
 
-def _options(relaxed: bool, max_image_size: int, num_threads: int):
+def _options(relaxed: bool, max_image_size: int, num_threads: int, seed: int = 0):
     import pycolmap
 
     ext = pycolmap.FeatureExtractionOptions()
     ext.max_image_size = max_image_size
-    ext.num_threads = num_threads
+    ext.num_threads = 1  # threaded extraction (and mapping, below) changes the model from run to run
     match = pycolmap.FeatureMatchingOptions()
     match.num_threads = num_threads
     mapper = pycolmap.IncrementalPipelineOptions()
-    mapper.num_threads = num_threads
+    # One mapper thread: with 2 extraction or mapper threads, two seeded runs on the same photos gave
+    # camera poses differing by up to 1.4 (the incremental model drifts apart); matching may thread.
+    mapper.num_threads = 1
     mapper.min_model_size = 2
+    mapper.random_seed = mapper.mapper.random_seed = seed
+    verify = pycolmap.TwoViewGeometryOptions()
+    verify.ransac.random_seed = seed
     if relaxed:  # more, weaker features and laxer thresholds for few/low-overlap photos
         ext.sift.peak_threshold = 0.004
         ext.sift.max_num_features = 16384
@@ -131,7 +151,26 @@ def _options(relaxed: bool, max_image_size: int, num_threads: int):
         mapper.mapper.abs_pose_min_num_inliers = 15
         mapper.mapper.abs_pose_min_inlier_ratio = 0.15
         mapper.min_num_matches = 10
-    return ext, match, mapper
+        verify.min_num_inliers = 10
+    return ext, match, mapper, verify
+
+
+def ordered_names(names: list[str]) -> bool:
+    """Whether the names look like numbered frames of one sequence (``0001.jpg``, ``frame_12.png``)."""
+    import re
+
+    stems = [re.fullmatch(r"(.*?)(\d+)", Path(n).stem) for n in names]
+    return len(names) > 2 and all(stems) and len({m.group(1) for m in stems}) == 1
+
+
+def choose_matcher(matcher: str, names: list[str]) -> str:
+    """``"auto"``: exhaustive up to ``AUTO_EXHAUSTIVE_MAX`` photos (every pair, whatever the
+    order), sequential beyond for numbered frames (neighbours and quadratic gaps), else exhaustive."""
+    if matcher not in ("auto", "exhaustive", "sequential"):
+        raise ReconError(f"unknown matcher {matcher!r}", hint="use 'auto', 'exhaustive' or 'sequential'")
+    if matcher != "auto":
+        return matcher
+    return "sequential" if len(names) > AUTO_EXHAUSTIVE_MAX and ordered_names(names) else "exhaustive"
 
 
 def _why_failed(db_path: Path, rec, names: list[str]) -> dict[str, str]:
@@ -172,53 +211,113 @@ def _why_failed(db_path: Path, rec, names: list[str]) -> dict[str, str]:
 def run_sfm(
     image_dir: str | Path,
     out_dir: str | Path,
-    matcher: str = "exhaustive",
+    matcher: str = "auto",
     *,
     max_image_size: int = 1600,
     camera_model: str = "SIMPLE_RADIAL",
     relaxed: bool = False,
+    retry_relaxed: bool = True,
     min_registered: int | None = None,
     overwrite: bool = False,
     num_threads: int = -1,
+    seed: int = 0,
 ) -> SfmResult:
     """Recovers camera poses and sparse points of a photo folder with pycolmap.
+
+    A pass leaving photos unregistered is followed by one with relaxed thresholds (unless
+    ``relaxed`` already or ``retry_relaxed`` is off); the pass registering more photos is kept and
+    ``sfm.json`` records both (``first_pass``).
 
     Args:
         image_dir: folder of photos (jpg/png/tif/bmp, top level).
         out_dir: output folder (see the module docstring for its layout).
-        matcher: ``"exhaustive"`` (unordered photos) or ``"sequential"`` (video frames).
+        matcher: ``"exhaustive"`` (unordered photos), ``"sequential"`` (video frames) or
+            ``"auto"`` (see :func:`choose_matcher`).
         max_image_size: SIFT runs on images downscaled to this longer side (keypoints are in
             full-resolution pixels).
         camera_model: COLMAP model of the distorted cameras (undistorted to PINHOLE at the end).
-        relaxed: weaker features and laxer matching/registration thresholds.
+        relaxed: weaker features and laxer matching/registration thresholds from the start.
+        retry_relaxed: run the relaxed pass when the first one leaves photos unregistered.
         min_registered: registered images required (default: half the photos, at least 2).
         overwrite: replace an existing non-empty ``out_dir``.
-        num_threads: CPU threads for pycolmap (-1: all).
+        num_threads: CPU threads of feature matching (-1: all; extraction and mapping use one,
+            to be deterministic).
+        seed: seed of COLMAP's random sampling (same photos and seed: same model).
 
     Returns:
         An :class:`SfmResult`.
 
     Raises:
-        DataError: bad photo sets (see :func:`check_photos`) or too few registered images (the
-            message names each failed image with the reason, and the fallbacks).
+        DataError: bad photo sets (see :func:`check_photos`) or too few registered images
+            (:class:`RegistrationError`: the message names each failed image with the reason,
+            and the fallbacks).
     """
-    import pycolmap
-
     image_dir, out_dir = Path(image_dir), Path(out_dir)
-    if matcher not in ("exhaustive", "sequential"):
-        raise ReconError(f"unknown matcher {matcher!r}", hint="use 'exhaustive' or 'sequential'")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise ReconError("output folder exists and is not empty", path=out_dir, hint="pass --overwrite or another --out")
     names = list_images(image_dir)
-    groups = check_photos(image_dir, names)
+    kw = {"matcher": choose_matcher(matcher, names), "max_image_size": max_image_size, "camera_model": camera_model,
+          "num_threads": num_threads, "seed": seed}
     need = min_registered if min_registered is not None else max(2, math.ceil(len(names) / 2))
+    first: SfmResult | None = None
+    try:
+        first = _sfm_pass(image_dir, out_dir, relaxed=relaxed, min_registered=need, overwrite=True, **kw)
+        if relaxed or not retry_relaxed or len(first.registered) == first.num_images:
+            return first
+    except RegistrationError:
+        if relaxed or not retry_relaxed:
+            raise
+    n_first = 0 if first is None else len(first.registered)
+    log.warning("SfM registered %d of %d photos; retrying with relaxed thresholds", n_first, len(names))
+    second_dir = out_dir.parent / f".{out_dir.name}.relaxed"
+    try:
+        second = _sfm_pass(image_dir, second_dir, relaxed=True, min_registered=max(need, n_first + 1),
+                           overwrite=True, **kw)
+    except RegistrationError:
+        if first is None:
+            raise
+        return first
+    report_path = second_dir / "sfm.json"
+    report = json.loads(report_path.read_text())
+    report["first_pass"] = {"registered": n_first, "cpu_seconds": None if first is None else first.cpu_seconds}
+    report_path.write_text(json.dumps(report, indent=2))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(second_dir, out_dir)
+    return replace(second, out_dir=out_dir, model_dir=out_dir / "sparse" / "0", image_dir=out_dir / "images")
+
+
+def _sfm_pass(
+    image_dir: Path,
+    out_dir: Path,
+    matcher: str,
+    *,
+    max_image_size: int,
+    camera_model: str,
+    relaxed: bool,
+    min_registered: int,
+    overwrite: bool,
+    num_threads: int,
+    seed: int,
+) -> SfmResult:
+    """One extraction, matching and mapping pass of :func:`run_sfm` (same arguments)."""
+    import pycolmap
+
+    image_dir, out_dir = Path(image_dir), Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise ReconError("output folder exists and is not empty", path=out_dir, hint="pass --overwrite or another --out")
+    cpu0 = time.process_time()
+    names = list_images(image_dir)
+    groups = check_photos(image_dir, names)
+    need = min_registered
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     try:
         pycolmap.logging.minloglevel = 2
         db = tmp / "distorted" / "database.db"
         db.parent.mkdir(parents=True)
-        ext, match, mapper = _options(relaxed, max_image_size, num_threads)
+        pycolmap.set_random_seed(seed)
+        ext, match, mapper, verify = _options(relaxed, max_image_size, num_threads, seed)
         reader = pycolmap.ImageReaderOptions()
         reader.camera_model = camera_model
         # COLMAP ignores EXIF orientation: it reads upright copies of turned photos.
@@ -227,9 +326,11 @@ def run_sfm(
             pycolmap.extract_features(db, upright_dir, image_names=group, camera_mode=pycolmap.CameraMode.SINGLE,
                                       reader_options=reader, extraction_options=ext, device=pycolmap.Device.cpu)
         if matcher == "exhaustive":
-            pycolmap.match_exhaustive(db, matching_options=match, device=pycolmap.Device.cpu)
+            pycolmap.match_exhaustive(db, matching_options=match, verification_options=verify,
+                                      device=pycolmap.Device.cpu)
         else:
-            pycolmap.match_sequential(db, matching_options=match, device=pycolmap.Device.cpu)
+            pycolmap.match_sequential(db, matching_options=match, verification_options=verify,
+                                      device=pycolmap.Device.cpu)
         models_dir = tmp / "distorted" / "sparse"
         models_dir.mkdir()
         models = pycolmap.incremental_mapping(db, upright_dir, models_dir, options=mapper)
@@ -238,7 +339,7 @@ def run_sfm(
         n_reg = 0 if best is None else best.num_reg_images()
         if n_reg < need:
             lines = "; ".join(f"{n}: {why}" for n, why in failed.items())
-            raise DataError(f"SfM registered only {n_reg} of {len(names)} photos (need {need}). {lines}",
+            raise RegistrationError(f"SfM registered only {n_reg} of {len(names)} photos (need {need}). {lines}",
                             path=image_dir, hint=FALLBACKS)
         for sub in models_dir.iterdir():  # keep only the chosen model, as sparse/0
             shutil.rmtree(sub)
@@ -255,7 +356,8 @@ def run_sfm(
         registered = sorted(im.name for im in best.images.values() if im.has_pose)
         report = {"registered": registered, "failed": failed, "num_images": len(names),
                   "num_points": best.num_points3D(), "matcher": matcher, "relaxed": relaxed,
-                  "max_image_size": max_image_size, "camera_model": camera_model}
+                  "max_image_size": max_image_size, "camera_model": camera_model, "seed": seed,
+                  "cpu_seconds": time.process_time() - cpu0}
         (tmp / "sfm.json").write_text(json.dumps(report, indent=2))
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -264,7 +366,7 @@ def run_sfm(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return SfmResult(out_dir, out_dir / "sparse" / "0", out_dir / "images", registered, failed,
-                     len(names), report["num_points"])
+                     len(names), report["num_points"], report["cpu_seconds"])
 
 
 def load_sfm_scene(out_dir: Path, names: list[str] | None = None) -> SceneData:

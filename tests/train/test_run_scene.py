@@ -16,24 +16,15 @@ from recon.errors import DataError
 from recon.train.run import load_run
 from recon.train.setup import load_run_scene
 
-from ..priors.synthetic_views import make_views
+from .photo_scenes import photo_folder, posed_scene
 
 pytest.importorskip("pycolmap")
-
-
-def _photo_folder(root: Path, num_views: int = 8) -> Path:
-    """Textured renders of a sphere before a wall (SfM registers all of them), no poses."""
-    root.mkdir()
-    images = make_views(num_views, 160, 120, arc_deg=40)[0]
-    for i, im in enumerate(images):
-        Image.fromarray((im.numpy() * 255).round().astype(np.uint8)).save(root / f"{i:03d}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
 def photo_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("photo_run")
-    photos = _photo_folder(tmp / "photos")
+    photos = photo_folder(tmp / "photos")
     run = tmp / "run"
     assert main(["train", "--data", str(photos), "--out", str(run), "--iterations", "3", "--init", "random",
                  "--sparse", "False"]) == 0
@@ -41,7 +32,7 @@ def photo_run(tmp_path_factory) -> Path:
 
 
 def test_eval_of_a_photo_folder_run_uses_the_training_cameras_without_sfm(photo_run, tmp_path, monkeypatch, capsys):
-    import recon.priors.sfm as sfm
+    from recon.priors import sfm
 
     run = tmp_path / "run"
     shutil.copytree(photo_run, run)
@@ -80,22 +71,12 @@ def test_eval_refuses_an_image_that_changed_since_training(photo_run, tmp_path, 
 
 
 def test_eval_of_a_posed_scene_checks_its_images(tmp_path, capsys):
-    root = tmp_path / "scene"
-    root.mkdir()
-    images, cams = make_views(4, 48, 36, arc_deg=20)[:2]
-    frames = []
-    for i, im in enumerate(images):
-        Image.fromarray((im.numpy() * 255).round().astype(np.uint8)).save(root / f"{i}.png")
-        c2w = torch.linalg.inv(cams.viewmats[i].double()).numpy() @ np.diag([1, -1, -1, 1])  # OpenCV -> OpenGL
-        frames.append({"file_path": f"{i}.png", "transform_matrix": c2w.tolist()})
-    K = cams.Ks[0]
-    (root / "transforms.json").write_text(json.dumps({"fl_x": float(K[0, 0]), "fl_y": float(K[1, 1]), "cx": float(K[0, 2]),
-                                                      "cy": float(K[1, 2]), "w": 48, "h": 36, "frames": frames}))
+    root = posed_scene(tmp_path / "scene", num_views=4, width=48, height=36)
     run = tmp_path / "run"
     assert main(["train", "--data", str(root), "--out", str(run), "--iterations", "2", "--init", "random",
                  "--sparse", "False", "--protocol", "generic"]) == 0
     scene = load_run_scene(load_run(run))
-    assert scene.names == [f"{i}.png" for i in range(4)]
-    Image.fromarray(np.zeros((36, 48, 3), np.uint8)).save(root / "2.png")
+    assert scene.names == [f"{i:03d}.png" for i in range(4)]
+    Image.fromarray(np.zeros((36, 48, 3), np.uint8)).save(root / "002.png")
     assert main(["eval", str(run), "--no-images"]) == 2
-    assert "2.png" in capsys.readouterr().err
+    assert "002.png" in capsys.readouterr().err

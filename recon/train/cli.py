@@ -48,6 +48,8 @@ class TrainArgs:
     """Override the seed."""
     backend: str | None = None
     """Rasterizer backend: auto, cpu, cuda, reference, gsplat."""
+    device: Literal["cpu", "cuda"] | None = None
+    """Torch device of the training (default: cuda with --backend cuda or gsplat, else the preset's)."""
     downscale: float | None = None
     """Image downscale factor."""
     init: str | None = None
@@ -104,6 +106,8 @@ BACKENDS = ("auto", "cpu", "cuda", "reference", "gsplat")
 
 def check_options(config: TrainConfig) -> None:
     """Rejects option values that would only fail later (after the scene has loaded) or run silently."""
+    import torch
+
     from recon.data.formats import FORMATS
 
     for key, value, allowed in (("init.method (--init)", config.init.method, INIT_METHODS),
@@ -111,6 +115,14 @@ def check_options(config: TrainConfig) -> None:
                                 ("data.format (--format)", config.data.format, ("auto", *FORMATS))):
         if value not in allowed:
             raise ConfigError(f"{key}: unknown value {value!r}", hint=f"use one of {', '.join(allowed)}")
+    if config.device not in ("cpu", "cuda"):
+        raise ConfigError(f"device (--device): unknown value {config.device!r}", hint="use cpu or cuda")
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device (--device) cuda: torch sees no CUDA GPU here",
+                          hint="train with --device cpu (and --backend auto), or install a CUDA build of torch")
+    if config.device == "cpu" and config.backend in ("cuda", "gsplat"):
+        raise ConfigError(f"backend (--backend) {config.backend} renders on a GPU but device is cpu",
+                          hint="pass --device cuda, or --backend auto on the CPU")
     if config.iterations <= 0:
         raise ConfigError(f"iterations (--iterations): {config.iterations} is not a positive number of steps",
                           hint="pass --iterations N with N >= 1")
@@ -189,7 +201,6 @@ def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: b
     use_sparse = sparse_enabled(config, len(split.train))
     priors = depth_prior_maps(scene, split.train, config.sparse.depth_source) if use_sparse else None
     trainer = Trainer(config, scene, split, out, depth_priors=priors)
-    ckpt = find_checkpoint(out / "checkpoints", checkpoint) if resume else None
     cloud = None
     if ckpt is not None:
         trainer.load(ckpt)
@@ -225,7 +236,8 @@ def _config_from_args(args: TrainArgs) -> TrainConfig:
                "data.views": args.views, "primitive": args.primitive, "data.skip_missing": args.skip_missing}
     for key, value in (("iterations", args.iterations), ("seed", args.seed), ("backend", args.backend),
                        ("data.downscale", args.downscale), ("init.method", args.init), ("sparse.enabled", args.sparse),
-                       ("checkpoint_every", args.checkpoint_every)):
+                       ("checkpoint_every", args.checkpoint_every),
+                       ("device", args.device or ("cuda" if args.backend in ("cuda", "gsplat") else None))):
         if value is not None:
             changes[key] = value
     config = override(config, **changes)

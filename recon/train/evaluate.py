@@ -46,6 +46,15 @@ def _lpips_model():
         return None
 
 
+def render_device(run: LoadedRun) -> tuple[torch.device, str]:
+    """Device and backend to render ``run`` with: its training ones, or the CPU with backend ``auto``
+    when its device is not here (a run trained on a GPU evaluated on a CPU machine)."""
+    device = torch.device(run.config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu"), "auto"
+    return device, run.config.backend
+
+
 @torch.no_grad()
 def evaluate_run(run: LoadedRun, scene: SceneData, out_dir: Path | None = None, images: bool = True) -> EvalResult:
     """Renders the test views of ``run`` and scores them against ``scene``.
@@ -56,14 +65,16 @@ def evaluate_run(run: LoadedRun, scene: SceneData, out_dir: Path | None = None, 
     test = run.split.test
     masked = masked_protocol(run.split.protocol, scene)
     lp = _lpips_model()
+    device, backend = render_device(run)
+    params = {k: v.to(device) for k, v in run.params.items()}  # checkpoints are read onto the CPU
     bg = run.background if run.background is not None else torch.ones(3)
     rows = []
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     for i in test:
-        out = render(run.primitive, run.params, scene.cameras[i], sh_degree=run.sh_degree,
-                     backgrounds=bg.reshape(1, 3), backend=run.config.backend)
-        pred = out.rgb[0].clamp(0, 1)
+        out = render(run.primitive, params, scene.cameras[i], sh_degree=run.sh_degree,
+                     backgrounds=bg.reshape(1, 3), backend=backend)
+        pred = out.rgb[0].clamp(0, 1).cpu()  # scored on the CPU, beside the ground truth
         gt = scene.images[i]
         mask = scene.masks[i] if masked else None
         row: dict[str, Any] = {"name": scene.names[i], "index": i,

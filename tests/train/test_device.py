@@ -111,3 +111,42 @@ def test_render_takes_the_background_to_the_parameters_device_and_dtype(scene):
     empty = {k: v[:0] for k, v in tr.params.items()}  # nothing drawn: the image is the background
     out = render("gaussian", empty, cam, sh_degree=0, backgrounds=bg32.double(), backend="reference")
     torch.testing.assert_close(out.rgb, bg32.expand_as(out.rgb.reshape(-1, 3)).reshape(out.rgb.shape))
+
+
+def test_cli_device_follows_a_gpu_backend_and_is_checked(tmp_path, capsys, monkeypatch):
+    from recon.cli import main
+    from recon.train.cli import TrainArgs, _config_from_args
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # resolution only; nothing runs
+    args = dict(out=str(tmp_path / "r"), data="synthetic")
+    assert _config_from_args(TrainArgs(**args, backend="cuda")).device == "cuda"
+    assert _config_from_args(TrainArgs(**args, device="cuda")).device == "cuda"
+    assert _config_from_args(TrainArgs(**args)).device == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for extra, message in ((["--backend", "cuda"], "device (--device) cuda: torch sees no CUDA GPU here"),
+                           (["--device", "cpu", "--backend", "gsplat"], "renders on a GPU but device is cpu")):
+        assert main(["train", "--data", "synthetic", "--out", str(tmp_path / "r"), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+        assert not (tmp_path / "r").exists()
+
+
+def test_a_gpu_run_evaluates_on_a_cpu_machine(tmp_path, monkeypatch):
+    """Checkpoints are read onto the CPU: eval renders on the run's device, or on the CPU when it is absent."""
+    import json
+
+    from recon.config import load_preset
+    from recon.train.cli import SYNTHETIC, _evaluate, run_training
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = override(load_preset("demo"), **{"data.path": SYNTHETIC, "iterations": 2, "data.synthetic_width": 32,
+                                              "data.synthetic_height": 24, "init.max_points": 100})  # fmt: skip
+    out = tmp_path / "run"
+    out.mkdir()
+    run_training(config, out, quiet=True)
+    on_cpu = _evaluate(out, images=False)
+    saved = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**saved, "device": "cuda", "backend": "cuda"}))
+    on_gpu_run = _evaluate(out, images=False)
+    assert [v["psnr"] for v in on_gpu_run.views] == [v["psnr"] for v in on_cpu.views]
+    assert on_gpu_run.ssim == on_cpu.ssim

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -112,8 +113,6 @@ class EtaEstimate:
 
     def __init__(self, total: int, start: int = 0, device: str = "cpu", skip: int = 2, steps: int = 20,
                  warn_seconds: float = 3600.0, clock: Callable[[], float] | None = None):
-        import time
-
         self.total, self.device, self.warn_seconds = total, device, warn_seconds
         self.clock = clock or time.perf_counter
         self.first = start + skip  # timing starts once this step has finished

@@ -57,6 +57,12 @@ struct RasterArgs {
 };
 
 // ---- CPU ----------------------------------------------------------------------------------
+// Threads of the CPU kernels' parallel regions: at most the count set by set_cpu_threads (0, the
+// initial value: OpenMP's default), and at most one per `min_items` of a loop's `items`, so that a
+// loop too short to pay for waking another thread runs on the caller alone. Never below 1. The
+// kernels give the same numbers for any count (fixed-order reductions).
+void set_cpu_threads(int n);
+int cpu_threads(int64_t items = INT64_MAX, int64_t min_items = 1);
 void cpu_project_gaussians_fwd(const GaussianProjectArgs& a, float* means2d, float* depths,
                                float* conics, int32_t* radii);
 void cpu_project_gaussians_bwd(const GaussianProjectArgs& a, const int32_t* radii,

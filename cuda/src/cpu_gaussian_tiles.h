@@ -88,7 +88,7 @@ Box visible_box(const GaussianWindow& g, float o) {
 // Boxes of every (view, primitive) [V * N].
 std::vector<Box> visible_boxes(const RasterArgs& a) {
     std::vector<Box> boxes(a.V * a.N);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(cpu_threads(a.V * a.N, 4096))
     for (int64_t flat = 0; flat < a.V * a.N; ++flat)
         boxes[flat] = visible_box(
             GaussianWindow::load(a.wparams + flat * GaussianWindow::kParams, nullptr, 0),

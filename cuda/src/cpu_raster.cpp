@@ -90,12 +90,12 @@ void rasterize_fwd(const RasterArgs& a, float* colors, float* alphas, float* tra
                    int32_t* last_ids, float* max_weights) {
     const int64_t n_tiles = a.V * a.tile_width * a.tile_height;
     std::vector<float> maxw(a.M, 0.f);
-#pragma omp parallel
+#pragma omp parallel num_threads(cpu_threads(n_tiles))
     {
         std::vector<W> wins;
         std::vector<float> opac;
         std::vector<const float*> feat;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
         for (int64_t tile = 0; tile < n_tiles; ++tile) {
             const TileSpan s = tile_span(a, tile);
             load_tile<W>(a, s, wins, opac, feat);
@@ -135,12 +135,12 @@ void rasterize_bwd(const RasterArgs& a, const float* transmittance, const int32_
     const int stride = 1 + a.C + a.P;
     std::vector<float> buf(a.M * stride, 0.f);
     std::vector<float> v_bg_tiles(a.backgrounds != nullptr ? n_tiles * a.C : 0, 0.f);
-#pragma omp parallel
+#pragma omp parallel num_threads(cpu_threads(n_tiles))
     {
         std::vector<W> wins;
         std::vector<float> opac;
         std::vector<const float*> feat;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
         for (int64_t tile = 0; tile < n_tiles; ++tile) {
             const TileSpan s = tile_span(a, tile);
             if (s.end <= s.begin && a.backgrounds == nullptr) continue;

@@ -204,13 +204,13 @@ void cpu_rasterize_gaussians_fwd(const RasterArgs& a, float* colors, float* alph
     std::vector<float> maxw(a.M, 0.f);
     const std::vector<Box> boxes = visible_boxes(a);
     const ForwardEntry forward = pick_forward_entry();
-#pragma omp parallel
+#pragma omp parallel num_threads(cpu_threads(n_tiles))
     {
         Block b;
         std::vector<Entry> es;
         std::vector<float> T, color;
         std::vector<int32_t> alive, last;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
         for (int64_t tile = 0; tile < n_tiles; ++tile) {
             load_block(a, tile, b);
             const int n = b.n, n_pad = b.n_pad;
@@ -271,14 +271,14 @@ void cpu_rasterize_gaussians_bwd(const RasterArgs& a, const float* transmittance
     std::vector<float> v_bg_tiles(a.backgrounds != nullptr ? n_tiles * C : 0, 0.f);
     const std::vector<Box> boxes = visible_boxes(a);
     const BackwardEntry backward = pick_backward_entry();
-#pragma omp parallel
+#pragma omp parallel num_threads(cpu_threads(n_tiles))
     {
         Block b;
         std::vector<Entry> es;
         std::vector<float> T, Tf, acc, kterm, vcol;
         std::vector<int32_t> last, row_last;
         std::vector<float> v_f_lanes((size_t)C * kLanes);
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
         for (int64_t tile = 0; tile < n_tiles; ++tile) {
             load_block(a, tile, b);
             const int n = b.n, n_pad = b.n_pad;

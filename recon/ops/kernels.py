@@ -22,12 +22,13 @@ import torch
 from torch import Tensor
 
 from recon.errors import ReconError
+from recon.ops import threads
 from recon.resources import shipped_dir
 
 CUDA_DIR = shipped_dir("cuda")
 FAMILY_GAUSSIAN, FAMILY_TRIANGLE, FAMILY_CONVEX = 0, 1, 2
 
-_CPP_SOURCES = ("bindings.cpp", "cpu_project.cpp", "cpu_isect.cpp", "cpu_raster.cpp")
+_CPP_SOURCES = ("bindings.cpp", "cpu_project.cpp", "cpu_isect.cpp", "cpu_raster.cpp", "cpu_threads.cpp")
 _CU_SOURCES = ("cuda_project.cu", "cuda_isect.cu", "cuda_raster.cu")
 # -ffp-contract=off: no FMA contraction, so CPU results do not depend on the build machine.
 # -Wno-psabi: GCC notes about 32-byte vector arguments of inlined SIMD helpers (no ABI involved).
@@ -160,6 +161,8 @@ def _ext_for(t: Tensor) -> ModuleType:
         raise ExtensionBuildError(
             "the recon extension was built without CUDA; use backend='reference' or 'gsplat'"
         )
+    if not t.is_cuda:
+        threads.apply(ext)  # thread count from the free cores (recon/ops/threads.py)
     return ext
 
 

@@ -26,8 +26,8 @@ The pieces, each usable alone:
 
 Plugging in (a later step): the trainer asks its source for views each step and adds
 ``weight``-masked photometric losses for them at a small global weight, real views dominant;
-``recon repair pairs|fit|apply`` call :func:`make_pairs` / :func:`fit_and_gate` /
-:func:`load_repair_model` on a run folder.
+``recon repair pairs|fit|apply`` call :mod:`~recon.repair.workflow` (:func:`pairs_for_run`,
+:func:`fit_for_run`, :func:`repair_model_for_run`), which keeps everything under ``RUN/repair/``.
 
 diffusers is optional (``pip install 'recon[diffusion]'``): only :mod:`~recon.repair.fixer` and
 :mod:`~recon.repair.pretrained` import it, inside the functions that use it.
@@ -45,10 +45,35 @@ from recon.repair.source import (
     RepairModel,
     between_cameras,
 )
+from recon.repair.workflow import fit_for_run, pairs_for_run, repair_model_for_run
 
 __all__ = [
-    "Fixer", "FixerConfig", "GateResult", "Img2ImgRepair", "OneStepRepair", "PairConfig", "PairSet", "PseudoView",
-    "PseudoViewConfig", "PseudoViewSource", "RepairModel", "RepairPair", "RepairedViews", "between_cameras",
-    "evaluate_gate", "fit_and_gate", "fit_fixer", "leave_one_out_pairs", "load_pairs", "load_repair_model",
-    "make_pairs", "noise_pairs", "random_crops", "save_pairs", "split_held_out",
+    "Fixer",
+    "FixerConfig",
+    "GateResult",
+    "Img2ImgRepair",
+    "OneStepRepair",
+    "PairConfig",
+    "PairSet",
+    "PseudoView",
+    "PseudoViewConfig",
+    "PseudoViewSource",
+    "RepairModel",
+    "RepairPair",
+    "RepairedViews",
+    "between_cameras",
+    "evaluate_gate",
+    "fit_and_gate",
+    "fit_fixer",
+    "fit_for_run",
+    "leave_one_out_pairs",
+    "load_pairs",
+    "load_repair_model",
+    "make_pairs",
+    "noise_pairs",
+    "pairs_for_run",
+    "random_crops",
+    "repair_model_for_run",
+    "save_pairs",
+    "split_held_out",
 ]  # fmt: skip

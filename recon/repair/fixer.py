@@ -186,10 +186,6 @@ class Fixer:
                 out = sched.step(self.predict(out, cond, t), t, out).prev_sample
         return ((out[..., :h, :w] + 1) / 2).clamp(0, 1)
 
-    def repair_pairs(self, pairs: list[RepairPair], **kwargs: Any) -> list[Tensor]:
-        """[H, W, 3] repaired render of each pair (keyword arguments as :meth:`repair`)."""
-        return [self.repair(condition(p)[None], **kwargs)[0].permute(1, 2, 0) for p in pairs]
-
     # ------------------------------------------------------------------ files
     def save_pretrained(self, folder: str | Path) -> Path:
         """Writes the diffusers folders and ``recon_fixer.json`` (see the module docstring)."""
@@ -294,14 +290,20 @@ def split_held_out(pairs: list[RepairPair], views: int = 1) -> tuple[list[Repair
     return fit, gate
 
 
+def repair_pairs(model: Any, pairs: list[RepairPair], **kwargs: Any) -> list[Tensor]:
+    """[H, W, 3] render of each pair repaired by ``model`` (any repair model; keyword arguments go to ``repair``)."""
+    return [model.repair(condition(p)[None], **kwargs)[0].permute(1, 2, 0) for p in pairs]
+
+
 def _pooled_psnr(images: list[Tensor], targets: list[Tensor]) -> float:
     se = sum(float((a - b).square().sum()) for a, b in zip(images, targets, strict=True))
     n = sum(a.numel() for a in images)
     return math.inf if se == 0 else -10.0 * math.log10(se / n)
 
 
-def evaluate_gate(fixer: Fixer, pairs: list[RepairPair], margin_db: float = 0.0, **repair_kwargs: Any) -> GateResult:
-    """Compares the fixer with the identity on held-out pairs (PSNR pooled over all their pixels).
+def evaluate_gate(model: Any, pairs: list[RepairPair], margin_db: float = 0.0, **repair_kwargs: Any) -> GateResult:
+    """Compares a repair model (a fixer or a pretrained one) with the identity on held-out pairs
+    (PSNR pooled over all their pixels).
 
     Repair is enabled only when the fixer beats the identity by more than ``margin_db``.
     """
@@ -311,12 +313,12 @@ def evaluate_gate(fixer: Fixer, pairs: list[RepairPair], margin_db: float = 0.0,
     views = sorted({p.view for p in pairs})
     targets = [p.target for p in pairs]
     identity = _pooled_psnr([p.render for p in pairs], targets)
-    fixed = _pooled_psnr(fixer.repair_pairs(pairs, **repair_kwargs), targets)
+    fixed = _pooled_psnr(repair_pairs(model, pairs, **repair_kwargs), targets)
     where = f"held-out view{'s' if len(views) > 1 else ''} {', '.join(map(str, views))}"
     if fixed > identity + margin_db:
-        reason = f"repair on: the fixer gives {fixed:.2f} dB against {identity:.2f} dB for the renders on {where}"
+        reason = f"repair on: the repair model gives {fixed:.2f} dB against {identity:.2f} dB for the renders on {where}"
         return GateResult(identity, fixed, True, reason, views)
-    reason = (f"repair off: the fixer gives {fixed:.2f} dB, no better than the renders themselves "
+    reason = (f"repair off: the repair model gives {fixed:.2f} dB, no better than the renders themselves "
               f"({identity:.2f} dB) on {where}; training goes on without it")
     return GateResult(identity, fixed, False, reason, views)
 

@@ -12,7 +12,7 @@ pytest.importorskip("diffusers")
 
 from recon.data.synthetic import make_synthetic_scene
 from recon.repair.dataset import condition
-from recon.repair.fixer import Fixer, FixerConfig, evaluate_gate, fit_and_gate, fit_fixer, split_held_out
+from recon.repair.fixer import Fixer, FixerConfig, evaluate_gate, fit_and_gate, fit_fixer, repair_pairs, split_held_out
 from recon.repair.pairs import RepairPair
 
 TINY = FixerConfig(channels=(16, 32), norm_groups=8, crop=32, batch=4, steps=60, lr=2e-3, ema_decay=0.0)
@@ -82,7 +82,7 @@ def test_fixer_learns_denoising_and_the_gate_turns_repair_on(noisy_pairs, traine
     assert gate.psnr_identity == pytest.approx(identity, abs=1e-6)
     assert gate.enabled and gate.views == [6, 7] and "repair on" in gate.reason
     assert gate.psnr_fixed > gate.psnr_identity + 1.0, gate.reason
-    for p, fixed in zip(held, trained.repair_pairs(held), strict=True):  # per view too
+    for p, fixed in zip(held, repair_pairs(trained, held), strict=True):  # per view too
         assert _psnr(fixed, p.target) > _psnr(p.render, p.target)
     assert trained.meta["fit_steps"] == TINY.steps and trained.meta["last_loss"] < trained.meta["first_loss"]
 

@@ -191,5 +191,8 @@ def render_main(argv: list[str], prog: str = "recon render") -> int:
                 raise ConfigError(f"writing the video failed ({err})", path=args.out,
                                   hint="try another --width/--height or a .gif") from None
             raise
+        if not tmp.is_file() or tmp.stat().st_size == 0:  # ffmpeg can fail at close without an error
+            raise ConfigError(f"the encoder wrote an empty video ({width}x{height})", path=args.out,
+                              hint="try another --width/--height or a .gif")
     print(f"wrote {args.out} ({len(frames)} frames, {width}x{height}, {fps:g} fps)")
     return 0

@@ -72,3 +72,13 @@ def test_checkpoint_option_picks_the_step(tiny_run, tmp_path, capsys):
     assert main(["view", str(tiny_run), "--checkpoint", "7", "--port", "0"]) == 2
     assert "no checkpoint at step 7" in capsys.readouterr().err
     assert _render(tiny_run, tmp_path / "c.mp4", "--checkpoint", "10") == 0
+
+
+def test_an_encoder_that_writes_nothing_is_an_error_not_a_0_byte_video(tiny_run, tmp_path, monkeypatch, capsys):
+    import viewer.cli
+
+    monkeypatch.setattr(viewer.cli, "even_size", lambda w, h, out: (w, h))  # odd sizes straight to libx264
+    out = tmp_path / "odd.mp4"
+    assert _render(tiny_run, out, "--width", "65", "--height", "47") == 2
+    assert "the encoder wrote an empty video (65x47)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

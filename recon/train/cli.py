@@ -190,7 +190,11 @@ def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: b
     """
     from recon.train.checkpoint import find_checkpoint
 
-    scene = load_training_scene(config.data, out, verbose=not quiet)
+    ckpt = find_checkpoint(out / "checkpoints", checkpoint) if resume else None
+    if ckpt is not None:
+        scene = load_run_scene(load_run(out, checkpoint))  # the cameras it trained with: never a new SfM
+    else:
+        scene = load_training_scene(config.data, out, verbose=not quiet)
     split = make_split(scene, config.data)
     if not resume:
         save_config(config, out / "config.json")

@@ -80,3 +80,19 @@ def test_eval_of_a_posed_scene_checks_its_images(tmp_path, capsys):
     Image.fromarray(np.zeros((36, 48, 3), np.uint8)).save(root / "002.png")
     assert main(["eval", str(run), "--no-images"]) == 2
     assert "002.png" in capsys.readouterr().err
+
+
+def test_resume_of_a_photo_folder_run_keeps_its_cameras_when_the_photos_change(tmp_path, monkeypatch):
+    from recon.priors import sfm
+
+    photos = photo_folder(tmp_path / "photos")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(photos), "--out", str(run), "--iterations", "2", "--init", "random",
+                 "--sparse", "False"]) == 0
+    before = json.loads((run / "cameras.json").read_text())
+    arr = np.asarray(Image.open(photos / "003.png")).copy()
+    Image.fromarray(255 - arr).save(photos / "003.png")  # a new SfM cache key: resuming must not notice
+    monkeypatch.setattr(sfm, "run_sfm", lambda *a, **k: pytest.fail("resume ran structure from motion"))
+    assert main(["train", "--resume", str(run), "--iterations", "4"]) == 0
+    assert load_run(run).step == 4
+    assert json.loads((run / "cameras.json").read_text()) == before

@@ -426,7 +426,9 @@ def ensure_poses(scene: SceneData, cache_dir: str | Path, **sfm_kwargs) -> Scene
     posed = load_sfm_scene(out, scene.names)
     dropped = [n for n in scene.names if n not in posed.names]
     if dropped:
-        log.warning("SfM could not register %d photos, training without them: %s", len(dropped), ", ".join(dropped))
+        log.warning("SfM could not register %d of %d photos, training without them: %s (more overlap helps: "
+                    "neighbours at most ~10-15 degrees apart, 30-40 photos for a 360-degree capture)",
+                    len(dropped), len(scene.names), ", ".join(dropped))
     if scene.masks is not None:
         idx = {n: i for i, n in enumerate(scene.names)}
         masks = [scene.masks[idx[n]] for n in posed.names]

@@ -16,7 +16,7 @@ class SfmArgs:
     """Recover camera poses of a photo folder with pycolmap (SIFT on CPU, incremental mapping)."""
 
     photos: tyro.conf.Positional[Path]
-    """Folder of photos (jpg/png/tif/bmp)."""
+    """Folder of photos (jpg/png/tif/bmp), or a scene folder holding them in images/."""
     out: Path
     """Output folder: images/ (undistorted), sparse/0/ (pinhole COLMAP model), distorted/, sfm.json."""
     matcher: Literal["exhaustive", "sequential"] = "exhaustive"
@@ -58,9 +58,11 @@ class PriorsArgs:
 
 def sfm_main(argv: Sequence[str], prog: str = "recon data sfm") -> int:
     args = tyro.cli(SfmArgs, args=list(argv), prog=prog)
+    from recon.data.folder import photo_folder
     from recon.priors.sfm import run_sfm
 
-    result = run_sfm(args.photos, args.out, args.matcher, max_image_size=args.max_image_size,
+    photos = photo_folder(args.photos) or args.photos  # scene/ or scene/images/
+    result = run_sfm(photos, args.out, args.matcher, max_image_size=args.max_image_size,
                      relaxed=args.relaxed, min_registered=args.min_registered, overwrite=args.overwrite)
     print(result.summary())
     print(f"model: {result.model_dir}  images: {result.image_dir}")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from recon.cli import main
 from recon.config import DataConfig
 from recon.data.formats import load_scene
 from recon.data.images import image_size, read_image, upright_folder
@@ -49,6 +50,13 @@ def test_images_subfolder_layout_trains(tmp_path: Path):
     assert scene.num_points > 10
     for img, w, h in zip(scene.images, scene.cameras.widths, scene.cameras.heights):
         assert tuple(img.shape[:2]) == (int(h), int(w))
+
+
+def test_sfm_command_finds_the_images_subfolder(tmp_path: Path, capsys):
+    _write_photos(tmp_path / "scene" / "images")
+    assert main(["data", "sfm", str(tmp_path / "scene"), "--out", str(tmp_path / "out")]) == 0
+    assert "registered 4/4 images" in capsys.readouterr().out
+    assert load_scene(tmp_path / "out", verbose=False).has_poses
 
 
 def test_sfm_sees_photos_upright_like_the_loader(tmp_path: Path):

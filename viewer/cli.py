@@ -188,7 +188,8 @@ def render_main(argv: list[str], prog: str = "recon render") -> int:
             with suppress(Exception):  # imageio leaves the encoder running on errors: stop it before the
                 writer.close()  # partial file is deleted, or it is written again afterwards
             if isinstance(err, OSError):  # the encoder stopped (ffmpeg's pipe closed, disk full)
-                raise ConfigError(f"writing the video failed ({err})", path=args.out,
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ConfigError(f"writing the video failed ({first})", path=args.out,
                                   hint="try another --width/--height or a .gif") from None
             raise
         if not tmp.is_file() or tmp.stat().st_size == 0:  # ffmpeg can fail at close without an error

@@ -53,6 +53,21 @@ def load_training_scene(data: DataConfig, run_dir: Path | None = None, verbose: 
                               path=data.path, hint="pip install 'recon[priors]'") from None
         # RUN/sfm, not RUN/priors: training rewrites priors/, and the run must keep its cameras.
         scene = ensure_poses(scene, run_dir / "sfm" if run_dir is not None else Path(data.path) / "priors")
+        scene = downscale_sfm_scene(scene, data.downscale)
+    return scene
+
+
+def downscale_sfm_scene(scene: SceneData, factor: float) -> SceneData:
+    """An SfM scene at ``--downscale``: SfM runs on the full-size photos, so its undistorted
+    images and cameras are box-downscaled here (:meth:`Cameras.rescale` matches exactly)."""
+    if factor == 1:
+        return scene
+    from recon.data.images import downscale_array
+
+    scene.images = [downscale_array(im, factor) for im in scene.images]
+    if scene.masks is not None:  # [H, W] in [0, 1], averaged like read_mask does
+        scene.masks = [downscale_array(m[..., None].float(), factor)[..., 0] for m in scene.masks]
+    scene.cameras = scene.cameras.rescale(factor)
     return scene
 
 
@@ -74,7 +89,7 @@ def load_run_scene(run: LoadedRun) -> SceneData:
         if not (run.sfm_dir / "sparse" / "0").is_dir():
             raise DataError("the run's SfM model is missing", path=run.sfm_dir,
                             hint="restore the run folder or retrain: a new SfM would use other cameras")
-        scene = load_sfm_scene(run.sfm_dir, run.names)
+        scene = downscale_sfm_scene(load_sfm_scene(run.sfm_dir, run.names), run.config.data.downscale)
     else:
         scene = load_training_scene(run.config.data, verbose=False, allow_sfm=False)
     index = {n: i for i, n in enumerate(scene.names)}

@@ -82,17 +82,34 @@ def test_eval_of_a_posed_scene_checks_its_images(tmp_path, capsys):
     assert "002.png" in capsys.readouterr().err
 
 
-def test_resume_of_a_photo_folder_run_keeps_its_cameras_when_the_photos_change(tmp_path, monkeypatch):
+def test_resume_of_a_downscaled_photo_folder_run_keeps_its_cameras_when_the_photos_change(tmp_path, monkeypatch):
     from recon.priors import sfm
 
     photos = photo_folder(tmp_path / "photos")
     run = tmp_path / "run"
     assert main(["train", "--data", str(photos), "--out", str(run), "--iterations", "2", "--init", "random",
-                 "--sparse", "False"]) == 0
+                 "--sparse", "False", "--downscale", "2"]) == 0
     before = json.loads((run / "cameras.json").read_text())
+    assert max(before["widths"]) <= 80  # trained at --downscale 2 (the photos are 160 wide)
     arr = np.asarray(Image.open(photos / "003.png")).copy()
     Image.fromarray(255 - arr).save(photos / "003.png")  # a new SfM cache key: resuming must not notice
     monkeypatch.setattr(sfm, "run_sfm", lambda *a, **k: pytest.fail("resume ran structure from motion"))
     assert main(["train", "--resume", str(run), "--iterations", "4"]) == 0
     assert load_run(run).step == 4
     assert json.loads((run / "cameras.json").read_text()) == before
+
+
+def test_photo_folder_downscale_applies_to_the_sfm_images_and_cameras(photo_run):
+    from recon.config import DataConfig
+    from recon.data.images import downscale_array
+    from recon.train.setup import load_training_scene
+
+    record = json.loads((photo_run / "cameras.json").read_text())
+    photos = load_run(photo_run).config.data.path
+    half = load_training_scene(DataConfig(path=photos, downscale=2), photo_run, verbose=False)  # SfM cached in the run
+    ref = np.asarray(Image.open(photo_run / record["sfm_dir"] / "images" / half.names[0]).convert("RGB"), np.float32)
+    expected = downscale_array(torch.from_numpy(ref / 255), 2)  # the loaders' box filter on the SfM image
+    torch.testing.assert_close(half.images[0], expected)
+    assert int(half.cameras.widths[0]) == expected.shape[1] and int(half.cameras.heights[0]) == expected.shape[0]
+    K = torch.tensor(record["Ks"][record["names"].index(half.names[0])], dtype=half.cameras.Ks.dtype)
+    torch.testing.assert_close(half.cameras.Ks[0, :2], K[:2] / 2)

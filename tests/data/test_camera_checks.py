@@ -121,9 +121,8 @@ def test_nonpositive_focal_and_many_bad_views(tiny_scene):
     cams = s.cameras
     Ks = cams.Ks.clone()
     Ks[2, 1, 1] = -5.0
-    write_transforms(
-        s.root / "transforms.json", Cameras(Ks, cams.viewmats, cams.widths, cams.heights), [f"images/{n}" for n in s.names]
-    )
+    bad_focal = Cameras(Ks, cams.viewmats, cams.widths, cams.heights)
+    write_transforms(s.root / "transforms.json", bad_focal, [f"images/{n}" for n in s.names])
     with pytest.raises(DataError, match=r"view_002.png has intrinsics focal length not positive \(.*fy=-5"):
         parse_scene(s.root, verbose=False)
     viewmats = cams.viewmats.clone()

@@ -54,6 +54,33 @@ def _tensors_off(device: torch.device, tr: Trainer) -> list[str]:
     return [k for k, v in found.items() if isinstance(v, torch.Tensor) and v.device != device]
 
 
+def _train_and_resume(scene, run_dir, cfg: TrainConfig) -> None:
+    """STEPS training steps, a checkpoint, a resumed trainer and 2 more steps, all under the
+    "meta" default device; then every tensor of both trainers must be on ``cfg.device``."""
+    device = torch.device(cfg.device)
+    split = make_split(scene, cfg.data)
+    tr = Trainer(cfg, scene, split, run_dir, depth_priors=depth_prior_maps(scene, split.train, "auto"))
+    tr.init_from_cloud(initial_cloud(scene, split.train, cfg.init, cfg.seed))
+    assert tr.background is None and tr.masks is not None and tr.depth_priors is not None
+    n0 = tr.num_primitives
+    with torch.device("meta"):
+        rows = [tr.train_step(step) for step in range(STEPS)]
+    assert all(math.isfinite(r["loss"]) for r in rows)
+    assert {"warp", "depth", "pearson", "ranking", "pseudo", "opacity_reg"} <= set().union(*rows)
+    assert tr.num_primitives != n0  # the strategy refined
+    assert _tensors_off(device, tr) == []
+
+    tr.step = STEPS
+    tr.save()
+    resumed = Trainer(override(cfg, iterations=STEPS + 2), scene, split, run_dir, depth_priors=tr.depth_priors)
+    ckpt = load_checkpoint(latest_checkpoint(run_dir / "checkpoints"))
+    with torch.device("meta"):
+        resumed.load(ckpt)
+        rows = [resumed.train_step(step) for step in range(STEPS, STEPS + 2)]
+    assert all(math.isfinite(r["loss"]) for r in rows)
+    assert _tensors_off(device, resumed) == []
+
+
 @pytest.mark.parametrize("backend", ["reference", "cpu"])
 @pytest.mark.parametrize(("primitive", "strategy"), CASES)
 def test_training_and_resume_make_nothing_on_the_default_device(scene, tmp_path, primitive, strategy, backend):
@@ -61,28 +88,15 @@ def test_training_and_resume_make_nothing_on_the_default_device(scene, tmp_path,
         ok, why = kernels.available("cpu")  # built (or loaded) before the default device changes
         if not ok:
             pytest.skip(why)
-    cfg = _config(primitive, strategy, backend)
-    split = make_split(scene, cfg.data)
-    tr = Trainer(cfg, scene, split, tmp_path, depth_priors=depth_prior_maps(scene, split.train, "auto"))
-    tr.init_from_cloud(initial_cloud(scene, split.train, cfg.init, cfg.seed))
-    assert tr.background is None and tr.masks is not None and tr.depth_priors is not None
-    n0, cpu = tr.num_primitives, torch.device("cpu")
-    with torch.device("meta"):
-        rows = [tr.train_step(step) for step in range(STEPS)]
-    assert all(math.isfinite(r["loss"]) for r in rows)
-    assert {"warp", "depth", "pearson", "ranking", "pseudo", "opacity_reg"} <= set().union(*rows)
-    assert tr.num_primitives != n0  # the strategy refined
-    assert _tensors_off(cpu, tr) == []
+    _train_and_resume(scene, tmp_path, _config(primitive, strategy, backend))
 
-    tr.step = STEPS
-    tr.save()
-    resumed = Trainer(override(cfg, iterations=STEPS + 2), scene, split, tmp_path, depth_priors=tr.depth_priors)
-    ckpt = load_checkpoint(latest_checkpoint(tmp_path / "checkpoints"))
-    with torch.device("meta"):
-        resumed.load(ckpt)
-        rows = [resumed.train_step(step) for step in range(STEPS, STEPS + 2)]
-    assert all(math.isfinite(r["loss"]) for r in rows)
-    assert _tensors_off(cpu, resumed) == []
+
+@pytest.mark.cuda
+@pytest.mark.parametrize(("primitive", "strategy"), CASES)
+def test_training_and_resume_on_cuda(scene, tmp_path, primitive, strategy):
+    ok, why = kernels.available("cuda")
+    assert ok, why
+    _train_and_resume(scene, tmp_path, override(_config(primitive, strategy, "cuda"), device="cuda"))
 
 
 @pytest.mark.parametrize(("primitive", "strategy"), CASES)

@@ -9,6 +9,7 @@ Rules compared (each a short run on the DietNeRF 8 training views, same seed and
 Usage:
   python scripts/bench_background.py [--scene ../shared/data/nerf_synthetic/lego_400]
       [--downscale 4] [--iterations 300] [--test-every 8] [--rules mismatch,white,black]
+      [--init random]
 Prints one JSON line per rule and a markdown table for BENCHMARKS.md.
 """
 
@@ -39,14 +40,15 @@ def run_rule(rule: str, args: argparse.Namespace) -> dict:
     config = load_preset("sparse-3view")
     config = override(
         config, **{"data.path": str(args.scene), "data.views": 8, "data.downscale": args.downscale,
-                   "iterations": args.iterations, "init.method": "random", "sparse.enabled": False,
+                   "iterations": args.iterations, "init.method": args.init, "sparse.enabled": False,
                    "loss.background": train_bg, "seed": 0},
     )  # fmt: skip
     scene = load_scene(args.scene, downscale=args.downscale, background=composite, verbose=False)
     split = make_split(scene, config.data)
     t0 = time.perf_counter()
     trainer = Trainer(config, scene, split, None)
-    trainer.init_from_cloud(initial_cloud(scene, split.train, config.init, config.seed))
+    cloud = initial_cloud(scene, split.train, config.init, config.seed)
+    trainer.init_from_cloud(cloud)
     trainer.train(install_sigint=False)
     seconds = time.perf_counter() - t0
     bg = trainer.background.reshape(1, 3)
@@ -59,7 +61,7 @@ def run_rule(rule: str, args: argparse.Namespace) -> dict:
             psnrs.append(float(metrics.psnr(out.rgb[0].clamp(0, 1), scene.images[i])))
     return {"rule": rule, "composite": composite, "train_background": train_bg, "psnr": sum(psnrs) / len(psnrs),
             "test_views": len(test), "iterations": args.iterations, "downscale": args.downscale,
-            "primitives": trainer.num_primitives, "train_seconds": round(seconds, 1)}
+            "primitives": trainer.num_primitives, "init": cloud.source, "train_seconds": round(seconds, 1)}
 
 
 def main() -> None:
@@ -69,6 +71,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--test-every", type=int, default=8, help="evaluate every K-th test view")
     parser.add_argument("--rules", default="mismatch,white,black")
+    parser.add_argument("--init", default="random", help="init.method (random, hull, auto...)")
     args = parser.parse_args()
     rows = []
     for rule in args.rules.split(","):

@@ -8,6 +8,7 @@ Reproducible on CPU: every random choice draws from torch's global RNG seeded by
 from __future__ import annotations
 
 import json
+import logging
 import math
 import signal
 import time
@@ -32,6 +33,9 @@ from recon.train.health import CollapseMonitor, lr_hint
 from recon.train.optim import POSITION_PARAMS, base_lrs, make_optimizers, make_strategy, position_lr
 from recon.train.setup import background_color
 from recon.train.state import TrainingState
+
+
+log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(ReconError):
@@ -313,7 +317,11 @@ class Trainer:
 
     def save(self) -> Path | None:
         """Writes a checkpoint unless the fit looks collapsed (then the previous one stays the latest)."""
-        if self.run_dir is None or self.health.suspect:
+        if self.run_dir is None:
+            return None
+        if self.health.suspect:
+            log.warning("checkpoint at step %d not written: %s; step %s stays the latest", self.step,
+                        self.health.describe(), self.saved_step)
             return None
         extra = {"sh_degree": self.sh_degree(self.step),
                  "background": None if self.background is None else self.background.tolist(),

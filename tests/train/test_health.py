@@ -65,7 +65,7 @@ def test_a_huge_learning_rate_never_becomes_the_latest_checkpoint(scene, tmp_pat
         assert torch.equal(latest.params[k], v), k
 
 
-def test_a_collapsed_fit_stops_without_replacing_the_last_good_checkpoint(scene, tmp_path):
+def test_a_collapsed_fit_stops_without_replacing_the_last_good_checkpoint(scene, tmp_path, caplog):
     """means_lr 3.0 (20,000x the default) flings the Gaussians out of view: finite but destroyed."""
     _good_run(scene, tmp_path)
     tr = _resume_with(scene, tmp_path, window=20, iterations=1000, **{"optim.means_lr": 3.0})
@@ -74,6 +74,7 @@ def test_a_collapsed_fit_stops_without_replacing_the_last_good_checkpoint(scene,
         tr.train(install_sigint=False)
     assert find_checkpoint(tmp_path / "checkpoints").step == 10
     assert checkpoint_steps(tmp_path / "checkpoints") == [10, 5]  # steps 15..30 were not saved
+    assert "checkpoint at step 15 not written" in caplog.text and "step 10 stays the latest" in caplog.text
 
 
 def test_the_same_resume_at_default_learning_rates_trains_on(scene, tmp_path):

@@ -42,8 +42,13 @@ class FakeMachine:
         self.busy += seconds * (own_cores + other_cores)
 
     def policy(self, **kw) -> ThreadPolicy:
-        return ThreadPolicy(read_busy=lambda cpus: self.busy if self.readable else None,
-                            own_cpu=lambda: self.own, clock=lambda: self.t, cpus={0, 1}, **kw)
+        return ThreadPolicy(
+            read_busy=lambda cpus: self.busy if self.readable else None,
+            own_cpu=lambda: self.own,
+            clock=lambda: self.t,
+            cpus={0, 1},
+            **kw,
+        )
 
 
 def test_policy_backs_off_beside_a_busy_process_and_returns_when_it_stops():

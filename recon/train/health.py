@@ -88,10 +88,10 @@ class CollapseMonitor:
 def format_duration(seconds: float) -> str:
     """``"2 h 05 min"``, ``"12 min"``, ``"40 s"``."""
     if seconds >= 3600:
-        h, rest = divmod(int(round(seconds / 60)), 60)
+        h, rest = divmod(round(seconds / 60), 60)
         return f"{h} h {rest:02d} min"
     if seconds >= 60:
-        return f"{int(round(seconds / 60))} min"
+        return f"{round(seconds / 60)} min"
     return f"{seconds:.0f} s"
 
 

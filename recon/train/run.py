@@ -45,7 +45,6 @@ from recon.data.splits import Split
 from recon.errors import ConfigError
 from recon.train.checkpoint import find_checkpoint
 
-
 RUN_MARKER = ".recon-run"
 
 

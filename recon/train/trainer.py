@@ -34,7 +34,6 @@ from recon.train.optim import POSITION_PARAMS, base_lrs, make_optimizers, make_s
 from recon.train.setup import background_color
 from recon.train.state import TrainingState
 
-
 log = logging.getLogger(__name__)
 
 

@@ -200,9 +200,10 @@ def background_color(config: TrainConfig, scene: SceneData, protocol: str = "gen
     mode = config.loss.background
     if mode == "random" or (mode == "auto" and masked_protocol(protocol, scene)):
         return None
-    if mode == "white":
-        return torch.ones(3)
-    if mode == "black":
-        return torch.zeros(3)
-    bg = scene.meta.get("background")
-    return torch.tensor(bg, dtype=torch.float32) if bg is not None else torch.zeros(3)
+    own = scene.meta.get("background")
+    if mode in ("white", "black"):
+        if own is not None and list(own) != [float(mode == "white")] * 3:
+            log.warning("loss.background %s: the scene's RGBA images were composited on %s, so their "
+                        "transparent pixels cannot match (use loss.background auto)", mode, own)
+        return torch.full((3,), float(mode == "white"))
+    return torch.tensor(own, dtype=torch.float32) if own is not None else torch.zeros(3)

@@ -5,6 +5,7 @@ reachable and evaluation (which renders on the training background) agrees."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +46,20 @@ def test_training_background_is_the_compositing_colour(tmp_path: Path, composite
     torch.testing.assert_close(bg.expand_as(transparent), transparent)
 
 
-def test_blender_trains_on_white_by_default(tmp_path: Path):
+def test_blender_trains_on_white_by_default(tmp_path: Path, caplog):
     _write_rgba_blender(tmp_path)
     scene = load_training_scene(DataConfig(path=str(tmp_path)), verbose=False)
     torch.testing.assert_close(scene.images[0][:, 0], torch.ones(12, 3))
     torch.testing.assert_close(background_color(TrainConfig(), scene, "blender"), torch.ones(3))
-    # An explicit choice still wins.
+    # An explicit choice still wins, with a warning when it contradicts the compositing colour.
     black = override(TrainConfig(), **{"loss.background": "black"})
-    torch.testing.assert_close(background_color(black, scene, "blender"), torch.zeros(3))
+    with caplog.at_level(logging.WARNING, logger="recon.train.setup"):
+        torch.testing.assert_close(background_color(black, scene, "blender"), torch.zeros(3))
+    assert "composited on [1.0, 1.0, 1.0]" in caplog.text
+    caplog.clear()
+    white = override(TrainConfig(), **{"loss.background": "white"})
+    torch.testing.assert_close(background_color(white, scene, "blender"), torch.ones(3))
+    assert not caplog.text
 
 
 def test_scenes_without_alpha_keep_black(tmp_path: Path):

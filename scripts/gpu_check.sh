@@ -235,7 +235,8 @@ summary["ok"] = all(s["ok"] for s in summary["stages"].values())
 json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=1)
 print(json.dumps({k: v for k, v in summary.items() if k != "stages"}))
 for name, s in summary["stages"].items():
-    print(f"  {name:7} {'ok' if s['ok'] else 'FAILED'}  rc={s['rc']}  {s['seconds']} s" + ("  (timed out)" if s["timed_out"] else ""))
+    note = "  (timed out)" if s["timed_out"] else ""
+    print(f"  {name:7} {'ok' if s['ok'] else 'FAILED'}  rc={s['rc']}  {s['seconds']} s{note}")
 raise SystemExit(0 if summary["ok"] or not summary["stages"] else 1)
 EOF
 status=$?

@@ -137,8 +137,10 @@ def test_cli_device_follows_a_gpu_backend_and_is_checked(tmp_path, capsys, monke
     assert _config_from_args(TrainArgs(**args, device="cuda")).device == "cuda"
     assert _config_from_args(TrainArgs(**args)).device == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for extra, message in ((["--backend", "cuda"], "device (--device) cuda: torch sees no CUDA GPU here"),
-                           (["--device", "cpu", "--backend", "gsplat"], "renders on a GPU but device is cpu")):
+    for extra, message in (
+        (["--backend", "cuda"], "device (--device) cuda: torch sees no CUDA GPU here"),
+        (["--device", "cpu", "--backend", "gsplat"], "renders on a GPU but device is cpu"),
+    ):
         assert main(["train", "--data", "synthetic", "--out", str(tmp_path / "r"), *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1

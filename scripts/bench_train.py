@@ -10,7 +10,8 @@ Usage:
       (the environment as it is: recon/ops/threads.py picks the count), OMP_NUM_THREADS=1 / =2
       exported, and RECON_THREADS=2 (two threads whatever the load: the behaviour before the
       thread policy). Settings are interleaved run by run, so load drifts hit each alike. Prints
-      it/s and CPU ms per step (mean +- std over the runs) and the ratio busy / alone per setting.
+      it/s and CPU ms per step (mean +- std over the runs), the mean thread count in force and the
+      ratio busy / alone per setting.
 """
 
 from __future__ import annotations
@@ -91,14 +92,15 @@ def child(steps: int, warmup_s: float = 1.0) -> None:
     while step < 10 or time.perf_counter() - t0 < warmup_s:
         tr.train_step(step)
         step += 1
-    w0, c0 = time.perf_counter(), time.process_time()
+    w0, c0, used = time.perf_counter(), time.process_time(), 0
     for s in range(step, step + steps):
         tr.train_step(s)
+        used += torch.get_num_threads()  # the count the thread policy set for this step
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     with open("/proc/self/maps") as f:  # the OpenMP runtimes loaded (torch's bundled libgomp only)
         omp = sorted({line.split()[-1] for line in f if "libgomp" in line or "libiomp" in line})
     print(json.dumps({"its": steps / wall, "cpu_ms": 1e3 * cpu / steps, "wall_ms": 1e3 * wall / steps,
-                      "torch_threads": torch.get_num_threads(), "openmp": omp}), flush=True)
+                      "threads": used / steps, "openmp": omp}), flush=True)
 
 
 BUSY = "import time\nt = time.time() + 900\nwhile time.time() < t: pass\n"  # self-limiting spinner
@@ -136,13 +138,16 @@ def side_by_side(args) -> None:
                 r = run_child(e, busy, args.steps)
                 results[(e, busy)].append(r)
                 print(json.dumps({"run": run, "setting": e, "busy": busy, **r}), flush=True)
-    print("\n| setting | alone it/s | alone CPU ms/step | beside busy it/s | busy CPU ms/step "
-          "| busy / alone |\n|---|---|---|---|---|---|")
+    print("\n| setting | alone it/s | CPU ms/step | threads | beside busy it/s | CPU ms/step | threads "
+          "| busy / alone |\n|---|---|---|---|---|---|---|---|")
     for e in envs:
-        a, b = results[(e, False)], results[(e, True)]
-        ratio = statistics.mean(r["its"] for r in b) / statistics.mean(r["its"] for r in a)
-        print(f"| {e} | {_mean_std([r['its'] for r in a])} | {_mean_std([r['cpu_ms'] for r in a])} "
-              f"| {_mean_std([r['its'] for r in b])} | {_mean_std([r['cpu_ms'] for r in b])} | {ratio:.2f}x |")
+        cells = []
+        for busy in (False, True):
+            rs = results[(e, busy)]
+            cells += [_mean_std([r[k] for r in rs]) for k in ("its", "cpu_ms")]
+            cells.append(f"{statistics.mean(r['threads'] for r in rs):.2f}")
+        its = [statistics.mean(r["its"] for r in results[(e, busy)]) for busy in (False, True)]
+        print(f"| {e} | {' | '.join(cells)} | {its[1] / its[0]:.2f}x |")
 
 
 def main() -> None:

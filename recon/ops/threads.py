@@ -5,12 +5,15 @@ Why (issue #10, measured on a 2-core machine, ``scripts/bench_train.py --side-by
 wheels bundle their own ``libgomp.so.1``; the extension links the system one by the same soname,
 so in a process that imported torch first (always) only torch's copy is loaded (checked in
 ``/proc/<pid>/maps``): one OpenMP runtime and one thread pool, shared by torch's ops and the
-kernels. With ``OMP_WAIT_POLICY`` unset, libgomp lets an idle pool thread spin ~300k iterations
-before it sleeps, and a team's threads spin at every barrier. Alone on the machine that costs
-nothing; beside one busy process the spinning pool thread and the busy process take turns on one
-core, the other thread spins at each barrier until the descheduled one runs again, and a demo
-train step burnt 110-160 ms of CPU instead of 16 ms (2-4 it/s instead of ~20). Wait policy and
-spin count are read once, when torch loads libgomp, so the library cannot change them.
+kernels. With ``OMP_WAIT_POLICY`` unset, libgomp lets an idle pool thread spin (300k iterations,
+its default spin count) before it sleeps, and a team's threads spin at every barrier. Alone on the
+machine that costs nothing; beside other busy processes the spinning pool thread and those
+processes take turns on the cores, the other thread spins at each barrier until the descheduled
+one runs again, and a demo train step burnt 120-270 ms of CPU instead of 13-20 ms (1.9-3.5 it/s
+instead of 18-37; 2-core machine at load 5-7). Most of it is torch's own parallel ops: with only
+the kernels on one thread a step still burnt 120-160 ms. ``OMP_WAIT_POLICY=passive`` or
+``GOMP_SPINCOUNT=1000`` exported before the start cure it too, but libgomp reads them once, when
+torch loads it, so a library cannot set them.
 
 The policy here sidesteps the barriers instead: it samples ``/proc/stat`` (busy time of the CPUs
 this process may run on) and the process's own CPU time at most every ``interval`` seconds,
@@ -21,7 +24,8 @@ spinning. Each parallel region of the kernels names its team size (``num_threads
 ``cuda/src/cpu_threads.cpp``) and runs short loops on the caller alone. Results do not depend on
 the thread count.
 
-``RECON_THREADS=<n>`` fixes the count (no sampling); unset or ``auto``: the policy above.
+``RECON_THREADS=<n>`` fixes the count (no sampling, at most torch's count); unset or ``auto``: the
+policy above.
 """
 
 from __future__ import annotations

@@ -346,7 +346,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("isect_tiles", &isect_tiles);
     m.def("rasterize_fwd", &rasterize_fwd);
     m.def("rasterize_bwd", &rasterize_bwd);
-    m.def("set_cpu_threads", &recon::set_cpu_threads, "threads of the CPU kernels (0: OpenMP default)");
+    m.def("set_cpu_threads", &recon::set_cpu_threads, "CPU kernels' threads (0: OpenMP default)");
     m.def("cpu_threads", [] { return recon::cpu_threads(); }, "threads the CPU kernels use now");
 #ifdef RECON_WITH_CUDA
     m.attr("with_cuda") = true;

@@ -74,6 +74,12 @@ def read_busy_seconds(cpus: set[int], path: str = "/proc/stat") -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK") if seen else None
 
 
+def _allowed_cpus() -> set[int]:
+    if hasattr(os, "sched_getaffinity"):  # Linux
+        return os.sched_getaffinity(0)
+    return set(range(os.cpu_count() or 1))  # elsewhere there is no /proc/stat to sample either
+
+
 class ThreadPolicy:
     """Picks the thread count from the recent load of the other processes (module docstring).
 
@@ -97,7 +103,7 @@ class ThreadPolicy:
         clock: Callable[[], float] = time.monotonic,
         cpus: set[int] | None = None,
     ):
-        self.cpus = set(cpus) if cpus is not None else os.sched_getaffinity(0)
+        self.cpus = set(cpus) if cpus is not None else _allowed_cpus()
         self.max_threads = max(1, max_threads or len(self.cpus))
         self.interval, self.fixed = interval, fixed
         self._read_busy, self._own_cpu, self._clock = read_busy, own_cpu, clock

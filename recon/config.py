@@ -227,6 +227,48 @@ class StrategyConfig:
 
 
 @dataclass(frozen=True)
+class RepairConfig:
+    """Diffusion repair of novel views (issue #11; METHODS.md section 6): pseudo views between the
+    training cameras, repaired and fed back as down-weighted pseudo ground truth."""
+
+    model: str = "off"
+    """off; auto = fit the scene's own fixer at the first round when training on <= 9 views, gated
+    on a held-out leave-one-out view; or a local diffusers folder (gated too)."""
+    rounds: int = 3
+    """Repair rounds; each replaces the previous pseudo views, farther from the training cameras."""
+    first: float = 0.3
+    """First round, as a fraction of the schedule."""
+    last: float = 0.6
+    """Last round, as a fraction of the schedule (rounds evenly spaced from first to last)."""
+    stop: float = 0.9
+    """No pseudo-view loss after this fraction of the schedule."""
+    ramp: float = 0.1
+    """The pseudo-view weight rises from 0 over this fraction after the first round and falls to 0
+    over the same fraction before stop."""
+    weight: float = 0.3
+    """Largest weight of the pseudo-view loss (Difix3D: 0.3; a real view's photometric loss has 1)."""
+    probability: float = 0.3
+    """Chance that a step adds a pseudo view (Difix3D: 0.3)."""
+    farthest: float = 0.5
+    """Interpolation fraction of the last round between neighbouring training cameras (0.5 = the
+    midpoint); round k of K uses farthest x (k + 1) / K from either end."""
+    orbit: int = 0
+    """Extra pseudo cameras on a circle around the object (object captures); 0 = none."""
+    distance_gain: float = 2.0
+    """Gain of the distance weight min(1, gain d / (1.2 D)) (GaussianObject 2, LM-Gaussian 16)."""
+    color_match: bool = True
+    """Match each repaired view's per-channel mean/std to the warped nearest photo within the mask."""
+    held_out: int = 6
+    """auto: leave-one-out sub-runs generating the fixer's training pairs."""
+    pair_fraction: float = 0.1
+    """auto: length of a leave-one-out sub-run as a fraction of the schedule."""
+    fit_steps: int = 1000
+    """auto: optimisation steps of the fixer."""
+    fit_channels: int = 32
+    """auto: width of the fixer's first UNet level (then x2, x2)."""
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs; saved to RUN/config.json."""
 
@@ -238,6 +280,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     sparse: SparseConfig = field(default_factory=SparseConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    repair: RepairConfig = field(default_factory=RepairConfig)
     iterations: int = 30000
     """Training steps (one view per step)."""
     seed: int = 0

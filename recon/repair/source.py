@@ -93,6 +93,18 @@ def distance_weights(pseudo: Cameras, train: Cameras, gain: float = 2.0) -> Tens
     return (gain * d / (1.2 * max(spread, 1e-12))).clamp(max=1.0).float()
 
 
+def match_colors(image: Tensor, reference: Tensor, mask: Tensor, min_pixels: int = 16) -> Tensor:
+    """``image`` [H, W, 3] with each channel's mean and std over ``mask`` [H, W] (> 0.5) moved to
+    ``reference``'s over the same pixels (repairs drift in colour; the photo does not), in [0, 1].
+    Unchanged when fewer than ``min_pixels`` pixels are in the mask."""
+    inside = mask > 0.5
+    if int(inside.sum()) < min_pixels:
+        return image
+    x, r = image[inside], reference[inside]  # [M, 3]
+    scale = r.std(0) / x.std(0).clamp_min(1e-6)
+    return ((image - x.mean(0)) * scale + r.mean(0)).clamp(0, 1)
+
+
 @dataclass(frozen=True)
 class PseudoViewConfig:
     """How :class:`RepairedViews` makes and weights its views."""
@@ -107,6 +119,8 @@ class PseudoViewConfig:
     """Relative depth tolerance of the warped neighbour's occlusion test."""
     repair_options: tuple[tuple[str, Any], ...] = ()
     """Keyword arguments of ``model.repair`` (e.g. (("steps", 4), ("strength", 0.3)))."""
+    color_match: bool = False
+    """Match each repaired view's per-channel mean/std to the warped nearest photo where both are valid."""
 
 
 class RepairedViews:
@@ -154,6 +168,9 @@ class RepairedViews:
                                            out_src.depth[0, ..., 0], c.occlusion_tol)
             inputs = stack_condition(out.rgb[0].clamp(0, 1), alpha, warped, valid)[None]  # [1, 8, H, W]
             image = self.model.repair(inputs, **dict(c.repair_options))[0].permute(1, 2, 0)  # [H, W, 3]
-            weight = (alpha > c.alpha_threshold).float() * self.distance[k]
+            covered = (alpha > c.alpha_threshold).float()
+            if c.color_match:
+                image = match_colors(image, warped, covered * valid)
+            weight = covered * self.distance[k]
             views.append(PseudoView(cam, image, weight))
         self._views, self.made_at = views, step

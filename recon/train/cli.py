@@ -68,6 +68,9 @@ class TrainArgs:
     """Drop frames whose image file is missing (transforms.json scenes) instead of failing."""
     viewer: bool = False
     """Serve a live viewer while training (needs recon[viewer])."""
+    repair: str | None = None
+    """Diffusion repair of novel views: off, auto (fit the scene's own fixer on <= 9 training views,
+    gated on a held-out view) or a local diffusers folder (gated too); default: the preset's (off)."""
 
 
 @dataclass
@@ -128,6 +131,10 @@ def check_options(config: TrainConfig) -> None:
                           hint="pass --iterations N with N >= 1")
     if config.checkpoint_every < 0:
         raise ConfigError(f"checkpoint_every: {config.checkpoint_every} is negative", hint="use 0 (only at the end) or N >= 1")
+    if config.repair.model != "off":
+        from recon.repair.training import check_repair_option
+
+        check_repair_option(config.repair.model)
 
 
 def _progress_bar(total: int, start: int, device: str = "cpu") -> tuple[Progress, object]:
@@ -216,6 +223,13 @@ def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: b
             console.print(f"init: {cloud.points.shape[0]} points from {cloud.source}; "
                           f"{len(split.train)} train / {len(split.test)} test views ({split.protocol}); "
                           f"sparse regularisers {'on' if use_sparse else 'off'}")
+    if config.repair.model != "off":
+        from recon.repair.training import repair_source
+
+        say = (lambda line: None) if quiet else console.print
+        trainer.pseudo_source = repair_source(trainer, out, say)  # a bad model folder fails here, before training
+        if trainer.pseudo_source is not None and ckpt is not None and trainer.pseudo_source.restore(trainer.step):
+            say(f"repair: round {trainer.pseudo_source.round + 1} restored from {out / 'repair'}")
     if viewer:
         _start_viewer(trainer, cloud)
     if quiet:
@@ -240,7 +254,7 @@ def _config_from_args(args: TrainArgs) -> TrainConfig:
                "data.views": args.views, "primitive": args.primitive, "data.skip_missing": args.skip_missing}
     for key, value in (("iterations", args.iterations), ("seed", args.seed), ("backend", args.backend),
                        ("data.downscale", args.downscale), ("init.method", args.init), ("sparse.enabled", args.sparse),
-                       ("checkpoint_every", args.checkpoint_every),
+                       ("checkpoint_every", args.checkpoint_every), ("repair.model", args.repair),
                        ("device", args.device or ("cuda" if args.backend in ("cuda", "gsplat") else None))):
         if value is not None:
             changes[key] = value

@@ -182,6 +182,12 @@ def warp_consistency_loss(depth: Tensor, image_ref: Tensor, image_src: Tensor, K
     return (warped - image_ref.to(depth.dtype)).abs().mean(-1)[ok].mean()
 
 
+def weighted_l1(render: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """Mean over all pixels of ``weight`` [H, W] x L1 between ``render`` and ``target`` [H, W, 3]
+    (zero-weight pixels count in the mean: a small mask gives a small loss)."""
+    return (weight[..., None] * (render - target).abs()).mean()
+
+
 def psnr(render: Tensor, target: Tensor) -> float:
     """PSNR in dB of images in [0, 1]."""
     mse = float((render - target).square().mean())

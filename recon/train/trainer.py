@@ -14,7 +14,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -33,6 +33,9 @@ from recon.train.health import CollapseMonitor, lr_hint
 from recon.train.optim import POSITION_PARAMS, base_lrs, make_optimizers, make_strategy, position_lr
 from recon.train.setup import background_color
 from recon.train.state import TrainingState
+
+if TYPE_CHECKING:
+    from recon.repair.source import PseudoViewSource
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +115,7 @@ class Trainer:
         self._stop = False
         self.health = CollapseMonitor()
         self.saved_step: int | None = None  # step of the newest checkpoint this trainer wrote or loaded
+        self.pseudo_source: PseudoViewSource | None = None  # repaired novel views (recon.repair), or none
 
     # ------------------------------------------------------------------ setup
     def init_from_cloud(self, cloud: PointCloud) -> None:
@@ -226,6 +230,34 @@ class Trainer:
             terms["pseudo"] = s.pseudo_weight * losses.depth_smoothness(out.depth[0, ..., 0], out.rgb[0].detach())
         return terms
 
+    def pseudo_background(self) -> Tensor:
+        """[3] background of pseudo-view renders (the training one, black when it is random)."""
+        return self.background if self.background is not None else torch.zeros(3, device=self.device)
+
+    def _pseudo_view_step(self, step: int) -> dict[str, Tensor]:
+        """Adds the gradient of the pseudo-view loss (``weight``-masked L1 to repaired views) to the
+        real view's, after the strategy's ``info`` took the real view's ``means2d`` and
+        ``param_grads``: densification statistics come from real views only, while Adam still takes
+        one step on the sum (a second optimizer step per iteration would change Adam's moments and
+        the real views' effective learning rate). ``p.grad`` is replaced, not added to in place, so
+        the tensors ``info["param_grads"]`` holds stay the real view's."""
+        views = self.pseudo_source.views(step)
+        if not views:
+            return {}
+        total = torch.zeros((), device=self.device)
+        for view in views:
+            out = render(self.config.primitive, self.params, view.camera.to(self.device),
+                         sh_degree=self.sh_degree(step), backgrounds=self.pseudo_background().reshape(1, 3),
+                         backend=self.config.backend)
+            total = total + losses.weighted_l1(out.rgb[0], view.image.to(self.device), view.weight.to(self.device))
+        names = list(self.params)
+        grads = torch.autograd.grad(total, [self.params[k] for k in names], allow_unused=True)
+        for name, g in zip(names, grads, strict=True):
+            if g is not None:
+                p = self.params[name]
+                p.grad = g if p.grad is None else p.grad + g
+        return {"repair": total.detach()}
+
     @torch.no_grad()
     def prune_floaters(self) -> int:
         """Removes primitives lying in front of the depth prior by more than the margin in any view."""
@@ -280,6 +312,8 @@ class Trainer:
         self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step + 1, info)
         loss.backward()
         info["param_grads"] = {k: p.grad for k, p in self.params.items()}
+        if self.pseudo_source is not None:
+            terms.update(self._pseudo_view_step(step))
         for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)

@@ -1,0 +1,169 @@
+"""The repair feedback loop: rounds of repaired pseudo views over training (issue #11, point 4).
+
+:class:`RepairRounds` is the :class:`~recon.repair.source.PseudoViewSource` the trainer gets. At
+each round start (:mod:`recon.repair.schedule`) it asks for the repair model (the first time:
+fit or load, then gate; ``None`` turns repair off for the rest of the run), places pseudo cameras
+between neighbouring training cameras (farther each round) plus an optional orbit, renders and
+repairs them with :class:`~recon.repair.source.RepairedViews` (alpha x distance weights, colour
+matched to the warped nearest photo) and replaces the previous set. Each step it hands back at
+most one view, drawn with ``probability`` by a generator derived from the seed and the step (the
+training RNG stream is not touched, so runs resume bit for bit), its weight scaled by the
+schedule's :func:`~recon.repair.schedule.loss_weight`.
+
+Each round is saved as ``RUN/repair/round_K/`` (``views.pt``: cameras, repaired images and
+weights as tensors; ``round.json``; PNGs to look at) and reloaded on resume, so a run resumed in
+the middle of a round trains on exactly the views it had.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from recon.cameras import Cameras
+from recon.config import RepairConfig
+from recon.render.render import RenderOutput
+from recon.repair.schedule import loss_weight, orbit_cameras, round_at, round_fraction, round_steps
+from recon.repair.source import PseudoView, PseudoViewConfig, RepairedViews, RepairModel, between_cameras
+
+ModelFn = Callable[[int], "RepairModel | None"]
+
+
+class RepairRounds:
+    """Rounds of repaired pseudo views (see the module docstring).
+
+    Args:
+        config: the run's repair settings.
+        iterations: length of the training schedule.
+        seed: the run's seed (the per-step draws derive from it).
+        model_fn: ``model_fn(step)`` -> the repair model, or None when repair should stop; called
+            once, at the first round this source starts.
+        render_fn: ``render_fn(camera) -> RenderOutput`` with the current parameters.
+        train_cameras: the training cameras.
+        train_images: one [H, W, 3] photo per training camera.
+        folder: where rounds are saved (``RUN/repair``); None = nothing saved.
+        say: called with one line of text per event (round made, repair off and why).
+    """
+
+    def __init__(
+        self,
+        config: RepairConfig,
+        iterations: int,
+        seed: int,
+        model_fn: ModelFn,
+        render_fn: Callable[[Cameras], RenderOutput],
+        train_cameras: Cameras,
+        train_images: list[Tensor],
+        folder: Path | None = None,
+        say: Callable[[str], None] = print,
+    ):
+        self.config, self.iterations, self.seed = config, iterations, seed
+        self.model_fn, self.render_fn, self.say = model_fn, render_fn, say
+        self.train_cameras, self.train_images, self.folder = train_cameras, train_images, folder
+        self.model: RepairModel | None = None
+        self.off = False
+        self.round = -1
+        self.current: list[PseudoView] = []
+
+    def cameras_for_round(self, k: int) -> Cameras:
+        """Round ``k``'s pseudo cameras: between neighbours from both ends, then the orbit."""
+        t = round_fraction(self.config, k)
+        cams = between_cameras(self.train_cameras, (t,) if t >= 0.5 else (t, 1 - t))
+        if self.config.orbit > 0:
+            orbit = orbit_cameras(self.train_cameras, self.config.orbit).to(cams.device)
+            cams = Cameras(
+                Ks=torch.cat([cams.Ks, orbit.Ks]),
+                viewmats=torch.cat([cams.viewmats, orbit.viewmats]),
+                widths=torch.cat([cams.widths, orbit.widths]),
+                heights=torch.cat([cams.heights, orbit.heights]),
+            )
+        return cams
+
+    def views(self, step: int) -> list[PseudoView]:
+        """At most one repaired view for ``step``, its weight scaled by the schedule (empty = none)."""
+        k = round_at(self.config, self.iterations, step)
+        if k > self.round and not self.off:
+            self.start_round(k, step)
+        w = loss_weight(self.config, self.iterations, step)
+        if self.off or not self.current or w <= 0:
+            return []
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step * 7 + 11)
+        if float(torch.rand(1, generator=gen)) >= self.config.probability:
+            return []
+        view = self.current[int(torch.randint(len(self.current), (1,), generator=gen))]
+        return [PseudoView(view.camera, view.image, view.weight * w)]
+
+    def start_round(self, k: int, step: int) -> None:
+        """Makes round ``k``'s views now (asking ``model_fn`` for the model the first time)."""
+        if self.model is None:
+            self.model = self.model_fn(step)
+            if self.model is None:
+                self.off, self.current = True, []
+                return
+        c = self.config
+        source = RepairedViews(
+            self.model,
+            self.render_fn,
+            self.train_cameras,
+            self.train_images,
+            self.cameras_for_round(k),
+            PseudoViewConfig(
+                refresh_every=self.iterations + 1, distance_gain=c.distance_gain, color_match=c.color_match
+            ),
+        )
+        self.current, self.round = source.views(step), k
+        self.say(
+            f"repair round {k + 1}/{len(round_steps(c, self.iterations))} at step {step}: "
+            f"{len(self.current)} pseudo views {round_fraction(c, k):.2f} of the way between training cameras"
+            + (f" + {c.orbit} on an orbit" if c.orbit > 0 else "")
+        )
+        if self.folder is not None:
+            save_round(self.folder / f"round_{k}", k, step, self.current)
+
+    def restore(self, step: int) -> bool:
+        """Reloads the newest saved round started at or before ``step`` (on resume); False if none."""
+        k = round_at(self.config, self.iterations, step)
+        if self.folder is None or k < 0 or not (self.folder / f"round_{k}" / "views.pt").is_file():
+            return False
+        self.round, self.current = k, load_round(self.folder / f"round_{k}", self.train_cameras.device)
+        return True
+
+
+def save_round(folder: Path, k: int, step: int, views: list[PseudoView]) -> None:
+    """Writes a round's views: ``views.pt`` (exact tensors), ``round.json`` and ``view_XX.png``
+    (repaired image | weight) to look at."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cams = [v.camera.to("cpu") for v in views]
+    torch.save(
+        {
+            "round": k,
+            "step": step,
+            "Ks": [c.Ks for c in cams],
+            "viewmats": [c.viewmats for c in cams],
+            "widths": [c.widths for c in cams],
+            "heights": [c.heights for c in cams],
+            "images": [v.image.cpu() for v in views],
+            "weights": [v.weight.cpu() for v in views],
+        },
+        folder / "views.pt",
+    )
+    (folder / "round.json").write_text(json.dumps({"round": k, "step": step, "views": len(views)}, indent=1))
+    for i, v in enumerate(views):
+        tile = torch.cat([v.image.cpu(), v.weight.cpu()[..., None].expand(-1, -1, 3)], 1)  # [H, 2W, 3]
+        Image.fromarray((tile.clamp(0, 1) * 255).round().to(torch.uint8).numpy()).save(folder / f"view_{i:02d}.png")
+
+
+def load_round(folder: Path, device: torch.device | str = "cpu") -> list[PseudoView]:
+    """The views :func:`save_round` wrote, bit for bit."""
+    data = torch.load(folder / "views.pt", weights_only=True)
+    return [
+        PseudoView(Cameras(Ks=K, viewmats=vm, widths=w, heights=h).to(device), img.to(device), wt.to(device))
+        for K, vm, w, h, img, wt in zip(
+            data["Ks"], data["viewmats"], data["widths"], data["heights"], data["images"], data["weights"], strict=True
+        )
+    ]

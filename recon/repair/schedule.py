@@ -55,15 +55,19 @@ def loss_weight(config: RepairConfig, iterations: int, step: int) -> float:
 def orbit_cameras(cameras: Cameras, count: int) -> Cameras:
     """``count`` cameras on a circle around what the training cameras look at.
 
-    The centre is the point nearest to every optical axis (least squares), the circle lies at the
-    cameras' mean height above it along their mean up direction, at their mean horizontal
-    distance; each camera looks at the centre with the first training camera's intrinsics.
+    The centre is the point nearest to every optical axis (least squares); the circle's axis is the
+    normal of the plane through the camera centres (their mean up direction for fewer than three),
+    its height and radius the cameras' mean height above the centre and mean distance from the axis.
+    Each orbit camera looks at the centre with the first training camera's intrinsics.
     """
     c2w = cameras.camtoworlds.double()  # [V, 4, 4] OpenCV: x right, y down, z forward
     eyes, fwd = c2w[:, :3, 3], c2w[:, :3, 2]  # [V, 3]
     proj = torch.eye(3, dtype=torch.float64) - fwd[:, :, None] * fwd[:, None, :]  # [V, 3, 3]
     center = torch.linalg.lstsq(proj.sum(0), (proj @ eyes[..., None]).sum(0)).solution[:, 0]  # [3]
-    up = -c2w[:, :3, 1].mean(0)
+    up = -c2w[:, :3, 1].mean(0)  # cameras' mean up; the normal of their centres' plane when there is one
+    if len(eyes) >= 3:
+        normal = torch.linalg.svd(eyes - eyes.mean(0)).Vh[2]
+        up = normal if float(normal @ up) >= 0 else -normal
     up = up / up.norm().clamp_min(1e-12)
     rel = eyes - center
     height = float((rel @ up).mean())

@@ -24,10 +24,14 @@ The pieces, each usable alone:
   with any :class:`RepairModel`, pseudo cameras between the training cameras
   (:func:`between_cameras`), a refresh period and alpha x distance weights.
 
-Plugging in (a later step): the trainer asks its source for views each step and adds
-``weight``-masked photometric losses for them at a small global weight, real views dominant;
-``recon repair pairs|fit|apply`` call :mod:`~recon.repair.workflow` (:func:`pairs_for_run`,
-:func:`fit_for_run`, :func:`repair_model_for_run`), which keeps everything under ``RUN/repair/``.
+In training (``recon train --repair auto|off|PATH``, ``config.repair``):
+:mod:`~recon.repair.schedule` says when rounds start, how far from the training cameras their
+pseudo cameras go and how much the pseudo-view loss weighs; :class:`~recon.repair.rounds.RepairRounds`
+makes, saves (``RUN/repair/round_K``) and hands out the views; :mod:`~recon.repair.training`
+builds it for a trainer (pairs, fit or load, gate at the first round). The trainer adds a
+``weight``-masked L1 for at most one view per step, after the strategy took the real view's
+gradients. ``recon repair pairs|fit|apply`` (:mod:`~recon.repair.cli`) call
+:mod:`~recon.repair.workflow`, which keeps everything under ``RUN/repair/``.
 
 diffusers is optional (``pip install 'recon[diffusion]'``): only :mod:`~recon.repair.fixer` and
 :mod:`~recon.repair.pretrained` import it, inside the functions that use it.

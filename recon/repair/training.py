@@ -69,7 +69,8 @@ def _model_fn(trainer: Trainer, run_dir: Path, say: Callable[[str], None]) -> Ca
         rng = torch.get_rng_state()  # the sub-runs and the fixer reseed torch: keep the run's stream
         try:
             if not (repair_dir(run_dir) / "pairs" / "manifest.json").is_file():
-                say(f"repair: leave-one-out pairs from {c.held_out} sub-runs on the training views (step {step})")
+                runs = min(c.held_out, len(trainer.train_ids))
+                say(f"repair: leave-one-out pairs from {runs} sub-runs on the training views (step {step})")
                 params = {k: p.detach().clone() for k, p in trainer.params.items()}
                 pair_set = make_pairs(
                     trainer.config,

@@ -4,7 +4,7 @@ competing busy process for several thread settings side by side.
 Usage:
   python scripts/bench_train.py [--steps 30] [--dtu PATH] [--device cpu|cuda]
       one JSON line per (scene, primitive) and a markdown table for BENCHMARKS.md.
-  python scripts/bench_train.py --side-by-side [--runs 4] [--steps 200]
+  python scripts/bench_train.py --side-by-side [--runs 3] [--steps 200]
       the demo scene's train steps (strategy off, 3000 Gaussians) in fresh subprocesses, alone
       and beside one busy Python loop (not pinned), for each thread setting of --envs: "default"
       (the environment as it is: recon/ops/threads.py picks the count), OMP_NUM_THREADS=1 / =2
@@ -157,7 +157,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--primitives", default="gaussian,triangle,convex")
     ap.add_argument("--side-by-side", action="store_true", help="alone vs beside a busy process")
-    ap.add_argument("--runs", type=int, default=4, help="side by side: runs per setting")
+    ap.add_argument("--runs", type=int, default=3, help="side by side: runs per setting")
     ap.add_argument("--envs", default=SETTINGS, help="side by side: thread settings, 'default' or VAR=VALUE")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()

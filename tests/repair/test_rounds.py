@@ -91,3 +91,14 @@ def test_match_colors_moves_masked_statistics_to_the_reference():
     # an affine map per channel: the ordering of pixel values is kept everywhere
     assert torch.equal(out[..., 0].flatten().argsort(), image[..., 0].flatten().argsort())
     assert torch.equal(match_colors(image, ref, torch.zeros(24, 32)), image)  # nothing to match on
+
+
+def test_rounds_add_the_orbit_after_the_interpolated_cameras(scene):
+    from recon.repair.schedule import orbit_cameras
+
+    rounds = _rounds(scene, lambda step: None, orbit=5)
+    plain = _rounds(scene, lambda step: None).cameras_for_round(0)
+    cams = rounds.cameras_for_round(0)
+    assert len(cams) == len(plain) + 5
+    assert torch.equal(cams.viewmats[: len(plain)], plain.viewmats)
+    assert torch.equal(cams.viewmats[len(plain) :], orbit_cameras(rounds.train_cameras, 5).viewmats)

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-from rich.console import Console
 
-console = Console(stderr=True)
+from recon.priors._progress import stderr_console
+
+console = stderr_console()
 
 
 @dataclass(frozen=True)

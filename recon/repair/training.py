@@ -98,7 +98,7 @@ def _model_fn(trainer: Trainer, run_dir: Path, say: Callable[[str], None]) -> Ca
                     crop=min(FixerConfig.crop, side - side % 4),
                 )
                 say(f"repair: fitting the scene's fixer ({c.fit_steps} steps)")
-                fixer, gate = fit_for_run(run_dir, config, progress=False)
+                fixer, gate = fit_for_run(run_dir, config, progress=True)  # nested under the training bar
                 model = fixer if gate.enabled else None
         finally:
             torch.set_rng_state(rng)

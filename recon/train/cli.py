@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Literal
 
 import tyro
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from recon.config import TrainConfig, load_config, load_preset, override, save_config
 from recon.errors import ConfigError
+from recon.priors._progress import stderr_console
 from recon.train.health import EtaEstimate
 from recon.train.outdir import prepare_out, removed_if_start_fails
 from recon.train.run import load_run, mark_run, write_cameras
@@ -21,7 +21,7 @@ from recon.train.setup import (SYNTHETIC, depth_prior_maps, initial_cloud, load_
                                 make_split)
 from recon.train.trainer import Trainer, TrainResult, sparse_enabled
 
-console = Console(stderr=True)
+console = stderr_console()  # shared: the repair fit's bar nests under training's
 
 
 @dataclass

@@ -57,7 +57,7 @@ def _render_fn(trainer: Trainer) -> Callable[[Cameras], RenderOutput]:
     return render_fn
 
 
-def _model_fn(trainer: Trainer, run_dir: Path, say: Callable[[str], None]) -> Callable[[int], Any]:
+def _model_fn(trainer: Trainer, run_dir: Path, say: Callable[[str], None], loaded: Any = None) -> Callable[[int], Any]:
     """``model_fn(step)`` of :class:`RepairRounds`: pairs from the live model, then fit/load and gate."""
     from recon.repair.dataset import make_pairs, save_pairs
     from recon.repair.fixer import FixerConfig
@@ -85,7 +85,7 @@ def _model_fn(trainer: Trainer, run_dir: Path, say: Callable[[str], None]) -> Ca
                 )
                 save_pairs(pair_set, repair_dir(run_dir) / "pairs")
             if c.model != "auto":
-                model, gate = repair_model_for_run(run_dir, c.model)
+                model, gate = repair_model_for_run(run_dir, c.model, loaded=loaded)
             elif (repair_dir(run_dir) / "gate.json").is_file():
                 model, gate = repair_model_for_run(run_dir)  # fitted before this resume
             else:
@@ -132,13 +132,12 @@ def repair_source(trainer: Trainer, run_dir: Path | None, say: Callable[[str], N
         return None
     if run_dir is None:
         raise ConfigError("repair needs a run folder (its pairs, fixer and rounds live in RUN/repair)")
-    if c.model != "auto":
-        load_repair_model(c.model)
+    loaded = None if c.model == "auto" else load_repair_model(c.model)
     return RepairRounds(
         c,
         trainer.config.iterations,
         trainer.config.seed,
-        _model_fn(trainer, run_dir, say),
+        _model_fn(trainer, run_dir, say, loaded),
         _render_fn(trainer),
         trainer.cameras,
         trainer.images,

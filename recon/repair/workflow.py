@@ -60,13 +60,14 @@ def fit_for_run(run_dir: str | Path, fixer_config: FixerConfig | None = None, he
 
 
 def repair_model_for_run(run_dir: str | Path, model_path: str | Path | None = None, held_out_views: int = 1,
-                         **options: Any) -> tuple[Any | None, GateResult]:
+                         loaded: Any = None, **options: Any) -> tuple[Any | None, GateResult]:
     """The repair model training should use on this run, or None, with the gate's verdict.
 
     With ``model_path`` (``--repair-model``), that model is loaded and gated on the run's
     held-out leave-one-out pairs like a fitted fixer (when the run has pairs; otherwise it is used
     as given and the verdict says so). Without it, the fixer in ``RUN/repair/model`` is used with
-    the verdict saved when it was fitted.
+    the verdict saved when it was fitted. ``loaded`` = the model of ``model_path`` already loaded
+    (``recon train --repair PATH`` loads it at startup to fail early, and gates it later).
 
     Raises:
         ConfigError / DataError: a bad model path, or no fitted fixer and no ``model_path``.
@@ -82,7 +83,7 @@ def repair_model_for_run(run_dir: str | Path, model_path: str | Path | None = No
         data = json.loads(gate_file.read_text())
         gate = GateResult(data["psnr_identity"], data["psnr_fixed"], data["enabled"], data["reason"], data["views"])
         return (load_repair_model(repair_dir(run_dir) / "model") if gate.enabled else None), gate
-    model = load_repair_model(model_path, **options)
+    model = loaded if loaded is not None else load_repair_model(model_path, **options)
     if not (repair_dir(run_dir) / "pairs" / "manifest.json").is_file():
         gate = GateResult(float("nan"), float("nan"), True,
                           f"repair on without a check: {model_path} is used as given (no leave-one-out pairs to gate it on)")

@@ -74,12 +74,17 @@ def test_repair_auto_end_to_end_and_resume_in_the_middle_of_a_round(tmp_path, ca
         assert torch.equal(x.camera.viewmats, y.camera.viewmats)
 
 
-def test_the_gate_turns_repair_off_says_why_and_training_goes_on(tmp_path, capsys):
+def test_the_gate_turns_repair_off_says_why_and_training_goes_on(tmp_path, capsys, monkeypatch):
+    from recon.repair import pretrained
+
     bad = Fixer.create(FixerConfig(channels=(8, 16), norm_groups=8))
     torch.nn.init.normal_(bad.unet.conv_out.weight, std=0.5)  # much worse than doing nothing
     bad.save_pretrained(tmp_path / "bad")
+    loads, load = [], pretrained.load_repair_model
+    monkeypatch.setattr(pretrained, "load_repair_model", lambda *a, **k: loads.append(a) or load(*a, **k))
     out = tmp_path / "r"
     assert _train(tmp_path, out, "--repair", str(tmp_path / "bad"), "--iterations", "100") == 0
+    assert len(loads) == 1  # loaded at startup (a bad folder fails there), gated at the first round
     err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
     assert "repair off: the repair model gives" in err and "training goes on without it" in err
     assert not json.loads((out / "repair" / "gate.json").read_text())["enabled"]

@@ -12,24 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from recon.cli import main
+from tests.train.test_cli_safety import _scene as tiny_scene
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _two_image_scene(root: Path) -> Path:
-    root.mkdir()
-    frames = []
-    for i in range(2):
-        Image.fromarray(np.full((12, 16, 3), 40 * i, np.uint8)).save(root / f"{i}.png")
-        c2w = np.eye(4)
-        c2w[0, 3] = i
-        frames.append({"file_path": f"{i}.png", "transform_matrix": c2w.tolist()})
-    meta = {"fl_x": 20.0, "fl_y": 20.0, "cx": 8.0, "cy": 6.0, "w": 16, "h": 12, "frames": frames}
-    (root / "transforms.json").write_text(json.dumps(meta))
-    return root
 
 
 def test_unknown_preset(tmp_path, capsys):
@@ -38,7 +25,7 @@ def test_unknown_preset(tmp_path, capsys):
 
 
 def test_too_many_views(tmp_path, capsys):
-    scene = _two_image_scene(tmp_path / "s")
+    scene = tiny_scene(tmp_path / "s")
     code = main(["train", "--data", str(scene), "--views", "3", "--out", str(tmp_path / "r")])
     assert code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]

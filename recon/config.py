@@ -437,6 +437,22 @@ def load_preset(name: str) -> TrainConfig:
     return dataclasses.replace(load_config(path), preset=name)
 
 
+def scale_schedule(config: TrainConfig, iterations: int) -> TrainConfig:
+    """``config`` run over ``iterations`` steps with every step-count option scaled alike (refinement
+    window and period, opacity reset, SH growth, sparse-view starts and periods), so a shorter run
+    keeps the shape of the schedule; learning-rate decay already follows ``iterations``."""
+    f = iterations / max(config.iterations, 1)
+    s, p, o = config.strategy, config.sparse, config.optim
+    scale = lambda n: max(1, round(n * f))  # noqa: E731
+    return override(config, **{
+        "iterations": iterations,
+        "strategy.refine_start": scale(s.refine_start), "strategy.refine_stop": scale(s.refine_stop),
+        "strategy.refine_every": scale(s.refine_every), "strategy.reset_every": scale(s.reset_every),
+        "sparse.warp_start": round(p.warp_start * f), "sparse.pseudo_start": round(p.pseudo_start * f),
+        "sparse.floater_every": round(p.floater_every * f), "optim.sh_increase_every": scale(o.sh_increase_every),
+    })  # fmt: skip
+
+
 def override(config: TrainConfig, **changes: Any) -> TrainConfig:
     """Returns ``config`` with dotted keys replaced, e.g. ``override(c, **{"data.views": 3})``."""
     nested: dict[str, Any] = {}

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from recon.cameras import Cameras
-from recon.config import TrainConfig, override
+from recon.config import TrainConfig, override, scale_schedule
 from recon.data.images import downscale_array
 from recon.data.scene import SceneData
 from recon.data.splits import Split, evenly_spaced
@@ -191,17 +191,8 @@ def render_pair(primitive: str, params: dict[str, Tensor], sh_degree: int, scene
 
 
 def scaled_schedule(config: TrainConfig, iterations: int) -> TrainConfig:
-    """``config`` shortened to ``iterations`` steps, every step-count option scaled alike, no files."""
-    f = iterations / max(config.iterations, 1)
-    s, p, o = config.strategy, config.sparse, config.optim
-    scale = lambda n: max(1, round(n * f))
-    return override(config, **{
-        "iterations": iterations, "checkpoint_every": 0, "log_every": iterations,
-        "strategy.refine_start": scale(s.refine_start), "strategy.refine_stop": scale(s.refine_stop),
-        "strategy.refine_every": scale(s.refine_every), "strategy.reset_every": scale(s.reset_every),
-        "sparse.warp_start": round(p.warp_start * f), "sparse.pseudo_start": round(p.pseudo_start * f),
-        "sparse.floater_every": round(p.floater_every * f), "optim.sh_increase_every": scale(o.sh_increase_every),
-    })  # fmt: skip
+    """``config`` shortened to ``iterations`` steps (:func:`~recon.config.scale_schedule`), writing no files."""
+    return override(scale_schedule(config, iterations), checkpoint_every=0, log_every=iterations)
 
 
 def _held_out_run(config: TrainConfig, sub: SceneData, held: int, ids: list[int], protocol: str,

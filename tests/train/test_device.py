@@ -136,6 +136,7 @@ def test_cli_device_follows_a_gpu_backend_and_is_checked(tmp_path, capsys, monke
     assert _config_from_args(TrainArgs(**args, backend="cuda")).device == "cuda"
     assert _config_from_args(TrainArgs(**args, device="cuda")).device == "cuda"
     assert _config_from_args(TrainArgs(**args)).device == "cpu"
+    assert "pass --device cuda" in capsys.readouterr().err  # a GPU left unused is pointed out
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for extra, message in (
         (["--backend", "cuda"], "device (--device) cuda: torch sees no CUDA GPU here"),

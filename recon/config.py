@@ -443,7 +443,7 @@ def scale_schedule(config: TrainConfig, iterations: int) -> TrainConfig:
     keeps the shape of the schedule; learning-rate decay already follows ``iterations``."""
     f = iterations / max(config.iterations, 1)
     s, p, o = config.strategy, config.sparse, config.optim
-    scale = lambda n: max(1, round(n * f))  # noqa: E731
+    scale = lambda n: max(1, round(n * f))
     return override(config, **{
         "iterations": iterations,
         "strategy.refine_start": scale(s.refine_start), "strategy.refine_stop": scale(s.refine_stop),

@@ -17,8 +17,14 @@ from recon.priors._progress import stderr_console
 from recon.train.health import EtaEstimate
 from recon.train.outdir import prepare_out, removed_if_start_fails
 from recon.train.run import load_run, mark_run, write_cameras
-from recon.train.setup import (SYNTHETIC, depth_prior_maps, initial_cloud, load_run_scene, load_training_scene,
-                                make_split)
+from recon.train.setup import (
+    SYNTHETIC,
+    depth_prior_maps,
+    initial_cloud,
+    load_run_scene,
+    load_training_scene,
+    make_split,
+)
 from recon.train.trainer import Trainer, TrainResult, sparse_enabled
 
 console = stderr_console()  # shared: the repair fit's bar nests under training's

@@ -19,8 +19,11 @@ class SfmArgs:
     """Folder of photos (jpg/png/tif/bmp), or a scene folder holding them in images/."""
     out: Path
     """Output folder: images/ (undistorted), sparse/0/ (pinhole COLMAP model), distorted/, sfm.json."""
-    matcher: Literal["exhaustive", "sequential"] = "exhaustive"
-    """Exhaustive for unordered photos, sequential for video frames."""
+    matcher: Literal["auto", "exhaustive", "sequential"] = "auto"
+    """Exhaustive for unordered photos, sequential for video frames; auto = exhaustive up to 100
+    photos, sequential above that for numbered frames (what `recon train` uses)."""
+    seed: int = 0
+    """Seed of COLMAP's random sampling (same photos and seed: same model)."""
     max_image_size: int = 1600
     """SIFT runs on photos downscaled to this longer side."""
     relaxed: bool = False
@@ -63,7 +66,8 @@ def sfm_main(argv: Sequence[str], prog: str = "recon data sfm") -> int:
 
     photos = photo_folder(args.photos) or args.photos  # scene/ or scene/images/
     result = run_sfm(photos, args.out, args.matcher, max_image_size=args.max_image_size,
-                     relaxed=args.relaxed, min_registered=args.min_registered, overwrite=args.overwrite)
+                     relaxed=args.relaxed, min_registered=args.min_registered, overwrite=args.overwrite,
+                     seed=args.seed)
     print(result.summary())
     print(f"model: {result.model_dir}  images: {result.image_dir}")
     return 0

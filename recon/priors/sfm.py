@@ -400,9 +400,14 @@ def load_sfm_scene(out_dir: Path, names: list[str] | None = None) -> SceneData:
                      points=torch.from_numpy(pts), point_colors=torch.from_numpy(cols), meta=meta)
 
 
+# Part of the SfM cache key: raise it when the same photos would give another model (v2: EXIF
+# orientation applied before SfM, relaxed second pass, seeded single-threaded mapping).
+SFM_CACHE_VERSION = 2
+
+
 def photos_hash(image_dir: Path, names: list[str]) -> str:
-    """A hash of the photos' names and bytes (the SfM cache key)."""
-    h = hashlib.sha1()
+    """A hash of the photos' names and bytes and of :data:`SFM_CACHE_VERSION` (the SfM cache key)."""
+    h = hashlib.sha1(f"recon-sfm-v{SFM_CACHE_VERSION}".encode())
     for n in names:
         h.update(n.encode())
         h.update(hashlib.sha1((image_dir / n).read_bytes()).digest())

@@ -39,3 +39,33 @@ def test_priors_command_writes_hull_cloud_for_dtu(shared_data, tmp_path, capsys)
     S = cams["scale_mat_0"]
     unit = (pts - S[:3, 3]) / S[0, 0]
     assert np.median(np.linalg.norm(unit, axis=1)) < 1.0
+
+
+def test_sfm_command_passes_the_matcher_and_seed_train_uses(tmp_path, monkeypatch):
+    """`recon data sfm` defaults to the matcher `recon train` uses (auto) and forwards --seed."""
+    import recon.priors.sfm as sfm
+
+    seen = {}
+
+    def fake_run_sfm(photos, out, matcher, **kw):
+        seen.update(matcher=matcher, **kw)
+        raise sfm.ReconError("stop here")
+
+    monkeypatch.setattr(sfm, "run_sfm", fake_run_sfm)
+    photos = tmp_path / "p"
+    photos.mkdir()
+    assert main(["data", "sfm", str(photos), "--out", str(tmp_path / "o"), "--seed", "7"]) == 2
+    assert seen["matcher"] == "auto" and seen["seed"] == 7
+
+
+def test_sfm_cache_key_changes_with_the_cache_version(tmp_path, monkeypatch):
+    """A model cached by an older SfM (e.g. before EXIF orientation was applied) is not reused."""
+    import recon.priors.sfm as sfm
+
+    (tmp_path / "a.jpg").write_bytes(b"pixels")
+    key = sfm.photos_hash(tmp_path, ["a.jpg"])
+    assert key == sfm.photos_hash(tmp_path, ["a.jpg"])
+    monkeypatch.setattr(sfm, "SFM_CACHE_VERSION", sfm.SFM_CACHE_VERSION + 1)
+    assert sfm.photos_hash(tmp_path, ["a.jpg"]) != key
+    (tmp_path / "a.jpg").write_bytes(b"other pixels")
+    assert sfm.photos_hash(tmp_path, ["a.jpg"]) != key

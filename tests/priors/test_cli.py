@@ -43,7 +43,7 @@ def test_priors_command_writes_hull_cloud_for_dtu(shared_data, tmp_path, capsys)
 
 def test_sfm_command_passes_the_matcher_and_seed_train_uses(tmp_path, monkeypatch):
     """`recon data sfm` defaults to the matcher `recon train` uses (auto) and forwards --seed."""
-    import recon.priors.sfm as sfm
+    from recon.priors import sfm
 
     seen = {}
 
@@ -60,7 +60,7 @@ def test_sfm_command_passes_the_matcher_and_seed_train_uses(tmp_path, monkeypatc
 
 def test_sfm_cache_key_changes_with_the_cache_version(tmp_path, monkeypatch):
     """A model cached by an older SfM (e.g. before EXIF orientation was applied) is not reused."""
-    import recon.priors.sfm as sfm
+    from recon.priors import sfm
 
     (tmp_path / "a.jpg").write_bytes(b"pixels")
     key = sfm.photos_hash(tmp_path, ["a.jpg"])

@@ -93,6 +93,32 @@ def distance_weights(pseudo: Cameras, train: Cameras, gain: float = 2.0) -> Tens
     return (gain * d / (1.2 * max(spread, 1e-12))).clamp(max=1.0).float()
 
 
+def nearest_camera(cam: Cameras, cameras: Cameras) -> int:
+    """Index in ``cameras`` of the one nearest to ``cam`` (one camera; :func:`select_sources`' ranking)."""
+    return select_sources(torch.cat([cam.viewmats, cameras.viewmats.to(cam.viewmats)]), 0, 1)[0] - 1
+
+
+def render_condition(out: RenderOutput, cam: Cameras, photo: Tensor, photo_cam: Cameras, photo_depth: Tensor,
+                     occlusion_tol: float = 0.05) -> tuple[Tensor, Tensor, Tensor]:
+    """A repair model's input for one rendered view: the render and a training photo warped into it.
+
+    Args:
+        out: the view's render (batch of one).
+        cam: the view's camera (one).
+        photo: [Hs, Ws, 3] the reference training photo.
+        photo_cam: its camera (one).
+        photo_depth: [Hs, Ws] rendered depth at ``photo_cam`` (occlusion test of the warp).
+        occlusion_tol: relative depth tolerance of the occlusion test.
+
+    Returns:
+        inputs [1, 8, H, W] (:func:`recon.repair.dataset.stack_condition`), warped photo [H, W, 3]
+        and its validity [H, W].
+    """
+    depth, alpha = out.depth[0, ..., 0], out.alpha[0, ..., 0]  # [H, W]
+    warped, valid = warp_neighbour(depth, cam, photo, photo_cam, photo_depth, occlusion_tol)
+    return stack_condition(out.rgb[0].clamp(0, 1), alpha, warped, valid)[None], warped, valid
+
+
 def match_colors(image: Tensor, reference: Tensor, mask: Tensor, min_pixels: int = 16) -> Tensor:
     """``image`` [H, W, 3] with each channel's mean and std over ``mask`` [H, W] (> 0.5) moved to
     ``reference``'s over the same pixels (repairs drift in colour; the photo does not), in [0, 1].
@@ -150,10 +176,6 @@ class RepairedViews:
             self.refresh(step)
         return self._views
 
-    def _nearest_train(self, cam: Cameras) -> int:
-        viewmats = torch.cat([cam.viewmats, self.train_cameras.viewmats])
-        return select_sources(viewmats, 0, 1)[0] - 1
-
     @torch.no_grad()
     def refresh(self, step: int) -> None:
         """Renders, warps and repairs every pseudo camera now."""
@@ -161,14 +183,12 @@ class RepairedViews:
         views = []
         for k in range(len(self.pseudo_cameras)):
             cam = self.pseudo_cameras[k]
-            j = self._nearest_train(cam)
+            j = nearest_camera(cam, self.train_cameras)
             out, out_src = self.render_fn(cam), self.render_fn(self.train_cameras[j])
-            depth, alpha = out.depth[0, ..., 0], out.alpha[0, ..., 0]  # [H, W]
-            warped, valid = warp_neighbour(depth, cam, self.train_images[j], self.train_cameras[j],
-                                           out_src.depth[0, ..., 0], c.occlusion_tol)
-            inputs = stack_condition(out.rgb[0].clamp(0, 1), alpha, warped, valid)[None]  # [1, 8, H, W]
+            inputs, warped, valid = render_condition(out, cam, self.train_images[j], self.train_cameras[j],
+                                                     out_src.depth[0, ..., 0], c.occlusion_tol)  # [1, 8, H, W]
             image = self.model.repair(inputs, **dict(c.repair_options))[0].permute(1, 2, 0)  # [H, W, 3]
-            covered = (alpha > c.alpha_threshold).float()
+            covered = (out.alpha[0, ..., 0] > c.alpha_threshold).float()
             if c.color_match:
                 image = match_colors(image, warped, covered * valid)
             weight = covered * self.distance[k]

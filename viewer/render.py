@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -21,8 +21,13 @@ from torch import Tensor
 
 from recon.cameras import Cameras
 
-RenderMode = Literal["rgb", "depth", "alpha", "density"]
+if TYPE_CHECKING:
+    from viewer.repair import FrameRepair
+
+RenderMode = Literal["rgb", "depth", "alpha", "density", "repaired"]
 RENDER_MODES: tuple[str, ...] = ("rgb", "depth", "alpha", "density")
+"""The modes every render function has; ``repaired`` only when it was given a repair model."""
+REPAIRED = "repaired"
 
 
 @dataclass(frozen=True)
@@ -30,8 +35,9 @@ class RenderSettings:
     """What a client wants to see.
 
     Attributes:
-        mode: ``rgb``, ``depth`` (colour-mapped, near = warm), ``alpha`` (grey) or ``density``
-            (heat-map of how many primitive centres project into each pixel).
+        mode: ``rgb``, ``depth`` (colour-mapped, near = warm), ``alpha`` (grey), ``density``
+            (heat-map of how many primitive centres project into each pixel) or ``repaired``
+            (RGB through a diffusion repair model, :mod:`viewer.repair`).
         primitive: which primitive set to render when a run holds several (None = the first).
         background: RGB background in [0, 1]; None = the primitive set's own (its training one).
     """
@@ -159,8 +165,11 @@ class PrimitiveSet:
 
 
 def render_set(prim: PrimitiveSet, camera: Cameras, settings: RenderSettings, *,
-               backend: str = "auto", render: Callable | None = None) -> np.ndarray:
+               backend: str = "auto", render: Callable | None = None, repair: FrameRepair | None = None) -> np.ndarray:
     """Renders one primitive set into one camera in the mode ``settings`` asks for.
+
+    Args:
+        repair: the repair post-pass of the ``repaired`` mode (that mode fails without one).
 
     Returns:
         [H, W, 3] uint8.
@@ -170,15 +179,22 @@ def render_set(prim: PrimitiveSet, camera: Cameras, settings: RenderSettings, *,
     if settings.mode == "density":
         centres = primitive_centres(prim.params, prim.primitive)
         return to_uint8(colorize_density(density_map(centres, cam)))
+    if settings.mode == REPAIRED and repair is None:
+        raise ValueError("the repaired mode needs a repair model (make_render_fn(..., repair=...))")
     if render is None:
         from recon.render import render  # imported where used: the viewer runs without it
     rgb_bg = settings.background or prim.background or (0.0, 0.0, 0.0)
     bg = torch.tensor([rgb_bg], dtype=torch.float32, device=device)  # [1, 3]
-    with torch.no_grad():
-        out = render(prim.primitive, prim.params, cam, sh_degree=prim.sh_degree, backgrounds=bg,
-                     backend=backend)
+
+    @torch.no_grad()
+    def render_view(view: Cameras):
+        return render(prim.primitive, prim.params, view, sh_degree=prim.sh_degree, backgrounds=bg, backend=backend)
+
+    out = render_view(cam)
     if settings.mode == "rgb":
         return to_uint8(out.rgb[0])
+    if settings.mode == REPAIRED:
+        return to_uint8(repair(out, cam, render_view, key=prim.primitive))
     alpha = out.alpha[0, ..., 0].float().cpu().numpy()  # [H, W]
     if settings.mode == "alpha":
         return to_uint8(np.repeat(alpha[..., None], 3, axis=-1))
@@ -187,7 +203,7 @@ def render_set(prim: PrimitiveSet, camera: Cameras, settings: RenderSettings, *,
 
 
 def make_render_fn(sets: Mapping[str, PrimitiveSet], *, backend: str = "auto",
-                   render: Callable | None = None) -> RenderFn:
+                   render: Callable | None = None, repair: FrameRepair | None = None) -> RenderFn:
     """A render function over fixed, named primitive sets (a saved run or PLY).
 
     Args:
@@ -195,13 +211,15 @@ def make_render_fn(sets: Mapping[str, PrimitiveSet], *, backend: str = "auto",
         backend: rasterizer backend passed to ``render``.
         render: the engine's render function (default :func:`recon.render.render`); injectable
             for tests.
+        repair: the post-pass of the ``repaired`` mode (:func:`viewer.repair.load_frame_repair`);
+            None = no such mode.
     """
     if not sets:
         raise ValueError("make_render_fn needs at least one primitive set")
 
     def render_fn(camera: Cameras, settings: RenderSettings) -> np.ndarray:
         name = settings.primitive if settings.primitive in sets else next(iter(sets))
-        return render_set(sets[name], camera, settings, backend=backend, render=render)
+        return render_set(sets[name], camera, settings, backend=backend, render=render, repair=repair)
 
     return render_fn
 

@@ -94,8 +94,15 @@ def distance_weights(pseudo: Cameras, train: Cameras, gain: float = 2.0) -> Tens
 
 
 def nearest_camera(cam: Cameras, cameras: Cameras) -> int:
-    """Index in ``cameras`` of the one nearest to ``cam`` (one camera; :func:`select_sources`' ranking)."""
-    return select_sources(torch.cat([cam.viewmats, cameras.viewmats.to(cam.viewmats)]), 0, 1)[0] - 1
+    """Index in ``cameras`` of the camera whose centre is nearest to ``cam``'s (one camera) among
+    those looking the same way (viewing directions less than 90 degrees apart; any when none does).
+    Unlike a stereo source (:func:`select_sources`), a camera at the same place is the best reference."""
+    c2w = torch.linalg.inv(torch.cat([cam.viewmats, cameras.viewmats.to(cam.viewmats)]).double())  # [1 + N, 4, 4]
+    dist = (c2w[1:, :3, 3] - c2w[0, :3, 3]).norm(dim=-1)  # [N]
+    facing = (c2w[1:, :3, 2] @ c2w[0, :3, 2]) > 0  # [N]
+    if facing.any():
+        dist = dist.masked_fill(~facing, float("inf"))
+    return int(dist.argmin())
 
 
 def render_condition(out: RenderOutput, cam: Cameras, photo: Tensor, photo_cam: Cameras, photo_depth: Tensor,

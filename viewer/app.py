@@ -10,6 +10,7 @@ render thread (:class:`viewer.client.ClientRenderer`). Training controls are add
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from viewer.cameras import cameras_to_poses, look_at_pose
 from viewer.client import ClientRenderer, RenderBudget
 from viewer.paths import focus_point, mean_up
 from viewer.recording import PathRecorder
-from viewer.render import RENDER_MODES, RenderFn, RenderSettings
+from viewer.render import RENDER_MODES, REPAIRED, RenderFn, RenderSettings
 
 console = Console(stderr=True)
 
@@ -90,11 +91,14 @@ class ViewerApp:
         render_fraction: cap on the fraction of wall time spent rendering (1 = no cap); the
             live viewer uses a small value so training keeps its speed.
         title: label shown at the top of the GUI panel.
+        modes: the render modes ``render_fn`` has (the Mode dropdown); :data:`viewer.render.RENDER_MODES`
+            plus ``repaired`` when it was given a repair model.
     """
 
     def __init__(self, render_fn: RenderFn, scene: SceneContext | None = None, *,
                  host: str = "127.0.0.1", port: int = 8080, max_resolution: int = 512,
-                 render_fraction: float = 1.0, title: str = "recon", verbose: bool = True):
+                 render_fraction: float = 1.0, title: str = "recon", verbose: bool = True,
+                 modes: Sequence[str] = RENDER_MODES):
         import viser  # the viewer extra; imported where used
 
         self.render_fn = render_fn
@@ -105,7 +109,7 @@ class ViewerApp:
         self.requested_port = port
         self.server = viser.ViserServer(host=host, port=port, label=title, verbose=False)
         self.host, self.port = host, self.server.get_port()
-        self._build_gui(max_resolution)
+        self._build_gui(max_resolution, tuple(modes))
         self._build_scene()
         self.recorder = PathRecorder(self.server, self.scene.path_dir, scale=0.06 * self.scene.extent)
         self.server.on_client_connect(self._on_connect)
@@ -179,11 +183,13 @@ class ViewerApp:
         self.server.stop()
 
     # ------------------------------------------------------------------ GUI
-    def _build_gui(self, max_resolution: int) -> None:
+    def _build_gui(self, max_resolution: int, modes: tuple[str, ...]) -> None:
         gui = self.server.gui
         with gui.add_folder("Render"):
-            self._mode = gui.add_dropdown("Mode", RENDER_MODES, initial_value="rgb",
-                                          hint="RGB, colour-mapped depth, alpha, primitive density")
+            hint = "RGB, colour-mapped depth, alpha, primitive density"
+            if REPAIRED in modes:
+                hint += ", RGB through the diffusion repair model (per frame: flickers while moving)"
+            self._mode = gui.add_dropdown("Mode", modes, initial_value=modes[0], hint=hint)
             self._primitive = None
             if len(self.scene.primitives) > 1:
                 self._primitive = gui.add_dropdown("Primitive", tuple(self.scene.primitives),

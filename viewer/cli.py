@@ -17,7 +17,8 @@ from viewer.app import SceneContext
 from viewer.cameras import pose_to_cameras
 from viewer.loading import Viewable, add_scene_extras, load_viewable
 from viewer.paths import CameraPath, orbit_path, spiral_path
-from viewer.render import RenderSettings, make_render_fn
+from viewer.render import RENDER_MODES, REPAIRED, RenderSettings, make_render_fn
+from viewer.repair import FrameRepair
 
 
 @dataclass
@@ -38,6 +39,8 @@ class ViewArgs:
     """show the training/test images inside the camera frustums (reads the scene folder)"""
     checkpoint: int | None = None
     """step of the checkpoint to show (default: the newest readable one)"""
+    repair: Path | None = None
+    """local diffusers folder for the `repaired` render mode (default: the run's RUN/repair/model when it has one)"""
 
 
 @dataclass
@@ -66,6 +69,10 @@ class RenderArgs:
     """rasterizer backend: auto, cpu, cuda, reference, gsplat"""
     checkpoint: int | None = None
     """step of the checkpoint to render (default: the newest readable one)"""
+    repair: str | None = None
+    """per-frame diffusion repair post-pass (Difix3D+ style), off by default: `--repair` alone uses the
+    run's model (RUN/repair/model, from `recon repair fit RUN`), `--repair PATH` a local diffusers
+    folder. Each frame is repaired on its own, so the video flickers; --mode rgb only"""
 
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
@@ -82,15 +89,47 @@ def scene_context(v: Viewable, with_thumbnails: bool = True) -> SceneContext:
     )
 
 
+def load_repair(v: Viewable, path: str | Path | None, required: bool) -> FrameRepair | None:
+    """The repair post-pass of a loaded run: from ``path`` (a local diffusers folder) or the run's own
+    model (``path`` None). Without ``required``, a run with no model of its own, or one that cannot be
+    loaded, has none (the reason is printed); with it, both are errors.
+
+    Raises:
+        ConfigError: a PLY with ``path`` or ``required``; a bad ``path``; no model when ``required``.
+    """
+    from recon.errors import ReconError
+    from viewer.repair import load_frame_repair, run_model_dir
+
+    if v.run is None:
+        if path is None and not required:
+            return None
+        raise ConfigError("--repair needs a run directory (its training photos are the repair's reference)",
+                          hint="pass the run folder written by `recon train`")
+    if path is None and not required and not run_model_dir(v.run_dir).is_dir():
+        return None
+    try:
+        repair = load_frame_repair(v.run, path)
+    except ReconError as err:
+        if required or path is not None:
+            raise
+        print(f"note: no repaired mode ({err})")
+        return None
+    if repair.note:
+        print(f"note: {repair.note}")
+    return repair
+
+
 def view_main(argv: list[str], prog: str = "recon view") -> int:
     """Entry point of ``recon view``: serves until Ctrl+C."""
     args = tyro.cli(ViewArgs, args=argv, prog=prog)
     from viewer.app import ViewerApp
 
     viewable = load_viewable(args.path, args.checkpoint)
-    app = ViewerApp(make_render_fn(viewable.sets, backend=args.backend),
+    repair = load_repair(viewable, args.repair, required=False)
+    app = ViewerApp(make_render_fn(viewable.sets, backend=args.backend, repair=repair),
                     scene_context(viewable, args.thumbnails), host=args.host, port=args.port,
-                    max_resolution=args.max_resolution, title=f"recon: {args.path.name}")
+                    max_resolution=args.max_resolution, title=f"recon: {args.path.name}",
+                    modes=RENDER_MODES + ((REPAIRED,) if repair is not None else ()))
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -101,7 +140,10 @@ def view_main(argv: list[str], prog: str = "recon view") -> int:
 
 
 def check_render_args(args: RenderArgs) -> None:
-    """Rejects frame counts, sizes and rates that would write an empty or broken video."""
+    """Rejects frame counts, sizes and rates that would write an empty or broken video, and
+    ``--repair`` beside another mode than rgb."""
+    if args.repair is not None and args.mode != "rgb":
+        raise ConfigError(f"--repair repairs RGB frames, not --mode {args.mode}", hint="leave out --mode or --repair")
     for name, value in (("--frames", args.frames), ("--width", args.width), ("--height", args.height),
                         ("--fps", args.fps)):
         if value is not None and not value > 0:
@@ -151,9 +193,19 @@ def resolve_path(args: RenderArgs, v: Viewable) -> tuple[list, int, int, float]:
     return cam_path.frames(args.frames), cam_path.width, cam_path.height, args.fps or cam_path.fps
 
 
+def _bare_repair(argv: list[str]) -> list[str]:
+    """``--repair`` without a folder (last, or followed by another option) means ``--repair auto``: the run's model."""
+    argv = list(argv)
+    if "--repair" in argv:
+        i = argv.index("--repair")
+        if i + 1 == len(argv) or argv[i + 1].startswith("-"):
+            argv.insert(i + 1, "auto")
+    return argv
+
+
 def render_main(argv: list[str], prog: str = "recon render") -> int:
     """Entry point of ``recon render``: writes one video."""
-    args = tyro.cli(RenderArgs, args=argv, prog=prog)
+    args = tyro.cli(RenderArgs, args=_bare_repair(argv), prog=prog)
     check_render_args(args)
     import imageio.v2 as imageio
 
@@ -165,8 +217,11 @@ def render_main(argv: list[str], prog: str = "recon render") -> int:
     if not frames:
         raise ConfigError("the camera path has no frames", path=args.path, hint="pass --frames N with N >= 1")
     width, height = even_size(width, height, args.out)
-    render_fn = make_render_fn(viewable.sets, backend=args.backend)
-    settings = RenderSettings(mode=args.mode, primitive=args.primitive)
+    repair = None
+    if args.repair is not None:
+        repair = load_repair(viewable, None if args.repair == "auto" else args.repair, required=True)
+    render_fn = make_render_fn(viewable.sets, backend=args.backend, repair=repair)
+    settings = RenderSettings(mode=REPAIRED if repair is not None else args.mode, primitive=args.primitive)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     options = {"fps": fps}
     if args.out.suffix.lower() in VIDEO_SUFFIXES:
@@ -179,7 +234,8 @@ def render_main(argv: list[str], prog: str = "recon render") -> int:
                               hint="use .mp4 (needs imageio-ffmpeg) or .gif") from None
         try:
             with Progress() as progress:
-                task = progress.add_task(f"rendering {len(frames)} frames", total=len(frames))
+                what = f"rendering {len(frames)} frames" + (" and repairing them" if repair is not None else "")
+                task = progress.add_task(what, total=len(frames))
                 for pose in frames:
                     writer.append_data(np.ascontiguousarray(render_fn(pose_to_cameras(pose, width, height), settings)))
                     progress.advance(task)

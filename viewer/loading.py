@@ -11,6 +11,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +36,8 @@ class Viewable:
         scene_root: the scene folder the run was trained on (None when unknown).
         run_dir: the run directory (camera paths are saved under it), or None.
         points: [P, 3] prior point cloud or None; point_colors [P, 3] in [0, 1] or None.
+        run: the loaded run (:class:`recon.train.run.LoadedRun`; its photos feed the repair
+            post-pass, :mod:`viewer.repair`), None for a PLY.
     """
 
     sets: dict[str, PrimitiveSet]
@@ -45,6 +48,7 @@ class Viewable:
     run_dir: Path | None = None
     points: np.ndarray | None = None
     point_colors: np.ndarray | None = None
+    run: Any = None
 
 
 def sh_degree_of(params: dict) -> int:
@@ -94,7 +98,7 @@ def _load_run(run_dir: Path, checkpoint: int | None = None) -> Viewable:
         split = {"train": list(split.train), "test": list(split.test)}
     root = getattr(run, "scene_root", None)
     viewable = Viewable(sets=sets, cameras=run.cameras, names=list(run.names), split=dict(split or {}),
-                        scene_root=None if not root else Path(root), run_dir=run_dir)
+                        scene_root=None if not root else Path(root), run_dir=run_dir, run=run)
     _add_prior_cloud(viewable, run_dir)
     return viewable
 

@@ -25,7 +25,7 @@ from recon.render.render import RenderOutput
 
 log = logging.getLogger(__name__)
 
-MAKE_ONE = "make one with `recon repair pairs RUN` then `recon repair fit RUN`, or pass a local diffusers folder"
+MAKE_ONE = "make one with `recon repair pairs RUN` then `recon repair fit RUN`, or pass --repair PATH (a local diffusers folder)"
 
 
 class FrameRepair:

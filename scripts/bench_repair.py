@@ -1,0 +1,279 @@
+"""Diffusion repair on a real scene (issue #11): the same run with and without ``--repair auto``.
+
+Per seed, ``recon train`` runs twice side by side (``--repair off`` and ``--repair auto``, one
+torch thread each, everything else identical), then ``recon eval RUN --json`` scores both. The
+CPU time of each repair stage is read off the training process while it runs: its stdout lines
+mark the stages (``repair: leave-one-out pairs`` -> ``repair: fitting`` -> the gate's verdict ->
+``repair round k/K``) and the process's own CPU time (``/proc/PID/stat``) is sampled at each
+line. Writes under ``--out``: the run folders (``seed_S/off``, ``seed_S/auto``), ``results.json``,
+``table.md`` and ``grid_seed_S.png`` (ground truth | without repair | with repair | the fixer's
+output on a pseudo view, or on the gate's held-out view when the gate turned repair off)::
+
+    python scripts/bench_repair.py --data ../shared/data/dtu/scan24 --protocol dtu --views 3 \\
+        --seeds 0 1 2 --out /tmp/bench_repair
+
+Numbers go to BENCHMARKS.md ("Diffusion repair, first figures").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+MODES = ("off", "auto")
+# stdout line prefix -> stage boundary (recon/repair/training.py and rounds.py print them)
+MARKS = (
+    ("init:", "setup"),
+    ("repair: leave-one-out pairs", "pairs_start"),
+    ("repair: fitting", "fit_start"),
+    ("repair on:", "gate"),
+    ("repair off:", "gate"),
+)
+ROUND = re.compile(r"^repair round (\d+)/\d+ at step")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class RunRecord:
+    """One training run: its scores, CPU times (s) and what the repair printed."""
+
+    mode: str
+    seed: int
+    run: str
+    psnr: float = math.nan
+    ssim: float = math.nan
+    train_cpu_s: float = math.nan
+    train_wall_s: float = math.nan
+    eval_cpu_s: float = math.nan
+    stages_cpu_s: dict[str, float] = field(default_factory=dict)
+    marks_cpu_s: dict[str, float] = field(default_factory=dict)
+    gate: str = ""
+    returncode: int = 0
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU time (user + system, all threads) of a live process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14, 15 of proc(5))
+
+
+def run(cmd: list[str], threads: int, on_line=None) -> tuple[int, float, float, list[str]]:
+    """Runs ``cmd`` (stderr into stdout), calling ``on_line(text, pid)`` per line: (exit code, CPU s
+    from the kernel's rusage, wall s, the lines)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(threads), text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if on_line is not None:
+            on_line(line, proc.pid)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime, time.perf_counter() - t0, lines
+
+
+def _env(threads: int) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "RECON_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+
+
+def train(record: RunRecord, args: argparse.Namespace) -> None:
+    """Runs ``recon train`` for ``record`` and fills its CPU times, stage marks and gate verdict."""
+    cmd = ["recon", "train", "--data", args.data, "--protocol", args.protocol, "--seed", str(record.seed),
+           "--repair", record.mode, "--out", record.run, "--overwrite"]
+    for flag, value in (("--views", args.views), ("--iterations", args.iterations),
+                        ("--downscale", args.downscale), ("--preset", args.preset)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    Path(record.run).parent.mkdir(parents=True, exist_ok=True)
+    log = Path(record.run).parent / f"train_{record.mode}.log"
+    log.write_text("")
+
+    def on_line(line: str, pid: int) -> None:
+        with log.open("a") as f:
+            f.write(line)
+        text = line.strip()
+        mark = next((name for prefix, name in MARKS if text.startswith(prefix)), None)
+        if m := ROUND.match(text):
+            mark = f"round_{m.group(1)}"
+        if mark is not None and mark not in record.marks_cpu_s:
+            record.marks_cpu_s[mark] = _cpu_s(pid)
+            if mark == "gate":
+                record.gate = text
+
+    record.returncode, record.train_cpu_s, record.train_wall_s, _ = run(cmd, args.threads, on_line)
+    record.stages_cpu_s = stages(record.marks_cpu_s, record.train_cpu_s)
+
+
+def stages(marks: dict[str, float], total: float) -> dict[str, float]:
+    """CPU seconds per stage from the cumulative CPU time at each mark.
+
+    setup = scene, priors and init; pairs = the leave-one-out sub-runs and noise renders; fit =
+    fitting the fixer + its gate; round_1 = rendering and repairing the first round's views;
+    training = everything else (the training steps, the pseudo-view loss, later rounds).
+    """
+    out = {"setup": marks.get("setup", math.nan)}
+    spans = (("pairs", "pairs_start", "fit_start"), ("fit", "fit_start", "gate"), ("round_1", "gate", "round_1"))
+    for name, a, b in spans:
+        if a in marks and b in marks:
+            out[name] = marks[b] - marks[a]
+    out["training"] = total - sum(v for v in out.values() if not math.isnan(v))
+    return out
+
+
+def evaluate(record: RunRecord, args: argparse.Namespace) -> None:
+    """``recon eval RUN --json``: masked PSNR / SSIM on the protocol's test views, and its CPU time."""
+    rc, record.eval_cpu_s, _, lines = run(["recon", "eval", record.run, "--json"], args.threads)
+    found = [s for s in lines if s.startswith("{")]
+    if rc != 0 or not found:
+        print(f"eval failed for {record.run}: {''.join(lines)[-400:]}", file=sys.stderr)
+        return
+    res = json.loads(found[-1])
+    record.psnr, record.ssim = res["psnr"], res["ssim"]
+
+
+def in_parallel(fn, records: list[RunRecord], args: argparse.Namespace) -> None:
+    threads = [threading.Thread(target=fn, args=(r, args)) for r in records]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _half(path: Path, right: bool) -> np.ndarray:
+    """Left or right half of a side-by-side PNG ([H, 2W, 3])."""
+    a = np.asarray(Image.open(path).convert("RGB"))
+    w = a.shape[1] // 2
+    return a[:, w:] if right else a[:, :w]
+
+
+def fixer_tiles(run: Path, count: int) -> tuple[list[np.ndarray], str]:
+    """Up to ``count`` repaired pseudo views of the first round, or, when the gate turned repair off
+    (no rounds), the fixer's output on the gate's held-out leave-one-out view."""
+    views = sorted((run / "repair" / "round_0").glob("view_*.png"))
+    if views:
+        return [_half(views[i % len(views)], right=False) for i in range(count)], "fixer: pseudo view (round 1)"
+    if not (run / "repair" / "model").is_dir():
+        return [], "no fixer"
+    import torch
+
+    from recon.repair.dataset import load_pairs
+    from recon.repair.fixer import repair_pairs, split_held_out
+    from recon.repair.pretrained import load_repair_model
+
+    _, held = split_held_out(load_pairs(run / "repair" / "pairs").pairs)
+    with torch.no_grad():
+        fixed = repair_pairs(load_repair_model(run / "repair" / "model"), held[:1])
+    tile = (fixed[0].clamp(0, 1) * 255).round().byte().numpy()
+    return [tile] * count, f"fixer: held-out view {held[0].view} (gate off)"
+
+
+def grid(off: Path, auto: Path, dest: Path, rows: int = 2, scale: float = 0.5) -> Path:
+    """ground truth | without repair | with repair | the fixer's output, one row per test view
+    (evenly spaced over the test views), from the runs' ``eval/*.png``."""
+    names = sorted(p.name for p in (off / "eval").glob("*.png"))
+    picks = [names[round(i * (len(names) - 1) / max(rows - 1, 1))] for i in range(rows)]
+    fixes, fix_label = fixer_tiles(auto, rows)
+    labels = ["ground truth", "without repair", "with repair", fix_label]
+    lines = []
+    for i, name in enumerate(picks):
+        tiles = [_half(off / "eval" / name, right=False), _half(off / "eval" / name, right=True),
+                 _half(auto / "eval" / name, right=True)]
+        if fixes:
+            tiles.append(fixes[i])
+        h = tiles[0].shape[0]
+        tiles = [np.asarray(Image.fromarray(t).resize((round(t.shape[1] * h / t.shape[0]), h))) for t in tiles]
+        lines.append(np.concatenate(tiles, 1))
+    width = max(r.shape[1] for r in lines)
+    img = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in lines])
+    pil = Image.fromarray(img)
+    pil = pil.resize((round(pil.width * scale), round(pil.height * scale)), Image.LANCZOS)
+    head = Image.new("RGB", (pil.width, 14), "white")
+    draw = ImageDraw.Draw(head)
+    for k, label in enumerate(labels[: 3 + bool(fixes)]):
+        draw.text((k * pil.width // (3 + bool(fixes)) + 3, 1), label, fill="black")
+    out = Image.new("RGB", (pil.width, pil.height + 14), "white")
+    out.paste(head, (0, 0))
+    out.paste(pil, (0, 14))
+    out.save(dest, optimize=True)
+    return dest
+
+
+def _mean_std(values: list[float]) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.2f}" if len(v) == 1 else f"{v.mean():.2f} +- {v.std(ddof=1):.2f}"
+
+
+def table(records: list[RunRecord]) -> str:
+    """Markdown: one row per run, then the mean (+- std over seeds) per mode and the differences."""
+    head = ("| seed | repair | masked PSNR (dB) | SSIM | train CPU s | setup | pairs | fit + gate | round 1 | "
+            "training | train wall s | eval CPU s | gate |")
+    rows = [head, "|" + "---|" * 13]
+    for r in records:
+        cells = [f"{r.stages_cpu_s[k]:.0f}" if not math.isnan(r.stages_cpu_s.get(k, math.nan)) else "-"
+                 for k in ("setup", "pairs", "fit", "round_1", "training")]
+        rows.append(f"| {r.seed} | {r.mode} | {r.psnr:.2f} | {r.ssim:.3f} | {r.train_cpu_s:.0f} | "
+                    f"{' | '.join(cells)} | {r.train_wall_s:.0f} | {r.eval_cpu_s:.0f} | {r.gate or '-'} |")
+    by = {m: [r for r in records if r.mode == m] for m in MODES}
+    if all(by.values()):
+        d_psnr = [a.psnr - b.psnr for a, b in zip(by["auto"], by["off"], strict=True)]
+        d_ssim = [a.ssim - b.ssim for a, b in zip(by["auto"], by["off"], strict=True)]
+        ratio = [a.train_cpu_s / b.train_cpu_s for a, b in zip(by["auto"], by["off"], strict=True)]
+        summary = (f"Mean over {len(d_psnr)} seed(s): PSNR off {_mean_std([r.psnr for r in by['off']])} dB, "
+                   f"auto {_mean_std([r.psnr for r in by['auto']])} dB, difference {_mean_std(d_psnr)} dB; "
+                   f"SSIM difference {_mean_std([x * 100 for x in d_ssim])} x 1e-2; "
+                   f"train CPU auto / off {_mean_std(ratio)}x.")
+        rows += ["", summary]
+    return "\n".join(rows) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True, help="scene folder")
+    p.add_argument("--protocol", default="auto")
+    p.add_argument("--views", type=int, default=None, help="training views (protocol default when unset)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--iterations", type=int, default=None, help="training steps (preset's when unset)")
+    p.add_argument("--downscale", type=float, default=None)
+    p.add_argument("--preset", default=None, help="preset name or YAML (e.g. tuned repair options), both runs")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run (the two runs go side by side)")
+    p.add_argument("--reuse", action="store_true", help="keep finished runs of an earlier call (their record.json)")
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for seed in args.seeds:
+        batch = [RunRecord(m, seed, str(out / f"seed_{seed}" / m)) for m in MODES]
+        saved = [Path(r.run).parent / f"record_{r.mode}.json" for r in batch]
+        if args.reuse and all(s.is_file() for s in saved):
+            records += [RunRecord(**json.loads(s.read_text())) for s in saved]
+            continue
+        in_parallel(train, batch, args)
+        in_parallel(evaluate, batch, args)
+        for r, s in zip(batch, saved, strict=True):
+            s.write_text(json.dumps(asdict(r), indent=1))
+        records += batch
+        if all(r.returncode == 0 for r in batch):
+            grid(Path(batch[0].run), Path(batch[1].run), out / f"grid_seed_{seed}.png")
+    (out / "results.json").write_text(json.dumps([asdict(r) for r in records], indent=1))
+    (out / "table.md").write_text(table(records))
+    print(table(records))
+
+
+if __name__ == "__main__":
+    main()

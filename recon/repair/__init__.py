@@ -16,7 +16,7 @@ The pieces, each usable alone:
   It repairs in one step from the render (optionally a few DDIM steps from a start strength), and
   a gate compares it with the identity on a held-out leave-one-out view: repair is used only where
   it helps, and the reason is reported either way. Saved under ``RUN/repair/model/``.
-* :mod:`~recon.repair.pretrained`: a local diffusers folder instead (``--repair-model PATH``): an
+* :mod:`~recon.repair.pretrained`: a local diffusers folder instead (``--repair PATH``): an
   img2img pipeline such as sd-turbo, the same model as a one-step fixer, or a fixer fitted by
   recon on other scenes. Never downloads.
 * :mod:`~recon.repair.source`: :class:`PseudoViewSource` is the trainer-facing protocol,

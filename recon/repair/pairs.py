@@ -240,7 +240,7 @@ def leave_one_out_pairs(config: TrainConfig, scene: SceneData, split: Split, pai
 
     if len(split.train) < 2:
         raise ConfigError(f"leave-one-out pairs need at least 2 training views, the split has {len(split.train)}",
-                          hint="train with --views 2 or more to fit a fixer, or pass --repair-model PATH")
+                          hint="train with --views 2 or more to fit a fixer, or pass --repair PATH")
     pc = pair_config or PairConfig()
     ids = list(split.train)
     sub = training_scene(scene, split, pc.downscale)

@@ -1,4 +1,4 @@
-"""Repair models from a local diffusers folder (``--repair-model PATH``), checked and wrapped.
+"""Repair models from a local diffusers folder (``--repair PATH``), checked and wrapped.
 
 :func:`load_repair_model` recognises three layouts and returns an object with
 ``repair(inputs [B, 8, H, W]) -> [B, 3, H, W]`` (:class:`recon.repair.source.RepairModel`):
@@ -30,7 +30,7 @@ from recon.repair.dataset import CONDITION_CHANNELS
 from recon.repair.fixer import FIXER_FILE, Fixer, FixerConfig, pad_to
 
 MODES = ("auto", "img2img", "onestep")
-HINT = "--repair-model takes a local diffusers folder: a pipeline (model_index.json) or a fixer from `recon repair fit`"
+HINT = "--repair PATH takes a local diffusers folder: a pipeline (model_index.json) or a fixer from `recon repair fit`"
 
 
 class Img2ImgRepair:

@@ -63,7 +63,7 @@ def repair_model_for_run(run_dir: str | Path, model_path: str | Path | None = No
                          loaded: Any = None, **options: Any) -> tuple[Any | None, GateResult]:
     """The repair model training should use on this run, or None, with the gate's verdict.
 
-    With ``model_path`` (``--repair-model``), that model is loaded and gated on the run's
+    With ``model_path`` (``--repair PATH``), that model is loaded and gated on the run's
     held-out leave-one-out pairs like a fitted fixer (when the run has pairs; otherwise it is used
     as given and the verdict says so). Without it, the fixer in ``RUN/repair/model`` is used with
     the verdict saved when it was fitted. ``loaded`` = the model of ``model_path`` already loaded
@@ -79,7 +79,7 @@ def repair_model_for_run(run_dir: str | Path, model_path: str | Path | None = No
         gate_file = repair_dir(run_dir) / "gate.json"
         if not gate_file.is_file():
             raise ConfigError("the run has no fitted repair model", path=repair_dir(run_dir),
-                              hint="run `recon repair pairs RUN` and `recon repair fit RUN`, or pass --repair-model PATH")
+                              hint="run `recon repair pairs RUN` and `recon repair fit RUN`, or pass --repair PATH")
         data = json.loads(gate_file.read_text())
         gate = GateResult(data["psnr_identity"], data["psnr_fixed"], data["enabled"], data["reason"], data["views"])
         return (load_repair_model(repair_dir(run_dir) / "model") if gate.enabled else None), gate

@@ -46,12 +46,13 @@ DATASETS_HINT = "see datasets/README.md for how to obtain it, or fix its path in
 
 @dataclass(frozen=True)
 class SceneSpec:
-    """One scene of the matrix (the ``--data/--format/--protocol/--views`` of ``recon train``)."""
+    """One scene of the matrix (the ``--data/--format/--protocol/--views`` of ``recon train``);
+    ``None`` keeps the preset's value."""
 
     name: str
     path: str
-    format: str = "auto"
-    protocol: str = "auto"
+    format: str | None = None
+    protocol: str | None = None
     views: int | None = None
 
     def available(self) -> bool:
@@ -129,8 +130,8 @@ def _scene(item: Any, i: int, source: Path | None) -> SceneSpec:
     if not isinstance(item.get("path"), str) or not item["path"]:
         raise ConfigError(f"{where}.path: missing or not a string", path=source, hint="path: FOLDER (or synthetic)")
     name = item.get("name") or Path(item["path"]).name
-    return SceneSpec(name=str(name), path=item["path"], format=item.get("format", "auto"),
-                     protocol=item.get("protocol", "auto"), views=item.get("views"))
+    return SceneSpec(name=str(name), path=item["path"], format=item.get("format"), protocol=item.get("protocol"),
+                     views=item.get("views"))
 
 
 def parse_bench(data: Any, source: Path | None = None) -> BenchSpec:
@@ -178,10 +179,8 @@ def load_bench(path: str | Path) -> BenchSpec:
 
 def scene_changes(scene: SceneSpec) -> dict[str, Any]:
     """The dotted config keys a scene sets (``data.*``)."""
-    changes: dict[str, Any] = {"data.path": scene.path, "data.format": scene.format, "data.protocol": scene.protocol}
-    if scene.views is not None:
-        changes["data.views"] = scene.views
-    return changes
+    optional = {"data.format": scene.format, "data.protocol": scene.protocol, "data.views": scene.views}
+    return {"data.path": scene.path, **{k: v for k, v in optional.items() if v is not None}}
 
 
 def cell_config(spec: BenchSpec, scene: SceneSpec, primitive: str, setting: str, seed: int) -> TrainConfig:

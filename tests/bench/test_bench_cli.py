@@ -1,0 +1,156 @@
+"""``recon bench`` end to end on a tiny matrix: run, skip finished cells, resume interrupted ones."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+import recon.train.cli as train_cli
+from recon.bench.executors import LocalExecutor
+from recon.bench.matrix import expand, load_bench
+from recon.cli import main
+
+TINY = {
+    "name": "tiny",
+    "preset": "demo",
+    "train": {"iterations": 20, "checkpoint_every": 10, "data.synthetic_width": 32, "data.synthetic_height": 24,
+              "data.synthetic_views": 8, "init.max_points": 300},
+    "scenes": [{"name": "synthetic", "path": "synthetic"}, {"name": "absent", "path": "/nonexistent/recon-scene"}],
+    "primitives": ["gaussian"],
+    "seeds": [0, 1],
+}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished tiny benchmark: (matrix file, bench folder, stderr of the run)."""
+    root = tmp_path_factory.mktemp("bench")
+    matrix = root / "tiny.yaml"
+    matrix.write_text(yaml.safe_dump(TINY))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = main(["bench", str(matrix), "--out", str(root / "out")])
+    assert status == 0, err.getvalue()
+    return matrix, root / "out", err.getvalue()
+
+
+@pytest.fixture
+def bench(finished, tmp_path):
+    """A private copy of the finished benchmark (each test changes it)."""
+    matrix, out, _ = finished
+    shutil.copytree(out, tmp_path / "out")
+    return matrix, tmp_path / "out"
+
+
+@pytest.fixture
+def training_calls(monkeypatch):
+    """Records every ``run_training`` call (resume flag, run folder) and runs the real one."""
+    calls = []
+    real = train_cli.run_training
+
+    def counted(config, out, resume=False, **kwargs):
+        calls.append((Path(out).name, resume))
+        return real(config, out, resume=resume, **kwargs)
+
+    monkeypatch.setattr(train_cli, "run_training", counted)
+    return calls
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_runs_every_available_cell_and_reports_the_missing_scene(finished):
+    matrix, out, err = finished
+    cells = [c for c in expand(load_bench(matrix)) if c.scene.name == "synthetic"]
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == [c.id for c in cells]
+    for cell, record in zip(cells, records):
+        run = out / "cells" / cell.id
+        assert record["config"] == cell.config.to_dict()
+        assert json.loads((run / "config.json").read_text()) == cell.config.to_dict()  # an ordinary run folder
+        assert record["metrics"] == json.loads((run / "eval" / "metrics.json").read_text())
+        assert record["steps"] == 20 and record["num_primitives"] > 0 and record["cpu_seconds"] > 0
+        assert record["versions"]["torch"] and record["machine"]["cpus"] >= 1
+    # oracle: `recon eval --json` of a cell, run separately, gives the recorded score
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        assert main(["eval", str(out / "cells" / cells[1].id), "--json", "--no-images"]) == 0
+    assert json.loads(text.getvalue())["psnr"] == pytest.approx(records[1]["metrics"]["psnr"], abs=1e-9)
+    assert "scene absent: /nonexistent/recon-scene not found, 2 cells skipped" in err and "datasets/README.md" in err
+    report = (out / "report.md").read_text()
+    assert "## synthetic" in report and "| gaussian | default | 0,1 |" in report
+    assert "2 of 4 cells finished" in report and "scene absent" in report
+
+
+def test_rerun_skips_finished_cells(bench, training_calls):
+    matrix, out = bench
+    before = _mtimes(out / "cells")
+    assert main(["bench", str(matrix), "--out", str(out)]) == 0
+    assert training_calls == []
+    assert _mtimes(out / "cells") == before
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+
+
+def test_interrupted_cell_resumes_from_its_checkpoint(bench, training_calls):
+    matrix, out = bench
+    runs = sorted((out / "cells").iterdir())
+    done, cut = runs[0], runs[1]
+    # interrupted after the step-10 checkpoint: no step 20, no evaluation
+    for name in ("step_000020.json", "step_000020.safetensors"):
+        (cut / "checkpoints" / name).unlink()
+    (cut / "checkpoints" / "latest.json").write_text(json.dumps({"step": 10, "checkpoint": "step_000010.json"}))
+    shutil.rmtree(cut / "eval")
+    (cut / "cell.json").unlink()
+    done_before, step10 = _mtimes(done), (cut / "checkpoints" / "step_000010.safetensors").stat().st_mtime_ns
+    assert main(["bench", str(matrix), "--out", str(out), "--dry-run"]) == 0
+    assert main(["bench", str(matrix), "--out", str(out)]) == 0
+    assert training_calls == [(cut.name, True)]  # only the cut cell, resumed (not started over)
+    assert (cut / "checkpoints" / "step_000010.safetensors").stat().st_mtime_ns == step10
+    assert (cut / "checkpoints" / "step_000020.json").is_file() and (cut / "eval" / "metrics.json").is_file()
+    assert _mtimes(done) == done_before
+    record = json.loads((cut / "cell.json").read_text())
+    assert record["resumed"] and record["steps"] == 20
+
+
+def test_cell_without_checkpoint_starts_over(bench, training_calls):
+    matrix, out = bench
+    run = min((out / "cells").iterdir())  # the seed-0 cell
+    for name in ("checkpoints", "eval"):
+        shutil.rmtree(run / name)
+    (run / "cell.json").unlink()
+    assert main(["bench", str(matrix), "--out", str(out), "--only", "*-s0-*"]) == 0
+    assert training_calls == [(run.name, False)]
+    assert (run / "eval" / "metrics.json").is_file()
+
+
+def test_two_jobs_in_a_process_pool(bench):
+    matrix, out = bench
+    for run in (out / "cells").iterdir():
+        (run / "eval" / "metrics.json").unlink()
+        (run / "cell.json").unlink()
+    assert main(["bench", str(matrix), "--out", str(out), "--jobs", "2"]) == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["done", "done"] and all(r["threads"] >= 1 for r in records)
+    assert all((out / "cells" / r["id"] / "eval" / "metrics.json").is_file() for r in records)
+
+
+@pytest.mark.parametrize(("cores", "jobs", "cells", "omp", "want"), [
+    (2, 1, 4, None, 2), (2, 2, 4, None, 1), (8, 3, 4, None, 2), (8, 4, 1, None, 8), (2, 4, 4, None, 1),
+    (16, 2, 4, 4, 4)])
+def test_threads_per_job_never_oversubscribe(cores, jobs, cells, omp, want, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    threads = LocalExecutor(jobs, cores=cores, max_threads=omp).threads_per_job(cells)
+    assert threads == want
+    assert min(jobs, cells) * threads <= cores or threads == 1  # one thread is the floor
+
+
+def test_threads_per_job_respects_omp_num_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert LocalExecutor(1, cores=8).threads_per_job(4) == 1

@@ -154,3 +154,19 @@ def test_threads_per_job_never_oversubscribe(cores, jobs, cells, omp, want, monk
 def test_threads_per_job_respects_omp_num_threads(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert LocalExecutor(1, cores=8).threads_per_job(4) == 1
+
+
+def test_failed_cell_is_reported_and_the_others_run(tmp_path):
+    empty = tmp_path / "not-a-scene"
+    empty.mkdir()
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "iterations": 5}, "seeds": [0],
+                                      "scenes": [{"name": "bad", "path": str(empty)}, {"path": "synthetic"}]}))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["bench", str(matrix), "--out", str(tmp_path / "out")]) == 1
+    records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [(r["scene"], r["status"]) for r in records] == [("bad", "failed"), ("synthetic", "done")]
+    assert str(empty) in records[0]["error"] and "FAILED" in err.getvalue()
+    assert "## Failed cells" in (tmp_path / "out" / "report.md").read_text()
+    assert not (tmp_path / "out" / "cells" / records[0]["id"]).exists()  # a start failing on its input leaves nothing

@@ -7,6 +7,7 @@ Layout of ``BENCH_DIR`` (default ``runs/bench/<name>``)::
                    .../cell.json   the cell's record once finished
     BENCH_DIR/results.jsonl        one record per finished or failed cell, in matrix order
     BENCH_DIR/report.md            per-scene tables (mean +- std over seeds) and the ranking
+    BENCH_DIR/report.html          the same, self-contained, with image grids and training curves
 
 Starting it again skips finished cells and resumes interrupted ones (see
 :mod:`recon.bench.executors`); ``--only`` and ``--dry-run`` never touch finished cells.
@@ -24,6 +25,7 @@ from typing import Literal
 import tyro
 
 from recon.bench.executors import CellJob, LocalExecutor, cell_state, read_record
+from recon.bench.html import render_html
 from recon.bench.matrix import DATASETS_HINT, Cell, expand, load_bench
 from recon.bench.report import render_markdown, write_results
 from recon.errors import ConfigError
@@ -106,7 +108,8 @@ def bench_main(argv: list[str], prog: str = "recon bench") -> int:
     ordered = [records[c.id] for c in ready if c.id in records]
     write_results(out / "results.jsonl", ordered)
     command = shlex.join(["recon", "bench", args.config, *(["--out", args.out] if args.out else [])])
-    (out / "report.md").write_text(render_markdown(spec.name, ordered, skipped, command=command, total=len(cells)))
+    for path, render in ((out / "report.md", render_markdown), (out / "report.html", render_html)):
+        path.write_text(render(spec.name, ordered, skipped, command=command, total=len(cells)))
     failed = sum(r["status"] != "done" for r in ordered)
     _say(f"bench {spec.name}: {len(ordered) - failed} done, {failed} failed, {len(skipped)} scene(s) missing; "
          f"report in {out / 'report.md'}")

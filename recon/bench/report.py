@@ -107,7 +107,32 @@ def ranking(groups: Sequence[Group], key: str = "psnr") -> list[tuple[str, float
     return sorted(rows, key=lambda row: (row[1], -row[2]))
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+Table = tuple[list[str], list[list[str]]]  # header, rows of cell text
+
+
+def scene_table(groups: Sequence[Group], scene: str) -> Table:
+    """The per-scene table: one row per (primitive, setting), mean +- std over seeds per column."""
+    header = ["primitive", "setting", "seeds", *(title for title, _ in COLUMNS.values())]
+    rows = [[g.primitive, g.setting, ",".join(map(str, g.seeds)),
+             *(format_mean_std(g.values(k), fmt) for k, (_, fmt) in COLUMNS.items())]
+            for g in groups if g.scene == scene]
+    return header, rows
+
+
+def ranking_table(groups: Sequence[Group]) -> Table:
+    """The ranking as a table (:func:`ranking`); no rows when nothing finished."""
+    rows = [[str(i + 1), name, f"{rank:.2f}", f"{psnr:.2f}", str(n)]
+            for i, (name, rank, psnr, n) in enumerate(ranking(groups))]
+    return ["#", "primitive/setting", "mean rank", "mean PSNR", "scenes"], rows
+
+
+def summary_line(records: Sequence[dict[str, Any]], total: int | None) -> str:
+    done = sum(r.get("status") == "done" for r in records)
+    return f"{done} of {total or len(records)} cells finished; figures are mean +- sample std over seeds."
+
+
+def _markdown_table(table: Table) -> list[str]:
+    header, rows = table
     return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
             *("| " + " | ".join(row) + " |" for row in rows)]
 
@@ -127,21 +152,12 @@ def render_markdown(name: str, records: Sequence[dict[str, Any]], skipped: Seque
     lines = [f"# Benchmark {name}", ""]
     if command:
         lines += [f"Regenerate: `{command}`", ""]
-    done = sum(r.get("status") == "done" for r in records)
-    lines += [f"{done} of {total or len(records)} cells finished; figures are mean +- sample std over seeds.", ""]
+    lines += [summary_line(records, total), ""]
     for scene in dict.fromkeys(g.scene for g in groups):
-        lines += [f"## {scene}", ""]
-        header = ["primitive", "setting", "seeds", *(title for title, _ in COLUMNS.values())]
-        rows = [[g.primitive, g.setting, ",".join(map(str, g.seeds)),
-                 *(format_mean_std(g.values(k), fmt) for k, (_, fmt) in COLUMNS.items())]
-                for g in groups if g.scene == scene]
-        lines += [*_table(header, rows), ""]
-    ranked = ranking(groups)
-    if ranked:
-        lines += ["## Ranking (mean PSNR rank over scenes)", ""]
-        rows = [[str(i + 1), name, f"{rank:.2f}", f"{psnr:.2f}", str(n)]
-                for i, (name, rank, psnr, n) in enumerate(ranked)]
-        lines += [*_table(["#", "primitive/setting", "mean rank", "mean PSNR", "scenes"], rows), ""]
+        lines += [f"## {scene}", "", *_markdown_table(scene_table(groups, scene)), ""]
+    ranked = ranking_table(groups)
+    if ranked[1]:
+        lines += ["## Ranking (mean PSNR rank over scenes)", "", *_markdown_table(ranked), ""]
     failed = [r for r in records if r.get("status") == "failed"]
     if failed:
         lines += ["## Failed cells", "", *(f"- `{r['id']}`: {r.get('error', '?')}" for r in failed), ""]

@@ -16,37 +16,6 @@ from recon.bench.executors import LocalExecutor
 from recon.bench.matrix import expand, load_bench
 from recon.cli import main
 
-TINY = {
-    "name": "tiny",
-    "preset": "demo",
-    "train": {"iterations": 20, "checkpoint_every": 10, "data.synthetic_width": 32, "data.synthetic_height": 24,
-              "data.synthetic_views": 8, "init.max_points": 300},
-    "scenes": [{"name": "synthetic", "path": "synthetic"}, {"name": "absent", "path": "/nonexistent/recon-scene"}],
-    "primitives": ["gaussian"],
-    "seeds": [0, 1],
-}
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A finished tiny benchmark: (matrix file, bench folder, stderr of the run)."""
-    root = tmp_path_factory.mktemp("bench")
-    matrix = root / "tiny.yaml"
-    matrix.write_text(yaml.safe_dump(TINY))
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        status = main(["bench", str(matrix), "--out", str(root / "out")])
-    assert status == 0, err.getvalue()
-    return matrix, root / "out", err.getvalue()
-
-
-@pytest.fixture
-def bench(finished, tmp_path):
-    """A private copy of the finished benchmark (each test changes it)."""
-    matrix, out, _ = finished
-    shutil.copytree(out, tmp_path / "out")
-    return matrix, tmp_path / "out"
-
 
 @pytest.fixture
 def training_calls(monkeypatch):
@@ -156,7 +125,8 @@ def test_threads_per_job_respects_omp_num_threads(monkeypatch):
     assert LocalExecutor(1, cores=8).threads_per_job(4) == 1
 
 
-def test_failed_cell_is_reported_and_the_others_run(tmp_path):
+def test_failed_cell_is_reported_and_the_others_run(tmp_path, tiny_matrix):
+    TINY = tiny_matrix
     empty = tmp_path / "not-a-scene"
     empty.mkdir()
     matrix = tmp_path / "m.yaml"

@@ -25,6 +25,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("data", "sfm"): ("recon.priors.cli", "sfm_main", "recover camera poses of a photo folder (pycolmap)"),
     ("data", "priors"): ("recon.priors.cli", "priors_main", "compute geometry priors (MVS, hull, mono depth)"),
     ("bench",): ("recon.bench.cli", "bench_main", "train and evaluate a benchmark matrix, report mean +- std"),
+    ("bench", "compare"): ("recon.bench.compare", "compare_main", "difference of two benchmark results, with seed spread"),
     ("repair", "pairs"): ("recon.repair.cli", "pairs_main", "training pairs of a run's repair model (leave-one-out)"),
     ("repair", "fit"): ("recon.repair.cli", "fit_main", "fit and gate the scene's repair model on its pairs"),
     ("repair", "apply"): ("recon.repair.cli", "apply_main", "repair renders of a run's views, side by side"),

@@ -1,0 +1,33 @@
+"""The shipped matrices (configs/bench/*.yaml) load strictly and expand to distinct cells."""
+
+from __future__ import annotations
+
+import pytest
+
+from recon.bench.matrix import expand, load_bench
+from recon.resources import shipped_dir
+from tests.conftest import REPO, SHARED_DATA
+
+MATRICES = sorted((shipped_dir("configs") / "bench").glob("*.yaml"))
+
+
+def test_the_issue_matrices_ship():
+    assert {p.stem for p in MATRICES} >= {"smoke", "dtu-3view", "llff-3view", "blender-8view", "mipnerf360-24view",
+                                           "shared-scenes"}
+
+
+@pytest.mark.parametrize("path", MATRICES, ids=lambda p: p.stem)
+def test_shipped_matrix_expands(path):
+    spec = load_bench(path)
+    cells = expand(spec)
+    assert spec.name == path.stem
+    assert len(cells) == len(spec.scenes) * len(spec.primitives) * len(spec.settings) * len(spec.seeds)
+    assert len({c.id for c in cells}) == len(cells)
+
+
+def test_shared_scenes_point_at_the_shared_data(shared_data, monkeypatch):
+    monkeypatch.chdir(REPO)  # the matrix's paths are read from the repository root
+    if shared_data.resolve() != (REPO.parent / "shared" / "data").resolve():
+        pytest.skip(f"the matrix names ../shared/data; RECON_SHARED_DATA points at {SHARED_DATA}")
+    cells = expand(load_bench(shipped_dir("configs") / "bench" / "shared-scenes.yaml"))
+    assert all(c.available for c in cells)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from recon.bench.matrix import expand, load_bench
 from recon.resources import shipped_dir
-from tests.conftest import REPO, SHARED_DATA
+
+REPO = Path(__file__).resolve().parents[2]
 
 MATRICES = sorted((shipped_dir("configs") / "bench").glob("*.yaml"))
 
@@ -28,6 +31,6 @@ def test_shipped_matrix_expands(path):
 def test_shared_scenes_point_at_the_shared_data(shared_data, monkeypatch):
     monkeypatch.chdir(REPO)  # the matrix's paths are read from the repository root
     if shared_data.resolve() != (REPO.parent / "shared" / "data").resolve():
-        pytest.skip(f"the matrix names ../shared/data; RECON_SHARED_DATA points at {SHARED_DATA}")
+        pytest.skip(f"the matrix names ../shared/data; RECON_SHARED_DATA points at {shared_data}")
     cells = expand(load_bench(shipped_dir("configs") / "bench" / "shared-scenes.yaml"))
     assert all(c.available for c in cells)

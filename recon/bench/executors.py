@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from recon.errors import ConfigError, ReconError
 
 CELL_RECORD = "cell.json"  # RUN/cell.json: the bench record of a finished cell
+_cells_in_process = 0  # cells this process has run: peak RSS is per cell only for the first
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,25 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _reset_gpu_peak() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_rss_mb() -> float | None:
+    """Peak resident memory of this process in MB: the cell's own when it is the first cell the
+    process ran (pool workers run one cell each), else None (an earlier cell may have set it)."""
+    if _cells_in_process != 1:
+        return None
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
 def _clear_unstarted(run_dir: Path) -> None:
     """Removes a cell folder that a crash left before its first checkpoint (only one recon made)."""
     from recon.train.run import is_marked_run
@@ -119,7 +139,10 @@ def run_cell(job: CellJob) -> dict[str, Any]:
     state = cell_state(run_dir)
     if state == "done":
         return read_record(job)
+    global _cells_in_process
+    _cells_in_process += 1
     set_threads(job.threads)
+    _reset_gpu_peak()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     try:
         result = _train_and_evaluate(job, run_dir, resume=state == "resume")
@@ -128,7 +151,7 @@ def run_cell(job: CellJob) -> dict[str, Any]:
         return {**record, "status": "failed", "error": detail}
     record.update(status="done", resumed=state == "resume", **result,
                   wall_seconds=time.perf_counter() - wall0, cpu_seconds=time.process_time() - cpu0,
-                  threads=job.threads, versions=_versions(), machine=machine())
+                  peak_rss_mb=_peak_rss_mb(), threads=job.threads, versions=_versions(), machine=machine())
     (run_dir / CELL_RECORD).write_text(json.dumps(record, indent=1))
     return record
 
@@ -152,8 +175,11 @@ def _train_and_evaluate(job: CellJob, run_dir: Path, resume: bool) -> dict[str, 
         raise ConfigError(f"training stopped at step {result.step}", path=run_dir,
                           hint="run recon bench again to resume")
     metrics = _evaluate(run_dir, images=True).to_dict()
+    import torch
+
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
     return {"metrics": metrics, "steps": result.step, "num_primitives": result.num_primitives,
-            "train_seconds": result.seconds}
+            "train_seconds": result.seconds, "peak_gpu_mb": gpu}
 
 
 def read_record(job: CellJob) -> dict[str, Any]:
@@ -210,9 +236,10 @@ class LocalExecutor:
             yield from _sequential(jobs)
             return
         workers = min(self.jobs, len(jobs))
-        # spawn, not fork: a forked child inherits torch's thread pools mid-state
+        # spawn, not fork: a forked child inherits torch's thread pools mid-state; one cell per
+        # worker process: a fresh start for each cell and its own peak memory (~2 s of imports)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init,
-                                 initargs=(jobs[0].threads,)) as pool:
+                                 initargs=(jobs[0].threads,), max_tasks_per_child=1) as pool:
             futures = [pool.submit(run_cell, job) for job in jobs]
             for future in as_completed(futures):
                 yield future.result()

@@ -23,6 +23,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "train_seconds": ("train s", "{:.1f}"),
     "cpu_seconds": ("CPU s", "{:.1f}"),
     "num_primitives": ("primitives", "{:.0f}"),
+    "peak_rss_mb": ("peak RSS MB", "{:.0f}"),
+    "peak_gpu_mb": ("peak GPU MB", "{:.0f}"),
 }
 METRICS = ("psnr", "ssim", "lpips")
 
@@ -111,11 +113,15 @@ Table = tuple[list[str], list[list[str]]]  # header, rows of cell text
 
 
 def scene_table(groups: Sequence[Group], scene: str) -> Table:
-    """The per-scene table: one row per (primitive, setting), mean +- std over seeds per column."""
-    header = ["primitive", "setting", "seeds", *(title for title, _ in COLUMNS.values())]
+    """The per-scene table: one row per (primitive, setting), mean +- std over seeds per column.
+
+    Columns other than the metrics that no group of the scene has (peak GPU memory on a CPU) are left out.
+    """
+    mine = [g for g in groups if g.scene == scene]
+    keys = [k for k in COLUMNS if k in METRICS or any(g.values(k) for g in mine)]
+    header = ["primitive", "setting", "seeds", *(COLUMNS[k][0] for k in keys)]
     rows = [[g.primitive, g.setting, ",".join(map(str, g.seeds)),
-             *(format_mean_std(g.values(k), fmt) for k, (_, fmt) in COLUMNS.items())]
-            for g in groups if g.scene == scene]
+             *(format_mean_std(g.values(k), COLUMNS[k][1]) for k in keys)] for g in mine]
     return header, rows
 
 

@@ -107,6 +107,8 @@ def test_two_jobs_in_a_process_pool(bench):
     assert main(["bench", str(matrix), "--out", str(out), "--jobs", "2"]) == 0
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["status"] for r in records] == ["done", "done"] and all(r["threads"] >= 1 for r in records)
+    # one cell per fresh worker process, so each has its own peak memory (torch alone takes > 100 MB)
+    assert all(r["peak_rss_mb"] > 100 for r in records)
     assert all((out / "cells" / r["id"] / "eval" / "metrics.json").is_file() for r in records)
 
 

@@ -28,7 +28,8 @@ def test_expansion_is_the_product_with_resolved_configs():
     cells = expand(parse_bench(BASE))
     assert len(cells) == 1 * 2 * 2 * 2
     assert [(c.primitive, c.setting, c.seed) for c in cells[:4]] == [
-        ("gaussian", "default", 0), ("gaussian", "default", 1), ("gaussian", "no-sparse", 0), ("gaussian", "no-sparse", 1)]
+        ("gaussian", "default", 0), ("gaussian", "default", 1),
+        ("gaussian", "no-sparse", 0), ("gaussian", "no-sparse", 1)]
     cell = cells[3]
     # oracle: the same config built by hand from the preset with recon.config.override
     want = override(load_preset("demo"), **{"iterations": 20, "sparse.enabled": False, "data.path": "synthetic",

@@ -12,7 +12,8 @@ from recon.bench.report import group_records, mean_std, ranking, read_results, r
 def _rec(scene, primitive, psnr, seed=0, setting="default", **extra):
     return {"id": f"{scene}-{primitive}-{setting}-s{seed}", "scene": scene, "primitive": primitive, "setting": setting,
             "seed": seed, "status": "done", "metrics": {"psnr": psnr, "ssim": 0.5, "lpips": None},
-            "train_seconds": 10.0 + seed, "cpu_seconds": 20.0, "num_primitives": 100 * (seed + 1), **extra}
+            "train_seconds": 10.0 + seed, "cpu_seconds": 20.0, "num_primitives": 100 * (seed + 1),
+            "peak_rss_mb": 500.0 + 10 * seed, "peak_gpu_mb": None, **extra}
 
 
 def test_mean_std_hand_values():
@@ -43,9 +44,11 @@ def test_markdown_tables_mean_std_failed_and_skipped(tmp_path):
     text = render_markdown("t", records, skipped=["scene z: /nope not found"], total=6)
     row = next(line for line in text.splitlines() if line.startswith("| gaussian"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    # PSNR, SSIM, LPIPS (None -> n/a), train s (10, 11, 12: mean 11, std 1), CPU s, primitives (100, 200, 300)
+    # PSNR, SSIM, LPIPS (None -> n/a), train s (10, 11, 12: mean 11, std 1), CPU s, primitives (100, 200, 300),
+    # peak RSS (500, 510, 520); no peak GPU column (no GPU)
     assert cells == ["gaussian", "default", "0,1,2", "21.17 +- 1.26", "0.5000 +- 0.0000", "n/a", "11.0 +- 1.0",
-                     "20.0 +- 0.0", "200 +- 100"]
+                     "20.0 +- 0.0", "200 +- 100", "510 +- 10"]
+    assert "peak GPU" not in text
     assert "3 of 6 cells finished" in text
     assert "`a-triangle-default-s0`: boom" in text and "scene z: /nope not found" in text
     write_results(tmp_path / "r.jsonl", records)

@@ -36,7 +36,7 @@ class BenchArgs:
     """Run a benchmark matrix: recon bench configs/bench/smoke.yaml --jobs 2."""
 
     config: tyro.conf.Positional[str]
-    """The matrix file (configs/bench/*.yaml)."""
+    """The matrix: a YAML file, or the name of a shipped one (smoke, dtu-3view, llff-3view, ...)."""
     out: str | None = None
     """Benchmark folder (default: runs/bench/<matrix name>)."""
     dry_run: bool = False

@@ -37,7 +37,10 @@ import yaml
 
 from recon.config import PRIMITIVES, TrainConfig, load_preset, override
 from recon.errors import ConfigError
+from recon.resources import shipped_dir
 from recon.train.setup import SYNTHETIC
+
+MATRIX_DIR = shipped_dir("configs") / "bench"
 
 TOP_KEYS = ("name", "preset", "train", "scenes", "primitives", "settings", "seeds")
 SCENE_KEYS = ("name", "path", "format", "protocol", "views")
@@ -162,9 +165,26 @@ def parse_bench(data: Any, source: Path | None = None) -> BenchSpec:
                      settings=settings, seeds=seeds, source=source)
 
 
+def find_matrix(name: str | Path) -> Path:
+    """The matrix file ``name`` names: a path, or the name of a shipped matrix (``configs/bench``).
+
+    Raises:
+        ConfigError: neither a file nor a shipped name (the message lists the shipped ones).
+    """
+    path = Path(name).expanduser()
+    if path.is_file() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return path
+    shipped = MATRIX_DIR / f"{name}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in MATRIX_DIR.glob("*.yaml")))
+    raise ConfigError(f"unknown benchmark matrix {str(name)!r}", hint=f"pass a YAML file or one of {names}")
+
+
 def load_bench(path: str | Path) -> BenchSpec:
-    """Reads a matrix file (YAML) strictly; every error is a one-line :class:`ConfigError`."""
-    path = Path(path)
+    """Reads a matrix file (YAML, or a shipped matrix's name) strictly; every error is a one-line
+    :class:`ConfigError`."""
+    path = find_matrix(path)
     try:
         text = path.read_text()
     except OSError as err:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from recon.bench.matrix import expand, load_bench
+from recon.errors import ConfigError
 from recon.resources import shipped_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,3 +35,12 @@ def test_shared_scenes_point_at_the_shared_data(shared_data, monkeypatch):
         pytest.skip(f"the matrix names ../shared/data; RECON_SHARED_DATA points at {shared_data}")
     cells = expand(load_bench(shipped_dir("configs") / "bench" / "shared-scenes.yaml"))
     assert all(c.available for c in cells)
+
+
+def test_a_shipped_matrix_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no smoke.yaml here: the name is looked up in configs/bench
+    assert load_bench("smoke") == load_bench(shipped_dir("configs") / "bench" / "smoke.yaml")
+    with pytest.raises(ConfigError, match=r"unknown benchmark matrix 'smok' .*smoke"):
+        load_bench("smok")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_bench("nowhere/smoke.yaml")

@@ -112,7 +112,7 @@ def _peak_rss_mb() -> float | None:
         return None
     try:
         import resource
-    except ImportError:  # not on Windows
+    except ImportError:  # Windows has no resource module
         return None
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -171,9 +171,8 @@ def _train_and_evaluate(job: CellJob, run_dir: Path, resume: bool) -> dict[str, 
         folder = prepare_out(run_dir)
         with removed_if_start_fails(folder):
             _, result = run_training(config, run_dir, quiet=True)
-    if result.interrupted:
-        raise ConfigError(f"training stopped at step {result.step}", path=run_dir,
-                          hint="run recon bench again to resume")
+    if result.interrupted:  # Ctrl-C: the checkpoint is written; stop the whole benchmark, not just this cell
+        raise KeyboardInterrupt(f"{run_dir}: stopped at step {result.step}; run recon bench again to resume")
     metrics = _evaluate(run_dir, images=True).to_dict()
     import torch
 

@@ -142,3 +142,20 @@ def test_failed_cell_is_reported_and_the_others_run(tmp_path, tiny_matrix):
     assert str(empty) in records[0]["error"] and "FAILED" in err.getvalue()
     assert "## Failed cells" in (tmp_path / "out" / "report.md").read_text()
     assert not (tmp_path / "out" / "cells" / records[0]["id"]).exists()  # a start failing on its input leaves nothing
+
+
+def test_ctrl_c_stops_the_whole_benchmark(tmp_path, tiny_matrix, monkeypatch):
+    from recon.train.trainer import TrainResult
+
+    calls = []
+
+    def interrupted(config, out, resume=False, **kwargs):  # what training returns after SIGINT
+        calls.append(Path(out).name)
+        return None, TrainResult(step=5, num_primitives=1, seconds=0.1, last_loss=0.0, last_psnr=0.0, interrupted=True)
+
+    monkeypatch.setattr(train_cli, "run_training", interrupted)
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(yaml.safe_dump(tiny_matrix))
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert main(["bench", str(matrix), "--out", str(tmp_path / "out")]) == 130
+    assert len(calls) == 1 and "interrupted" in err.getvalue()  # the second cell never started

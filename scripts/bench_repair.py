@@ -116,6 +116,9 @@ def train(record: RunRecord, args: argparse.Namespace) -> None:
                 record.gate = text
 
     record.returncode, record.train_cpu_s, record.train_wall_s, _ = run(cmd, args.threads, on_line)
+    gate = Path(record.run) / "repair" / "gate.json"
+    if gate.is_file():  # the verdict unwrapped (the console wraps long stdout lines)
+        record.gate = json.loads(gate.read_text())["reason"]
     record.stages_cpu_s = stages(record.marks_cpu_s, record.train_cpu_s)
 
 

@@ -158,6 +158,7 @@ def run_cell(job: CellJob) -> dict[str, Any]:
 
 def _train_and_evaluate(job: CellJob, run_dir: Path, resume: bool) -> dict[str, Any]:
     """``recon train`` (or ``--resume``) then ``recon eval`` (metrics and side-by-side images) on the cell's folder."""
+    from recon.bench.html import write_depth_preview
     from recon.config import config_from_dict, load_config
     from recon.train.cli import _evaluate, run_training
     from recon.train.outdir import prepare_out, removed_if_start_fails
@@ -174,6 +175,7 @@ def _train_and_evaluate(job: CellJob, run_dir: Path, resume: bool) -> dict[str, 
     if result.interrupted:  # Ctrl-C: the checkpoint is written; stop the whole benchmark, not just this cell
         raise KeyboardInterrupt(f"{run_dir}: stopped at step {result.step}; run recon bench again to resume")
     metrics = _evaluate(run_dir, images=True).to_dict()
+    write_depth_preview(run_dir)
     import torch
 
     gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None

@@ -1,8 +1,9 @@
 """``BENCH_DIR/report.html``: the report as one self-contained page.
 
 The same tables as ``report.md`` (:mod:`recon.bench.report`), plus per scene an image grid (one row
-per primitive/setting, first seed, first test view: ground truth | render | error x4) read from
-the cells' ``eval/<view>.png`` side-by-side images, and training-PSNR-vs-step curves from their
+per primitive/setting, first seed, first test view: ground truth | render | error x4 | depth) read
+from the cells' ``eval/<view>.png`` side-by-side images and ``eval/<view>_depth.png`` previews
+(:func:`write_depth_preview`), and training-PSNR-vs-step curves from their
 ``log.jsonl`` as inline SVG (no plotting library needed). Images are embedded as PNG data URIs, so
 the file can be mailed or attached as it is.
 """
@@ -48,9 +49,44 @@ def error_image(truth: np.ndarray, render: np.ndarray, gain: float = ERROR_GAIN)
     return np.clip(np.round(diff * gain), 0, 255).astype(np.uint8)
 
 
+def depth_preview(depth: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """[H, W] uint8 from [H, W] expected depth and alpha: inverse depth between the 1st and 99th
+    percentile of covered pixels (alpha > 0.5) from black (far) to white (near), times alpha."""
+    covered = (alpha > 0.5) & (depth > 0)
+    if not covered.any():
+        return np.zeros(depth.shape, np.uint8)
+    inv = np.where(depth > 0, 1.0 / np.maximum(depth, 1e-9), 0.0)
+    lo, hi = np.percentile(inv[covered], [1.0, 99.0])
+    x = np.clip((inv - lo) / max(hi - lo, 1e-9), 0.0, 1.0) * np.clip(alpha, 0.0, 1.0)
+    return np.round(x * 255).astype(np.uint8)
+
+
+def write_depth_preview(run_dir: Path) -> Path | None:
+    """Renders the depth of a run's first test view into ``eval/<view>_depth.png`` (for the grid)."""
+    import torch
+
+    from recon.render import render
+    from recon.train.evaluate import render_device
+    from recon.train.run import load_run
+
+    run = load_run(run_dir)
+    if not run.split.test:
+        return None
+    i = run.split.test[0]
+    device, backend = render_device(run)
+    bg = run.background if run.background is not None else torch.ones(3)
+    with torch.no_grad():
+        out = render(run.primitive, {k: v.to(device) for k, v in run.params.items()}, run.cameras[i],
+                     sh_degree=run.sh_degree, backgrounds=bg.reshape(1, 3), backend=backend)
+    image = depth_preview(out.depth[0, ..., 0].cpu().numpy(), out.alpha[0, ..., 0].cpu().numpy())
+    path = Path(run_dir) / "eval" / f"{Path(run.names[i]).stem}_depth.png"
+    Image.fromarray(image).save(path)
+    return path
+
+
 def view_triplet(record: dict[str, Any]) -> tuple[str, list[np.ndarray]] | None:
-    """(view name, [truth, render, error]) of the first test view of a finished cell, or None when
-    its side-by-side image is missing (evaluated without images)."""
+    """(view name, [truth, render, error, depth]) of the first test view of a finished cell (depth
+    only when its preview exists), or None when its side-by-side image is missing."""
     views = record.get("metrics", {}).get("views") or []
     if not views:
         return None
@@ -60,7 +96,11 @@ def view_triplet(record: dict[str, Any]) -> tuple[str, list[np.ndarray]] | None:
     pair = np.asarray(Image.open(path).convert("RGB"))  # [H, 2W, 3]: truth | render
     w = pair.shape[1] // 2
     truth, render = pair[:, :w], pair[:, w:]
-    return views[0]["name"], [truth, render, error_image(truth, render)]
+    images = [truth, render, error_image(truth, render)]
+    depth = path.with_name(f"{path.stem}_depth.png")
+    if depth.is_file():
+        images.append(np.asarray(Image.open(depth)))
+    return views[0]["name"], images
 
 
 def _grid(groups: Sequence[Group]) -> str:
@@ -73,11 +113,11 @@ def _grid(groups: Sequence[Group]) -> str:
         name, images = triplet
         label = html.escape(f"{g.primitive}/{g.setting} (seed {record['seed']}, {name})")
         cells = "".join(f'<td><img alt="{kind}" src="{_png_uri(im)}"></td>'
-                        for kind, im in zip(("truth", "render", "error"), images))
+                        for kind, im in zip(("truth", "render", "error", "depth"), images))
         rows.append(f"<tr><td>{label}</td>{cells}</tr>")
     if not rows:
         return ""
-    head = f"<tr><th></th><th>ground truth</th><th>render</th><th>error x{ERROR_GAIN:g}</th></tr>"
+    head = f"<tr><th></th><th>ground truth</th><th>render</th><th>error x{ERROR_GAIN:g}</th><th>depth</th></tr>"
     return f'<table class="grid">{head}{"".join(rows)}</table>'
 
 

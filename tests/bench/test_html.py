@@ -54,6 +54,11 @@ def _decode(uri: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
 
 
+def pair_path(record) -> Path:
+    """The side-by-side eval image of a cell's first test view."""
+    return Path(record["run_dir"]) / "eval" / f"{Path(record['metrics']['views'][0]['name']).stem}.png"
+
+
 def test_html_report_tables_images_and_curves(finished):
     _, out, _ = finished
     page = _Page()
@@ -65,16 +70,17 @@ def test_html_report_tables_images_and_curves(finished):
     assert metrics[1][:4] == ["gaussian", "default", "0,1",
                               f"{statistics.mean(psnr):.2f} +- {statistics.stdev(psnr):.2f}"]
     # the grid: truth | render | error of the seed-0 cell's first test view, from its eval image
-    assert [alt for alt, _ in page.images] == ["truth", "render", "error"]
-    truth, render, error = (_decode(uri) for _, uri in page.images)
+    assert [alt for alt, _ in page.images] == ["truth", "render", "error", "depth"]
+    truth, render, error, depth = (_decode(uri) for _, uri in page.images)
     seed0 = next(r for r in records if r["seed"] == 0)
     view = Path(seed0["metrics"]["views"][0]["name"]).stem
-    pair = np.asarray(Image.open(Path(seed0["run_dir"]) / "eval" / f"{view}.png").convert("RGB"))
+    pair = np.asarray(Image.open(pair_path(seed0)).convert("RGB"))
     w = pair.shape[1] // 2
     np.testing.assert_array_equal(truth, pair[:, :w])
     np.testing.assert_array_equal(render, pair[:, w:])
     want = np.clip(np.round(np.abs(pair[:, :w].astype(float) - pair[:, w:]).mean(axis=2) * 4), 0, 255)
     np.testing.assert_allclose(error, want, atol=1)
+    np.testing.assert_array_equal(depth, np.asarray(Image.open(pair_path(seed0).with_name(f"{view}_depth.png"))))
     # one curve per seed, one point per logged step
     logged = [len((Path(r["run_dir"]) / "log.jsonl").read_text().splitlines()) for r in records]
     assert [len(points.split()) for points in page.polylines] == logged
@@ -102,3 +108,25 @@ def test_grid_skips_cells_without_images(finished, key, tmp_path):
     else:
         record["run_dir"] = str(tmp_path)
     assert view_triplet(record) is None
+
+
+def test_depth_preview_is_brighter_where_the_render_is_nearer(finished):
+    import torch
+
+    from recon.render import render
+    from recon.train.run import load_run
+
+    _, out, _ = finished
+    record = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    run = load_run(record["run_dir"])
+    i = run.split.test[0]
+    with torch.no_grad():  # oracle: the run's depth rendered here
+        res = render(run.primitive, run.params, run.cameras[i], sh_degree=run.sh_degree)
+    depth, alpha = res.depth[0, ..., 0].numpy(), res.alpha[0, ..., 0].numpy()
+    preview = np.asarray(Image.open(pair_path(record).with_name(f"{Path(run.names[i]).stem}_depth.png"))).astype(int)
+    covered = (alpha > 0.5) & (depth > 0)
+    assert covered.sum() > 50
+    level = preview[covered] / alpha[covered]  # the preview is scaled by alpha; undo it (rounding: < 1 level)
+    along = level[np.argsort(depth[covered], kind="stable")]
+    assert np.all(np.diff(along) <= 2)  # farther is never brighter
+    assert along.max() - along.min() > 100

@@ -24,7 +24,7 @@ from typing import Literal
 
 import tyro
 
-from recon.bench.executors import CellJob, LocalExecutor, cell_state, read_record
+from recon.bench.executors import CellJob, cell_state, make_executor, read_record
 from recon.bench.html import render_html
 from recon.bench.matrix import DATASETS_HINT, Cell, expand, load_bench
 from recon.bench.report import render_markdown, write_results
@@ -88,7 +88,7 @@ def bench_main(argv: list[str], prog: str = "recon bench") -> int:
         for cell in cells:
             print(f"{cell.id:<56} {states.get(cell.id, 'missing')}")
         return 0
-    executor = LocalExecutor(args.jobs)
+    executor = make_executor(args.executor, args.jobs)
     pending = [c for c in ready if states[c.id] != "done"]
     threads = executor.threads_per_job(len(pending))
     _say(f"bench {spec.name}: {len(ready)} cells, {len(ready) - len(pending)} done, {len(pending)} to run "

@@ -246,6 +246,20 @@ class LocalExecutor:
                 yield future.result()
 
 
+EXECUTORS = ("local",)  # next: "ray" (recon[cluster]), one Ray task per cell
+
+
+def make_executor(name: str, jobs: int = 1) -> Executor:
+    """The executor ``--executor NAME`` asks for.
+
+    Raises:
+        ConfigError: an unknown name.
+    """
+    if name == "local":
+        return LocalExecutor(jobs)
+    raise ConfigError(f"--executor {name!r} is not available", hint=f"use one of {', '.join(EXECUTORS)}")
+
+
 def _sequential(jobs: Iterable[CellJob]) -> Iterator[dict[str, Any]]:
     """Cells in this process; its thread settings are restored afterwards."""
     import torch

@@ -159,3 +159,14 @@ def test_ctrl_c_stops_the_whole_benchmark(tmp_path, tiny_matrix, monkeypatch):
     with contextlib.redirect_stderr(io.StringIO()) as err:
         assert main(["bench", str(matrix), "--out", str(tmp_path / "out")]) == 130
     assert len(calls) == 1 and "interrupted" in err.getvalue()  # the second cell never started
+
+
+def test_executor_and_jobs_errors(finished):
+    from recon.bench.executors import make_executor
+    from recon.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--executor 'ray' is not available.*local"):
+        make_executor("ray")
+    matrix, out, _ = finished
+    with pytest.raises(ConfigError, match="--jobs 0"):
+        main(["--verbose", "bench", str(matrix), "--out", str(out), "--jobs", "0"])

@@ -72,12 +72,11 @@ def _say(line: str) -> None:
 def bench_main(argv: list[str], prog: str = "recon bench") -> int:
     args = tyro.cli(BenchArgs, args=list(argv), prog=prog)
     spec = load_bench(args.config)
-    cells = expand(spec)
-    if args.only:
-        cells = [c for c in cells if fnmatch(c.id, args.only)]
-        if not cells:
-            raise ConfigError(f"--only {args.only!r} matches no cell", path=spec.source,
-                              hint="recon bench MATRIX --dry-run lists the cell ids")
+    matrix = expand(spec)
+    cells = [c for c in matrix if fnmatch(c.id, args.only)] if args.only else matrix
+    if not cells:
+        raise ConfigError(f"--only {args.only!r} matches no cell", path=spec.source,
+                          hint="recon bench MATRIX --dry-run lists the cell ids")
     out = Path(args.out or f"runs/bench/{spec.name}")
     skipped = missing_scenes(cells)
     for line in skipped:
@@ -90,13 +89,16 @@ def bench_main(argv: list[str], prog: str = "recon bench") -> int:
         return 0
     executor = make_executor(args.executor, args.jobs)
     pending = [c for c in ready if states[c.id] != "done"]
+    pending_ids = {c.id for c in pending}
     threads = executor.threads_per_job(len(pending))
     _say(f"bench {spec.name}: {len(ready)} cells, {len(ready) - len(pending)} done, {len(pending)} to run "
          f"({min(args.jobs, max(len(pending), 1))} at a time, {threads} thread(s) each) in {out}")
     (out / "cells").mkdir(parents=True, exist_ok=True)
     if spec.source is not None:
         (out / "matrix.yaml").write_text(spec.source.read_text())
-    records = {c.id: read_record(_job(c, out, threads)) for c in ready if states[c.id] == "done"}
+    # the report covers the whole matrix: finished cells outside --only are read back too
+    records = {c.id: read_record(_job(c, out, threads)) for c in matrix
+               if c.available and cell_state(out / "cells" / c.id) == "done" and c.id not in pending_ids}
     for record in executor.run([_job(c, out, threads) for c in pending]):
         records[record["id"]] = record
         if record["status"] == "done":
@@ -105,12 +107,18 @@ def bench_main(argv: list[str], prog: str = "recon bench") -> int:
                  f"{record['train_seconds']:.1f} s train{' (resumed)' if record.get('resumed') else ''}")
         else:
             _say(f"  FAILED {record['id']}: {record['error']}")
-    ordered = [records[c.id] for c in ready if c.id in records]
+    return _write_reports(out, spec.name, matrix, records, command=shlex.join(
+        ["recon", "bench", args.config, *(["--out", args.out] if args.out else [])]))
+
+
+def _write_reports(out: Path, name: str, matrix: list[Cell], records: dict[str, dict], command: str) -> int:
+    """results.jsonl, report.md and report.html over every recorded cell of the matrix; the exit status."""
+    ordered = [records[c.id] for c in matrix if c.id in records]
     write_results(out / "results.jsonl", ordered)
-    command = shlex.join(["recon", "bench", args.config, *(["--out", args.out] if args.out else [])])
+    skipped = missing_scenes(matrix)
     for path, render in ((out / "report.md", render_markdown), (out / "report.html", render_html)):
-        path.write_text(render(spec.name, ordered, skipped, command=command, total=len(cells)))
+        path.write_text(render(name, ordered, skipped, command=command, total=len(matrix)))
     failed = sum(r["status"] != "done" for r in ordered)
-    _say(f"bench {spec.name}: {len(ordered) - failed} done, {failed} failed, {len(skipped)} scene(s) missing; "
-         f"report in {out / 'report.md'}")
+    _say(f"bench {name}: {len(ordered) - failed} of {len(matrix)} cells done, {failed} failed, "
+         f"{len(skipped)} scene(s) missing; report in {out / 'report.md'}")
     return 1 if failed else 0

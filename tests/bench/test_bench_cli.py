@@ -97,6 +97,8 @@ def test_cell_without_checkpoint_starts_over(bench, training_calls):
     assert main(["bench", str(matrix), "--out", str(out), "--only", "*-s0-*"]) == 0
     assert training_calls == [(run.name, False)]
     assert (run / "eval" / "metrics.json").is_file()
+    # the report still covers the whole matrix, not only the --only selection
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
 
 
 def test_two_jobs_in_a_process_pool(bench):

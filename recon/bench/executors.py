@@ -196,7 +196,13 @@ def read_record(job: CellJob) -> dict[str, Any]:
 
 
 class Executor(Protocol):
-    """Runs cell jobs and yields their records as they finish (in any order)."""
+    """Runs cell jobs and yields their records as they finish (in any order).
+
+    A job never raises for a bad cell (:func:`run_cell` returns a ``failed`` record), so an
+    executor only handles its own failures: a cluster executor retries a job whose worker died
+    (its folder then resumes from the last checkpoint) and gives each job the resources its
+    config asks for (``job.config["device"]``, ``job.threads``).
+    """
 
     def run(self, jobs: list[CellJob]) -> Iterator[dict[str, Any]]: ...
 

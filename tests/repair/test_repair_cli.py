@@ -11,23 +11,15 @@ from PIL import Image
 pytest.importorskip("diffusers")
 
 from recon.cli import main
-from recon.config import TrainConfig, override
 from recon.repair.fixer import Fixer, FixerConfig
 from recon.train.run import load_run
 from recon.train.setup import load_run_scene
+from tests.repair.tiny_run import train_tiny_run
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from recon.train.cli import run_training
-
-    config = override(TrainConfig(), **{
-        "data.path": "synthetic", "data.synthetic_width": 48, "data.synthetic_height": 40,
-        "data.synthetic_views": 6, "data.test_every": 3, "iterations": 20, "init.max_points": 150,
-        "optim.sh_degree": 0, "checkpoint_every": 0})  # fmt: skip
-    out = tmp_path_factory.mktemp("run")
-    run_training(config, out, quiet=True)
-    return out
+    return train_tiny_run(tmp_path_factory.mktemp("run"))
 
 
 def test_pairs_fit_apply(run_dir, capsys):

@@ -10,11 +10,11 @@ import torch
 
 pytest.importorskip("diffusers")
 
-from recon.config import TrainConfig, override
 from recon.errors import ConfigError
 from recon.repair.fixer import Fixer, FixerConfig
 from recon.repair.pairs import PairConfig
 from recon.repair.workflow import fit_for_run, pairs_for_run, repair_model_for_run
+from tests.repair.tiny_run import train_tiny_run
 
 PAIRS = PairConfig(held_out=2, min_iterations=12, render_at=(1.0,), noise_per_view=1, noise_strength=0.2,
                    downscale=1.0)
@@ -23,15 +23,7 @@ TINY = FixerConfig(channels=(16, 32), norm_groups=8, crop=16, batch=2, steps=3, 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from recon.train.cli import run_training
-
-    config = override(TrainConfig(), **{
-        "data.path": "synthetic", "data.synthetic_width": 32, "data.synthetic_height": 24,
-        "data.synthetic_views": 6, "data.test_every": 3, "iterations": 20, "init.max_points": 150,
-        "optim.sh_degree": 0, "checkpoint_every": 0})  # fmt: skip
-    out = tmp_path_factory.mktemp("run")
-    run_training(config, out, quiet=True)
-    return out
+    return train_tiny_run(tmp_path_factory.mktemp("run"), width=32, height=24)
 
 
 def test_pairs_fit_gate_on_a_run_folder(run_dir):

@@ -14,6 +14,7 @@ pytest.importorskip("imageio_ffmpeg")
 
 from recon.cli import main
 from recon.repair.fixer import Fixer, FixerConfig
+from tests.repair.tiny_run import train_tiny_run
 from viewer.cli import load_repair
 from viewer.loading import Viewable, load_viewable
 from viewer.render import REPAIRED
@@ -21,16 +22,7 @@ from viewer.render import REPAIRED
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from recon.config import TrainConfig, override
-    from recon.train.cli import run_training
-
-    config = override(TrainConfig(), **{
-        "data.path": "synthetic", "data.synthetic_width": 48, "data.synthetic_height": 40,
-        "data.synthetic_views": 6, "data.test_every": 3, "iterations": 20, "init.max_points": 150,
-        "optim.sh_degree": 0, "checkpoint_every": 0})  # fmt: skip
-    out = tmp_path_factory.mktemp("run")
-    run_training(config, out, quiet=True)
-    return out
+    return train_tiny_run(tmp_path_factory.mktemp("run"))
 
 
 def _fixer(bias: float | None = None) -> Fixer:

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from .photo_scenes import posed_scene
+from .scripts import load_script
 
 pytest.importorskip("pycolmap")
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_folder.py"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_folder", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_folder"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_folder")
 
 
 def test_photo_folder_and_posed_runs_score_the_same_test_images(tmp_path):

@@ -3,26 +3,22 @@ the benchmark, not a test)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_repair.py"
+from .scripts import SCRIPTS, load_script
+
+SCRIPT = SCRIPTS / "bench_repair.py"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_repair", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_repair"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_repair")
 
 
 def test_cpu_clock_of_a_live_process_matches_its_own_process_time():

@@ -23,6 +23,7 @@ from viewer.client import ClientRenderer, RenderBudget
 from viewer.paths import focus_point, mean_up
 from viewer.recording import PathRecorder
 from viewer.render import RENDER_MODES, REPAIRED, RenderFn, RenderSettings
+from viewer.splats import SplatSource, SplatView
 
 console = Console(stderr=True)
 
@@ -44,6 +45,7 @@ class SceneContext:
         point_colors: [P, 3] colours (uint8 or float in [0, 1]), or None.
         primitives: names of the primitive sets a client can toggle between.
         path_dir: folder where camera paths are saved/loaded by relative name.
+        splats: Gaussians the page draws itself (:mod:`viewer.splats`), or None (server render only).
     """
 
     cameras: Cameras | None = None
@@ -54,6 +56,7 @@ class SceneContext:
     point_colors: np.ndarray | None = None
     primitives: list[str] = field(default_factory=list)
     path_dir: Path | None = None
+    splats: SplatSource | None = None
 
     @property
     def extent(self) -> float:
@@ -109,6 +112,7 @@ class ViewerApp:
         self.requested_port = port
         self.server = viser.ViserServer(host=host, port=port, label=title, verbose=False)
         self.host, self.port = host, self.server.get_port()
+        self.splats: SplatView | None = None
         self._build_gui(max_resolution, tuple(modes))
         self._build_scene()
         self.recorder = PathRecorder(self.server, self.scene.path_dir, scale=0.06 * self.scene.extent)
@@ -146,6 +150,25 @@ class ViewerApp:
     def max_resolution(self) -> int:
         return int(self._max_res.value)
 
+    def server_render_on(self) -> bool:
+        """Whether clients get server renders (False while their pages draw the browser splats)."""
+        return self.splats is None or not self.splats.active
+
+    def _view_toggled(self, splats_on: bool) -> None:
+        if not splats_on:
+            self.refresh_all()
+            return
+        with self._lock:
+            renderers = list(self.renderers.values())
+        for r in renderers:
+            self._show_splats(r)
+
+    def _show_splats(self, renderer: ClientRenderer) -> None:
+        """The page draws the splats over the scene background instead of a server image."""
+        renderer.client.scene.set_background_image(self.splats.background_image(), format="png")
+        if renderer.on_stats is not None:
+            renderer.on_stats("browser splats (drawn by this page)")
+
     def refresh_all(self) -> None:
         """Re-renders every client at full resolution (scene or settings changed)."""
         with self._lock:
@@ -161,11 +184,14 @@ class ViewerApp:
             stats.content = text
 
         renderer = ClientRenderer(client, self.render_fn, self.settings, self.max_resolution,
-                                  self.budget, on_stats=on_stats)
+                                  self.budget, on_stats=on_stats, active=self.server_render_on)
         with self._lock:
             self.renderers[client.client_id] = renderer
         client.camera.on_update(lambda _cam: renderer.camera_moved())
-        renderer.camera_moved()
+        if self.server_render_on():
+            renderer.camera_moved()
+        else:
+            self._show_splats(renderer)
 
     def _on_disconnect(self, client) -> None:
         with self._lock:
@@ -180,12 +206,16 @@ class ViewerApp:
             self.renderers.clear()
         for r in renderers:
             r.stop(timeout=2.0)
+        if self.splats is not None:
+            self.splats.stop()
         self.server.stop()
 
     # ------------------------------------------------------------------ GUI
     def _build_gui(self, max_resolution: int, modes: tuple[str, ...]) -> None:
         gui = self.server.gui
         with gui.add_folder("Render"):
+            if self.scene.splats is not None:
+                self.splats = SplatView(self.server, self.scene.splats, self._view_toggled, lambda: self.num_clients > 0)
             hint = "RGB, colour-mapped depth, alpha, primitive density"
             if REPAIRED in modes:
                 hint += ", RGB through the diffusion repair model (per frame: flickers while moving)"

@@ -19,6 +19,7 @@ from viewer.loading import Viewable, add_scene_extras, load_viewable
 from viewer.paths import CameraPath, orbit_path, spiral_path
 from viewer.render import RENDER_MODES, REPAIRED, RenderSettings, make_render_fn
 from viewer.repair import FrameRepair
+from viewer.splats import splat_source
 
 
 @dataclass
@@ -86,6 +87,7 @@ def scene_context(v: Viewable, with_thumbnails: bool = True) -> SceneContext:
         thumbnails=thumbnails, points=v.points,
         point_colors=v.point_colors, primitives=list(v.sets),
         path_dir=None if v.run_dir is None else v.run_dir / "camera_paths",
+        splats=splat_source(v.sets),
     )
 
 

@@ -68,12 +68,14 @@ class ClientRenderer:
         preview_scale: preview resolution as a fraction of full resolution.
         still_delay: seconds without camera motion before the full-resolution render.
         on_stats: called with a markdown string after each render (FPS, render time).
+        active: returns whether the server renders for this client at all (False while the page
+            draws browser splats itself, :mod:`viewer.splats`); None = always.
     """
 
     def __init__(self, client, render_fn: RenderFn, get_settings: Callable[[], RenderSettings],
                  get_max_resolution: Callable[[], int], budget: RenderBudget, *,
                  preview_scale: float = 0.35, still_delay: float = 0.2,
-                 on_stats: Callable[[str], None] | None = None):
+                 on_stats: Callable[[str], None] | None = None, active: Callable[[], bool] | None = None):
         self.client = client
         self.render_fn = render_fn
         self.get_settings = get_settings
@@ -82,6 +84,7 @@ class ClientRenderer:
         self.preview_scale = preview_scale
         self.still_delay = still_delay
         self.on_stats = on_stats
+        self.active = active
         self.renders = 0
         self.errors = 0
         self.last_error: str | None = None
@@ -125,6 +128,8 @@ class ClientRenderer:
         """Waits for work; returns the resolution scale of the next render or None to stop."""
         with self._cond:
             while not self._stop.is_set():
+                if self.active is not None and not self.active():  # the page draws itself: drop requests
+                    self._preview_pending = self._full_pending = False
                 if self._preview_pending:
                     self._preview_pending = False
                     self._full_pending = True

@@ -252,8 +252,10 @@ class RepairConfig:
     farthest: float = 0.5
     """Interpolation fraction of the last round between neighbouring training cameras (0.5 = the
     midpoint); round k of K uses farthest x (k + 1) / K from either end."""
-    orbit: int = 0
-    """Extra pseudo cameras on a circle around the object (object captures); 0 = none."""
+    orbit: int = -1
+    """-1 = auto: on object captures (masked, or cameras looking at a common centre) the pseudo
+    cameras move on the orbit through the training cameras (around the centre, looking at it)
+    instead of the straight line between them; N > 0 = N extra cameras on the whole orbit; 0 = none."""
     distance_gain: float = 2.0
     """Gain of the distance weight min(1, gain d / (1.2 D)) (GaussianObject 2, LM-Gaussian 16)."""
     color_match: bool = True
@@ -266,6 +268,18 @@ class RepairConfig:
     """auto: optimisation steps of the fixer."""
     fit_channels: int = 32
     """auto: width of the fixer's first UNet level (then x2, x2)."""
+    fit_max_seconds: float = 0.0
+    """auto: stop fitting the fixer after this many CPU seconds (0 = no cap); it keeps the weights so far."""
+    fit_time_fraction: float = 0.5
+    """auto: also stop fitting after this fraction of the base run's estimated CPU time (0 = no cap)."""
+    pipe_steps: int = 2
+    """PATH pipelines (img2img): denoising steps (sd-turbo: 2 with strength 0.5 = one step)."""
+    pipe_strength: float = 0.5
+    """PATH pipelines (img2img): how far the render is noised before denoising (0..1)."""
+    pipe_guidance: float = 0.0
+    """PATH pipelines (img2img): classifier-free guidance scale (0 = off, as sd-turbo wants)."""
+    pipe_prompt: str = ""
+    """PATH pipelines: text prompt."""
 
 
 @dataclass(frozen=True)

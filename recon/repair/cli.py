@@ -16,6 +16,7 @@ from pathlib import Path
 
 import tyro
 
+from recon.config import RepairConfig
 from recon.priors._progress import stderr_console
 
 console = stderr_console()
@@ -65,6 +66,14 @@ class ApplyArgs:
     """A local diffusers folder (default: the fixer in RUN/repair/model)."""
     out: Path | None = None
     """Output folder (default: RUN/repair/apply)."""
+    pipe_steps: int = RepairConfig.pipe_steps
+    """--model pipelines (img2img): denoising steps."""
+    pipe_strength: float = RepairConfig.pipe_strength
+    """--model pipelines (img2img): how far the render is noised before denoising (0..1)."""
+    pipe_guidance: float = RepairConfig.pipe_guidance
+    """--model pipelines (img2img): classifier-free guidance scale (0 = off)."""
+    pipe_prompt: str = RepairConfig.pipe_prompt
+    """--model pipelines: text prompt."""
 
 
 def pairs_main(argv: Sequence[str], prog: str = "recon repair pairs") -> int:
@@ -97,7 +106,9 @@ def fit_main(argv: Sequence[str], prog: str = "recon repair fit") -> int:
 
 def apply_main(argv: Sequence[str], prog: str = "recon repair apply") -> int:
     args = tyro.cli(ApplyArgs, args=list(argv), prog=prog)
-    rows = apply_to_run(args.run, list(args.views) or None, args.model, args.out)
+    options = RepairConfig(pipe_steps=args.pipe_steps, pipe_strength=args.pipe_strength,
+                           pipe_guidance=args.pipe_guidance, pipe_prompt=args.pipe_prompt)  # fmt: skip
+    rows = apply_to_run(args.run, list(args.views) or None, args.model, args.out, options)
     for row in rows:
         photo = "" if row["psnr_render"] is None else f"  PSNR {row['psnr_render']:.2f} -> {row['psnr_repaired']:.2f} dB"
         print(f"{row['name']:<32} {row['file']}{photo}")
@@ -105,9 +116,10 @@ def apply_main(argv: Sequence[str], prog: str = "recon repair apply") -> int:
 
 
 def apply_to_run(run_dir: Path, views: list[int] | None = None, model_path: Path | None = None,
-                 out: Path | None = None) -> list[dict]:
+                 out: Path | None = None, options: RepairConfig | None = None) -> list[dict]:
     """Repairs renders of ``views`` (scene indices; default the test views) and writes
     ``render | repaired | photo`` PNGs and ``apply.json`` (PSNR of each against the photo).
+    ``options``: the ``pipe_*`` settings of a pipeline ``model_path`` (defaults when None).
 
     Raises:
         ConfigError: a bad run, view index or model folder, or no fitted fixer and no ``model_path``.
@@ -118,7 +130,7 @@ def apply_to_run(run_dir: Path, views: list[int] | None = None, model_path: Path
 
     from recon.errors import ConfigError
     from recon.render import render
-    from recon.repair.pretrained import load_repair_model
+    from recon.repair.pretrained import load_repair_model, pipeline_options
     from recon.repair.source import PseudoViewConfig, RepairedViews
     from recon.repair.workflow import repair_dir
     from recon.train.losses import psnr
@@ -140,7 +152,7 @@ def apply_to_run(run_dir: Path, views: list[int] | None = None, model_path: Path
                               hint="run `recon repair pairs RUN` and `recon repair fit RUN`, or pass --model PATH")
         if gate_file.is_file():
             console.print(f"note: {json.loads(gate_file.read_text())['reason']}")
-    model = load_repair_model(model_path)
+    model = load_repair_model(model_path, **pipeline_options(options or RepairConfig()))
     bg = torch.zeros(3) if run.background is None else run.background
 
     def render_fn(cam):

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from recon.config import RepairConfig
 from recon.errors import ConfigError
 from recon.repair.dataset import CONDITION_CHANNELS
 from recon.repair.fixer import FIXER_FILE, Fixer, FixerConfig, pad_to
@@ -107,6 +108,12 @@ class OneStepRepair:
         out = self.unet(latents, self.timestep, encoder_hidden_states=emb).sample
         image = self.vae.decode(self.denoise(latents, out) / scale).sample
         return ((image[..., :h, :w] + 1) / 2).clamp(0, 1)
+
+
+def pipeline_options(config: RepairConfig) -> dict[str, Any]:
+    """The img2img options of ``config`` (``pipe_*``) as :func:`load_repair_model` keywords."""
+    return {"steps": config.pipe_steps, "strength": config.pipe_strength, "guidance": config.pipe_guidance,
+            "prompt": config.pipe_prompt}  # fmt: skip
 
 
 def _pipeline(path: Path, mode: str, **options: Any) -> Img2ImgRepair | OneStepRepair:

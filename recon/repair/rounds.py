@@ -3,7 +3,8 @@
 :class:`RepairRounds` is the :class:`~recon.repair.source.PseudoViewSource` the trainer gets. At
 each round start (:mod:`recon.repair.schedule`) it asks for the repair model (the first time:
 fit or load, then gate; ``None`` turns repair off for the rest of the run), places pseudo cameras
-between neighbouring training cameras (farther each round) plus an optional orbit, renders and
+between neighbouring training cameras (farther each round; on their orbit around the object
+for object captures) plus an optional whole orbit, renders and
 repairs them with :class:`~recon.repair.source.RepairedViews` (alpha x distance weights, colour
 matched to the warped nearest photo) and replaces the previous set. Each step it hands back at
 most one view, drawn with ``probability`` by a generator derived from the seed and the step (the
@@ -28,7 +29,15 @@ from torch import Tensor
 from recon.cameras import Cameras
 from recon.config import RepairConfig
 from recon.render.render import RenderOutput
-from recon.repair.schedule import loss_weight, orbit_cameras, round_at, round_fraction, round_steps
+from recon.repair.schedule import (
+    loss_weight,
+    object_centred,
+    orbit_between,
+    orbit_cameras,
+    round_at,
+    round_fraction,
+    round_steps,
+)
 from recon.repair.source import PseudoView, PseudoViewConfig, RepairedViews, RepairModel, between_cameras
 
 ModelFn = Callable[[int], "RepairModel | None"]
@@ -48,6 +57,8 @@ class RepairRounds:
         train_images: one [H, W, 3] photo per training camera.
         folder: where rounds are saved (``RUN/repair``); None = nothing saved.
         say: called with one line of text per event (round made, repair off and why).
+        object_capture: whether the scene is an object capture (``orbit`` -1 then puts the pseudo
+            cameras on the orbit); None = decided from the cameras (:func:`object_centred`).
     """
 
     def __init__(
@@ -61,8 +72,12 @@ class RepairRounds:
         train_images: list[Tensor],
         folder: Path | None = None,
         say: Callable[[str], None] = print,
+        object_capture: bool | None = None,
     ):
         self.config, self.iterations, self.seed = config, iterations, seed
+        if object_capture is None:
+            object_capture = object_centred(train_cameras)
+        self.on_orbit = config.orbit < 0 and object_capture
         self.model_fn, self.render_fn, self.say = model_fn, render_fn, say
         self.train_cameras, self.train_images, self.folder = train_cameras, train_images, folder
         self.model: RepairModel | None = None
@@ -71,9 +86,11 @@ class RepairRounds:
         self.current: list[PseudoView] = []
 
     def cameras_for_round(self, k: int) -> Cameras:
-        """Round ``k``'s pseudo cameras: between neighbours from both ends, then the orbit."""
+        """Round ``k``'s pseudo cameras: between neighbours from both ends (on the orbit for object
+        captures with ``orbit`` -1, else on the straight line), then ``orbit`` > 0 cameras on the orbit."""
         t = round_fraction(self.config, k)
-        cams = between_cameras(self.train_cameras, (t,) if t >= 0.5 else (t, 1 - t))
+        between = orbit_between if self.on_orbit else between_cameras
+        cams = between(self.train_cameras, (t,) if t >= 0.5 else (t, 1 - t))
         if self.config.orbit > 0:
             orbit = orbit_cameras(self.train_cameras, self.config.orbit).to(cams.device)
             cams = Cameras(
@@ -120,6 +137,7 @@ class RepairRounds:
         self.say(
             f"repair round {k + 1}/{len(round_steps(c, self.iterations))} at step {step}: "
             f"{len(self.current)} pseudo views {round_fraction(c, k):.2f} of the way between training cameras"
+            + (" on their orbit" if self.on_orbit else "")
             + (f" + {c.orbit} on an orbit" if c.orbit > 0 else "")
         )
         if self.folder is not None:

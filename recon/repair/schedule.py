@@ -6,16 +6,20 @@ Pure functions of :class:`~recon.config.RepairConfig` and the number of training
 cameras (from both ends), so the views move away from the data round by round (Difix3D+); the
 loss weight rises linearly over ``ramp`` after the first round and falls to 0 over ``ramp``
 before ``stop`` (GaussianObject's blend ends before the schedule does), so the last steps see
-real views only. Also the orbit of pseudo cameras around an object capture.
+real views only. Also the orbit of pseudo cameras around an object capture (:func:`object_centred`).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+from torch import Tensor
 
 from recon.cameras import Cameras
 from recon.config import RepairConfig
 from recon.data.synthetic import look_at
+from recon.repair.source import neighbour_pairs
 
 
 def round_steps(config: RepairConfig, iterations: int) -> list[int]:
@@ -52,31 +56,44 @@ def loss_weight(config: RepairConfig, iterations: int, step: int) -> float:
     return config.weight * max(0.0, min(1.0, (f - start) / config.ramp, (config.stop - f) / config.ramp))
 
 
-def orbit_cameras(cameras: Cameras, count: int) -> Cameras:
-    """``count`` cameras on a circle around what the training cameras look at.
+def _axis_centre(c2w: Tensor) -> Tensor:
+    """[3] the point nearest to every optical axis (least squares) of cameras ``c2w`` [V, 4, 4]."""
+    eyes, fwd = c2w[:, :3, 3], c2w[:, :3, 2]  # [V, 3]
+    proj = torch.eye(3, dtype=c2w.dtype) - fwd[:, :, None] * fwd[:, None, :]  # [V, 3, 3]
+    return torch.linalg.lstsq(proj.sum(0), (proj @ eyes[..., None]).sum(0)).solution[:, 0]
 
-    The centre is the point nearest to every optical axis (least squares); the circle's axis is the
-    normal of the plane through the camera centres (their mean up direction for fewer than three),
-    its height and radius the cameras' mean height above the centre and mean distance from the axis.
-    Each orbit camera looks at the centre with the first training camera's intrinsics.
+
+def _orbit_frame(cameras: Cameras) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Cylindrical coordinates of the training cameras around what they look at.
+
+    The centre is :func:`_axis_centre`; the axis ``up`` is the normal of the plane through the
+    camera centres (their mean up direction for fewer than three); ``a``, ``b`` span the plane
+    (``a`` towards the first camera).
+
+    Returns:
+        centre [3], up [3], a [3], b [3], and per camera its (azimuth, radius, height) [V, 3].
     """
     c2w = cameras.camtoworlds.double()  # [V, 4, 4] OpenCV: x right, y down, z forward
-    eyes, fwd = c2w[:, :3, 3], c2w[:, :3, 2]  # [V, 3]
-    proj = torch.eye(3, dtype=torch.float64) - fwd[:, :, None] * fwd[:, None, :]  # [V, 3, 3]
-    center = torch.linalg.lstsq(proj.sum(0), (proj @ eyes[..., None]).sum(0)).solution[:, 0]  # [3]
+    eyes = c2w[:, :3, 3]
+    center = _axis_centre(c2w)
     up = -c2w[:, :3, 1].mean(0)  # cameras' mean up; the normal of their centres' plane when there is one
     if len(eyes) >= 3:
         normal = torch.linalg.svd(eyes - eyes.mean(0)).Vh[2]
         up = normal if float(normal @ up) >= 0 else -normal
     up = up / up.norm().clamp_min(1e-12)
     rel = eyes - center
-    height = float((rel @ up).mean())
-    flat = rel - (rel @ up)[:, None] * up
-    radius = float(flat.norm(dim=-1).mean())
+    height = rel @ up  # [V]
+    flat = rel - height[:, None] * up
     a = flat[0] / flat[0].norm().clamp_min(1e-12)
     b = torch.linalg.cross(up, a)
-    angles = torch.arange(count, dtype=torch.float64) * (2 * torch.pi / max(count, 1))
-    ring = center + radius * (angles.cos()[:, None] * a + angles.sin()[:, None] * b) + height * up  # [count, 3]
+    cyl = torch.stack([torch.atan2(flat @ b, flat @ a), flat.norm(dim=-1), height], -1)  # [V, 3]
+    return center, up, a, b, cyl
+
+
+def _looking_at_centre(cameras: Cameras, cyl: Tensor, center: Tensor, up: Tensor, a: Tensor, b: Tensor) -> Cameras:
+    """Cameras at cylindrical coordinates ``cyl`` [P, 3] looking at ``center``, the first training camera's intrinsics."""
+    az, radius, height = cyl.unbind(-1)
+    ring = center + radius[:, None] * (az.cos()[:, None] * a + az.sin()[:, None] * b) + height[:, None] * up  # [P, 3]
     viewmats = look_at(ring, center, tuple(up.tolist())).to(cameras.viewmats.dtype)
     n = len(ring)
     return Cameras(
@@ -85,3 +102,46 @@ def orbit_cameras(cameras: Cameras, count: int) -> Cameras:
         widths=cameras.widths[:1].expand(n).clone(),
         heights=cameras.heights[:1].expand(n).clone(),
     )
+
+
+def orbit_cameras(cameras: Cameras, count: int) -> Cameras:
+    """``count`` cameras evenly spaced on the whole circle around what the training cameras look at
+    (:func:`_orbit_frame`), at their mean height above the centre and mean distance from the axis."""
+    center, up, a, b, cyl = _orbit_frame(cameras)
+    angles = torch.arange(count, dtype=torch.float64) * (2 * torch.pi / max(count, 1))
+    ring = torch.stack([angles, cyl[:, 1].mean().expand(count), cyl[:, 2].mean().expand(count)], -1)  # [count, 3]
+    return _looking_at_centre(cameras, ring, center, up, a, b)
+
+
+def orbit_between(cameras: Cameras, fractions: tuple[float, ...] = (0.5,)) -> Cameras:
+    """Pseudo cameras on the orbit between each training camera and its nearest neighbour (the pairs
+    of :func:`~recon.repair.source.between_cameras`): azimuth (the shorter way), distance from the
+    axis and height interpolated, looking at the centre. Unlike the straight line, the views stay
+    at the capture's distance from the object."""
+    center, up, a, b, cyl = _orbit_frame(cameras)
+    rows = []
+    for i, j in neighbour_pairs(cameras):
+        turn = torch.remainder(cyl[j, 0] - cyl[i, 0] + torch.pi, 2 * torch.pi) - torch.pi  # in [-pi, pi)
+        for t in fractions:
+            rows.append(torch.stack([cyl[i, 0] + t * turn, *((1 - t) * cyl[i, 1:] + t * cyl[j, 1:])]))
+    return _looking_at_centre(cameras, torch.stack(rows), center, up, a, b)
+
+
+def object_centred(cameras: Cameras, max_angle_deg: float = 20.0, min_spread_deg: float = 10.0) -> bool:
+    """Whether the cameras look at a common centre from different directions (an object capture).
+
+    True when the centre nearest to every optical axis lies in front of each camera within
+    ``max_angle_deg`` of its optical axis, and the directions from the centre to the cameras
+    spread over at least ``min_spread_deg`` (forward-facing captures look the same way from nearly
+    the same place: their axes almost never meet).
+    """
+    if len(cameras) < 2:
+        return False
+    c2w = cameras.camtoworlds.double()
+    center = _axis_centre(c2w)
+    to_center = center - c2w[:, :3, 3]  # [V, 3]
+    dist = to_center.norm(dim=-1).clamp_min(1e-12)
+    cos_axis = (to_center * c2w[:, :3, 2]).sum(-1) / dist  # [V]
+    dirs = -to_center / dist[:, None]
+    spread = float((dirs @ dirs.T).clamp(-1, 1).min().acos())
+    return bool((cos_axis >= math.cos(math.radians(max_angle_deg))).all()) and spread >= math.radians(min_spread_deg)

@@ -78,10 +78,15 @@ def interpolate_camera(a: Cameras, b: Cameras, t: float) -> Cameras:
     return Cameras(Ks=a.Ks.clone(), viewmats=viewmat, widths=a.widths.clone(), heights=a.heights.clone())
 
 
+def neighbour_pairs(cameras: Cameras) -> list[tuple[int, int]]:
+    """(i, j) with i < j for each camera and its nearest neighbour (:func:`select_sources`), each pair once."""
+    return sorted({tuple(sorted((i, select_sources(cameras.viewmats, i, 1)[0]))) for i in range(len(cameras))})
+
+
 def between_cameras(cameras: Cameras, fractions: tuple[float, ...] = (0.5,)) -> Cameras:
-    """Pseudo cameras between each training camera and its nearest neighbour (each pair once)."""
-    pairs = sorted({tuple(sorted((i, select_sources(cameras.viewmats, i, 1)[0]))) for i in range(len(cameras))})
-    return _stack([interpolate_camera(cameras[i], cameras[j], t) for i, j in pairs for t in fractions])
+    """Pseudo cameras on the straight line between each training camera and its nearest neighbour
+    (each pair once, :func:`neighbour_pairs`)."""
+    return _stack([interpolate_camera(cameras[i], cameras[j], t) for i, j in neighbour_pairs(cameras) for t in fractions])
 
 
 def distance_weights(pseudo: Cameras, train: Cameras, gain: float = 2.0) -> Tensor:

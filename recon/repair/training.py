@@ -117,7 +117,7 @@ def repair_source(trainer: Trainer, run_dir: Path | None, say: Callable[[str], N
     Raises:
         ConfigError: a bad model folder, or repair without a run folder.
     """
-    from recon.repair.pretrained import load_repair_model
+    from recon.repair.pretrained import load_repair_model, pipeline_options
 
     c = trainer.config.repair
     if c.model == "off":
@@ -132,7 +132,7 @@ def repair_source(trainer: Trainer, run_dir: Path | None, say: Callable[[str], N
         return None
     if run_dir is None:
         raise ConfigError("repair needs a run folder (its pairs, fixer and rounds live in RUN/repair)")
-    loaded = None if c.model == "auto" else load_repair_model(c.model)
+    loaded = None if c.model == "auto" else load_repair_model(c.model, **pipeline_options(c))
     return RepairRounds(
         c,
         trainer.config.iterations,

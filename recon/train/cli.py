@@ -77,6 +77,14 @@ class TrainArgs:
     repair: str | None = None
     """Diffusion repair of novel views: off, auto (fit the scene's own fixer on <= 9 training views,
     gated on a held-out view) or a local diffusers folder (gated too); default: the preset's (off)."""
+    repair_steps: int | None = None
+    """--repair PATH img2img pipelines: denoising steps (default 2)."""
+    repair_strength: float | None = None
+    """--repair PATH img2img pipelines: how far the render is noised before denoising, 0..1 (default 0.5)."""
+    repair_guidance: float | None = None
+    """--repair PATH img2img pipelines: classifier-free guidance scale (default 0 = off)."""
+    repair_prompt: str | None = None
+    """--repair PATH pipelines: text prompt (default empty)."""
 
 
 @dataclass
@@ -277,6 +285,8 @@ def _config_from_args(args: TrainArgs) -> TrainConfig:
     for key, value in (("iterations", args.iterations), ("seed", args.seed), ("backend", args.backend),
                        ("data.downscale", args.downscale), ("init.method", args.init), ("sparse.enabled", args.sparse),
                        ("checkpoint_every", args.checkpoint_every), ("repair.model", args.repair),
+                       ("repair.pipe_steps", args.repair_steps), ("repair.pipe_strength", args.repair_strength),
+                       ("repair.pipe_guidance", args.repair_guidance), ("repair.pipe_prompt", args.repair_prompt),
                        ("device", args.device or ("cuda" if args.backend in ("cuda", "gsplat") else None))):
         if value is not None:
             changes[key] = value

@@ -138,3 +138,24 @@ def test_bad_model_paths_are_one_line_errors(tmp_path, sd_folder):
 def test_pipeline_whose_unet_does_not_take_the_vae_latents_is_refused(tmp_path):
     folder = _tiny_sd(tmp_path / "inpaint-like", unet_in=9)
     _one_line_error(folder, "9 input channels but its VAE makes 4-channel latents")
+
+
+def test_pipeline_options_go_from_the_train_cli_to_the_img2img_call(tmp_path, sd_folder):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    from recon.repair.pretrained import pipeline_options
+    from recon.train.cli import TrainArgs, _config_from_args
+
+    args = TrainArgs(out=str(tmp_path / "run"), data="synthetic", repair=str(sd_folder), repair_steps=3,
+                     repair_strength=0.4, repair_guidance=1.5, repair_prompt="a cat")  # fmt: skip
+    config = _config_from_args(args).repair
+    assert (config.pipe_steps, config.pipe_strength, config.pipe_guidance, config.pipe_prompt) == (3, 0.4, 1.5, "a cat")
+    model = load_repair_model(sd_folder, **pipeline_options(config))
+    x = _inputs(16, 16)
+    out = model.repair(x, generator=torch.Generator().manual_seed(0))
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(sd_folder, local_files_only=True)
+    ref = pipe(prompt=["a cat"], image=x[:, :3], strength=0.4, num_inference_steps=3, guidance_scale=1.5,
+               output_type="pt", generator=torch.Generator().manual_seed(0)).images  # fmt: skip
+    assert torch.allclose(out, ref.clamp(0, 1), atol=1e-5)
+    default = load_repair_model(sd_folder).repair(x, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(out, default, atol=1e-3)  # the options changed the call

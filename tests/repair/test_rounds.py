@@ -97,7 +97,7 @@ def test_rounds_add_the_orbit_after_the_interpolated_cameras(scene):
     from recon.repair.schedule import orbit_cameras
 
     rounds = _rounds(scene, lambda step: None, orbit=5)
-    plain = _rounds(scene, lambda step: None).cameras_for_round(0)
+    plain = _rounds(scene, lambda step: None, orbit=0).cameras_for_round(0)
     cams = rounds.cameras_for_round(0)
     assert len(cams) == len(plain) + 5
     assert torch.equal(cams.viewmats[: len(plain)], plain.viewmats)

@@ -10,7 +10,17 @@ import torch
 from recon.cameras import Cameras
 from recon.config import RepairConfig
 from recon.data.synthetic import look_at
-from recon.repair.schedule import loss_weight, orbit_cameras, round_at, round_fraction, round_steps
+from recon.repair.rounds import RepairRounds
+from recon.repair.schedule import (
+    loss_weight,
+    object_centred,
+    orbit_between,
+    orbit_cameras,
+    round_at,
+    round_fraction,
+    round_steps,
+)
+from recon.repair.source import between_cameras, neighbour_pairs
 
 
 def test_rounds_and_fractions_by_hand():
@@ -47,3 +57,61 @@ def test_orbit_circles_what_the_cameras_look_at():
     assert torch.allclose(steps, torch.full((6,), math.pi / 3, dtype=torch.float64), atol=1e-4)  # evenly spaced
     uv, z = orbit.project(target.float()[None])  # every orbit camera sees the target at its principal point
     assert torch.allclose(uv[:, 0], torch.tensor([24.0, 20.0]).expand(6, 2), atol=1e-3) and bool((z > 0).all())
+
+
+TARGET = torch.tensor([0.5, -0.2, 0.3], dtype=torch.float64)
+K4 = torch.tensor([[40.0, 0, 24], [0, 40.0, 20], [0, 0, 1]]).expand(4, 3, 3)
+
+
+def _arc(degrees=(10.0, 50.0, 95.0, 140.0)) -> Cameras:
+    """Four cameras 3 from the z axis through TARGET, 1.2 above it, looking at it."""
+    a = torch.tensor(degrees, dtype=torch.float64).deg2rad()
+    eyes = TARGET + torch.stack([3.0 * a.cos(), 3.0 * a.sin(), torch.full_like(a, 1.2)], -1)
+    return Cameras.create(K4, look_at(eyes, TARGET), 48, 40)
+
+
+def _cylindrical(cams: Cameras) -> torch.Tensor:
+    rel = cams.centers.double() - TARGET
+    return torch.stack([torch.atan2(rel[:, 1], rel[:, 0]).rad2deg(), rel[:, :2].norm(dim=-1), rel[:, 2]], -1)
+
+
+def test_orbit_between_moves_on_the_circle_not_the_chord():
+    cams = _arc()
+    pairs = neighbour_pairs(cams)
+    mid = _cylindrical(orbit_between(cams, (0.5,)))  # [pairs, 3]: azimuth (deg), radius, height
+    hand = torch.tensor([(10.0, 50.0, 95.0, 140.0)[i] / 2 + (10.0, 50.0, 95.0, 140.0)[j] / 2 for i, j in pairs])
+    assert torch.allclose(mid[:, 0], hand.double(), atol=1e-3)  # halfway round the axis
+    assert torch.allclose(mid[:, 1:], torch.tensor([3.0, 1.2], dtype=torch.float64).expand(len(pairs), 2), atol=1e-4)
+    chord = _cylindrical(between_cameras(cams, (0.5,)))
+    assert bool((chord[:, 1] < 3.0 - 1e-2).all())  # the straight line cuts inside the circle
+    ends = _cylindrical(orbit_between(cams, (0.0,)))  # t = 0 puts each camera back where it was
+    assert torch.allclose(ends, _cylindrical(cams)[[i for i, _ in pairs]], atol=1e-4)
+    uv, z = orbit_between(cams, (0.25, 0.75)).project(TARGET.float()[None])  # and they look at the centre
+    assert torch.allclose(uv[:, 0], torch.tensor([24.0, 20.0]).expand(len(uv), 2), atol=1e-3) and bool((z > 0).all())
+
+
+def test_orbit_between_takes_the_shorter_way_across_the_seam():
+    mid = _cylindrical(orbit_between(_arc((170.0, -170.0, 100.0, 60.0)), (0.5,)))
+    assert bool((mid[:, 0].abs() > 60).all())  # 170 and -170 meet at 180, not at 0
+    assert torch.allclose(mid[:, 1], torch.full((len(mid),), 3.0, dtype=torch.float64), atol=1e-4)
+
+
+def test_object_centred_tells_object_captures_from_forward_facing_ones():
+    assert object_centred(_arc())
+    eyes = torch.tensor([[x, 0.1 * x * x, 0.0] for x in (-0.3, -0.1, 0.1, 0.3)], dtype=torch.float64)
+    forward = Cameras.create(K4, look_at(eyes, eyes + torch.tensor([0.0, 0.0, 5.0], dtype=torch.float64), (0.0, 1.0, 0.0)), 48, 40)
+    assert not object_centred(forward)  # parallel axes: no common centre in front of them all
+    assert not object_centred(_arc()[:1])
+    a = _arc((10.0, 12.0, 14.0, 16.0))
+    assert not object_centred(a, min_spread_deg=10.0) and object_centred(a, min_spread_deg=5.0)  # 6 degrees apart
+
+
+@pytest.mark.parametrize("orbit, capture, on_circle", [(-1, True, True), (-1, False, False), (0, True, False)])
+def test_rounds_put_object_captures_on_the_orbit(orbit, capture, on_circle):
+    cams = _arc()
+    rounds = RepairRounds(RepairConfig(orbit=orbit), 100, 0, lambda step: None, None, cams, [], None,
+                          lambda line: None, object_capture=capture)
+    radius = _cylindrical(rounds.cameras_for_round(0))[:, 1]
+    assert torch.allclose(radius, torch.full_like(radius, 3.0), atol=1e-4) == on_circle
+    auto = RepairRounds(RepairConfig(), 100, 0, lambda step: None, None, cams, [], None, lambda line: None)
+    assert auto.on_orbit  # decided from the cameras when not told

@@ -192,6 +192,11 @@ def _start_viewer(trainer: Trainer, cloud=None) -> None:
         points=None if cloud is None else cloud.points.numpy(),
         point_colors=None if cloud is None else cloud.colors.numpy(),
         primitives=[trainer.config.primitive])
+    if trainer.config.primitive == "gaussian":  # the page draws them; resent every few seconds, never per step
+        from viewer.splats import SplatSource
+
+        context.splats = SplatSource(lambda: trainer.params, lock=trainer.state.lock,
+                                     version=lambda: trainer.state.step, background=bg)
     start_live_viewer(render_fn, trainer.state, scene=context)
 
 

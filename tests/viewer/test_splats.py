@@ -185,3 +185,27 @@ def test_live_splats_resend_at_a_low_rate_only_when_training_moved(sphere_render
         assert app.splats.sends == sends + 1
     finally:
         app.stop()
+
+
+def test_live_training_hands_the_viewer_its_gaussians(monkeypatch):
+    """`recon train --viewer` on Gaussians: the splat source reads the trainer's current parameters
+    under the training lock, its version is the step, and the page background is the training one."""
+    import viewer.live
+    from recon.train import cli as train_cli
+
+    calls = {}
+    monkeypatch.setattr(viewer.live, "start_live_viewer", lambda render_fn, state, **kw: calls.update(kw))
+    state = SimpleNamespace(step=7, lock=threading.Lock())
+    trainer = SimpleNamespace(
+        config=SimpleNamespace(primitive="gaussian", backend="reference"), params=_params(30), state=state,
+        scene=SimpleNamespace(cameras=None, names=[], images=[]), split=SimpleNamespace(train=[], test=[]),
+        background=torch.tensor([0.1, 0.2, 0.3]), sh_degree=lambda step: 0)
+    train_cli._start_viewer(trainer)
+    source = calls["scene"].splats
+    assert source.lock is state.lock and source.version() == 7
+    trainer.params = _params(40, seed=5)  # densification replaces the dict: the source follows
+    np.testing.assert_array_equal(source.read().centers, gaussian_splats(trainer.params).centers)
+    np.testing.assert_allclose(source.background, (0.1, 0.2, 0.3))
+    trainer.config.primitive = "triangle"
+    train_cli._start_viewer(trainer)
+    assert calls["scene"].splats is None

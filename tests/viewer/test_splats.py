@@ -17,9 +17,9 @@ from .fakes import FakeClient
 
 pytest.importorskip("viser")
 
-from viewer.app import SceneContext, ViewerApp  # noqa: E402
-from viewer.render import PrimitiveSet  # noqa: E402
-from viewer.splats import SERVER_VIEW, SplatSource, float16_scale, gaussian_splats, splat_source  # noqa: E402
+from viewer.app import SceneContext, ViewerApp
+from viewer.render import PrimitiveSet
+from viewer.splats import SERVER_VIEW, SplatSource, float16_scale, gaussian_splats, splat_source
 
 
 def _wait(cond, timeout=20.0) -> bool:
@@ -197,9 +197,14 @@ def test_live_training_hands_the_viewer_its_gaussians(monkeypatch):
     monkeypatch.setattr(viewer.live, "start_live_viewer", lambda render_fn, state, **kw: calls.update(kw))
     state = SimpleNamespace(step=7, lock=threading.Lock())
     trainer = SimpleNamespace(
-        config=SimpleNamespace(primitive="gaussian", backend="reference"), params=_params(30), state=state,
-        scene=SimpleNamespace(cameras=None, names=[], images=[]), split=SimpleNamespace(train=[], test=[]),
-        background=torch.tensor([0.1, 0.2, 0.3]), sh_degree=lambda step: 0)
+        config=SimpleNamespace(primitive="gaussian", backend="reference"),
+        params=_params(30),
+        state=state,
+        scene=SimpleNamespace(cameras=None, names=[], images=[]),
+        split=SimpleNamespace(train=[], test=[]),
+        background=torch.tensor([0.1, 0.2, 0.3]),
+        sh_degree=lambda step: 0,
+    )
     train_cli._start_viewer(trainer)
     source = calls["scene"].splats
     assert source.lock is state.lock and source.version() == 7

@@ -31,7 +31,7 @@ from recon.priors.bounds import depth_bounds, focus_point
 from recon.priors.pointcloud import PointCloud, clean_cloud, read_ply, write_ply
 from recon.priors.stereo import MVSConfig, MVSResult, run_mvs
 
-__all__ = ["PointCloud", "initial_point_cloud", "depth_priors", "save_priors", "load_priors", "METHODS"]
+__all__ = ["METHODS", "PointCloud", "depth_priors", "initial_point_cloud", "load_priors", "save_priors"]
 
 log = logging.getLogger(__name__)
 METHODS = ("sfm", "mvs", "mono", "hull", "random", "auto")
@@ -62,8 +62,21 @@ def _near_far(scene: SceneData) -> tuple[float, float] | None:
     return None
 
 
-def mvs_prior(scene: SceneData, train_ids: list[int], cfg: MVSConfig = MVSConfig()) -> MVSResult:
+def _bounding_points(scene: SceneData, train_ids: list[int]) -> Tensor | None:
+    """Points that bound the plane sweep's depths: a coarse visual hull when the scene has masks,
+    else the scene's sparse points (SfM of a photo folder, a COLMAP model), else none. Sparse points
+    only set the sweep's depth range, never a training target."""
+    if scene.masks is not None:
+        try:
+            return hull_prior(scene, train_ids, resolution=48).points
+        except ReconError:
+            pass
+    return scene.points if scene.num_points > 0 else None
+
+
+def mvs_prior(scene: SceneData, train_ids: list[int], cfg: MVSConfig | None = None) -> MVSResult:
     """Plane-sweep stereo on the training views (cached for the last scene/ids/config)."""
+    cfg = cfg or MVSConfig()
     key = (id(scene), tuple(train_ids), cfg)
     if key in _MVS_CACHE:
         return _MVS_CACHE[key]
@@ -71,13 +84,7 @@ def mvs_prior(scene: SceneData, train_ids: list[int], cfg: MVSConfig = MVSConfig
         raise DataError(f"multi-view stereo needs at least 2 training views, got {len(train_ids)}")
     cams = scene.cameras[list(train_ids)]
     masks = None if scene.masks is None else [scene.masks[i] for i in train_ids]
-    hint_pts = None
-    if masks is not None:
-        try:
-            hint_pts = hull_prior(scene, train_ids, resolution=48).points
-        except ReconError:
-            hint_pts = None
-    bounds = depth_bounds(cams.viewmats, hint_pts, _near_far(scene))
+    bounds = depth_bounds(cams.viewmats, _bounding_points(scene, train_ids), _near_far(scene))
     res = run_mvs([scene.images[i] for i in train_ids], cams.Ks, cams.viewmats, bounds, cfg, masks)
     _MVS_CACHE.clear()
     _MVS_CACHE[key] = res

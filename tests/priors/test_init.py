@@ -131,3 +131,24 @@ def test_auto_falls_back_in_measured_order(monkeypatch):
     assert initial_point_cloud(scene, [0, 1, 2], method="auto").source == "random"
     monkeypatch.setattr(init_mod, "sfm_prior", failing("sfm", n=500))
     assert initial_point_cloud(scene, [0, 1, 2], method="auto").source == "sfm"
+
+
+def test_sparse_points_bound_the_plane_sweep_without_masks(monkeypatch):
+    """A photo folder has SfM points but no masks: they set each view's sweep range (the same
+    bounds depth_bounds gives for those points), tighter than the camera-spacing fallback."""
+    from recon.priors.bounds import depth_bounds
+
+    scene, _ = _scene(3, with_masks=False)
+    seen = []
+    monkeypatch.setattr(init_mod, "run_mvs", lambda images, Ks, viewmats, bounds, *a: seen.append(bounds) or "res")
+    init_mod._MVS_CACHE.clear()
+    init_mod.mvs_prior(scene, [0, 1, 2])
+    unbounded = seen.pop()
+    gen = torch.Generator().manual_seed(0)
+    scene.points = torch.nn.functional.normalize(torch.randn(200, 3, generator=gen), dim=-1)  # the unit sphere
+    init_mod._MVS_CACHE.clear()
+    init_mod.mvs_prior(scene, [0, 1, 2])
+    init_mod._MVS_CACHE.clear()
+    expected = depth_bounds(scene.cameras.viewmats, scene.points)
+    assert torch.allclose(seen[0], expected)
+    assert bool(((seen[0][:, 1] - seen[0][:, 0]) < (unbounded[:, 1] - unbounded[:, 0])).all())

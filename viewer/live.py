@@ -5,7 +5,9 @@ and its ``TrainingState`` (``step``, ``losses``, a primitive count, ``paused``),
 training. The viewer reads the state to show progress, writes ``state.paused`` when a user
 presses pause/resume (the trainer decides when to honour it), re-renders connected clients when
 the step advances, and spends at most ``render_fraction`` of wall time rendering, so watching
-does not slow training down noticeably (see BENCHMARKS.md).
+does not slow training down noticeably (see BENCHMARKS.md). Long stages inside a step (diffusion
+repair's leave-one-out sub-runs and fixer fit) write ``state.activity``, shown under the step, and
+release the state's lock meanwhile, so clients keep rendering the last scene.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ def describe_state(state: object) -> str:
     psnr = getattr(state, "psnr", None)
     if psnr:
         parts.append(f"**PSNR** {float(psnr):.2f} dB")
+    activity = getattr(state, "activity", "")
+    if activity:
+        parts.append(f"*{activity}*")
     if getattr(state, "paused", False):
         parts.append("*paused*")
     return "  \n".join(parts)
@@ -65,6 +70,7 @@ class LiveViewer:
         self._pause.on_click(lambda _: self.toggle_pause())
         self._stop = threading.Event()
         self._last_step = getattr(state, "step", None)
+        self._last_activity = getattr(state, "activity", "")
         self._thread = threading.Thread(target=self._poll, name="viewer-live-poll", daemon=True)
         self._thread.start()
 
@@ -94,9 +100,13 @@ class LiveViewer:
                     self._last_step = step
                     self._stats.content = describe_state(self.state)
                     self.app.refresh_all()
+                activity = getattr(self.state, "activity", "")
+                if activity != self._last_activity:  # a long stage inside a step (repair): show how far it got
+                    self._last_activity = activity
+                    self._stats.content = describe_state(self.state)
                 if self._pause.label != self._pause_label():
                     self._pause.label = self._pause_label()
-            except Exception as err:  # never let the viewer take training down
+            except Exception as err:  # noqa: BLE001 -- never let the viewer take training down
                 log.warning("live viewer update failed: %s", err)
 
     def close(self) -> None:

@@ -51,7 +51,7 @@ class FitArgs:
     crop: int = 48
     """Training crop size in pixels (at most the pairs' smaller side)."""
     max_seconds: float = 0.0
-    """Stop fitting after this many seconds (0 = no limit)."""
+    """Stop fitting after this many CPU seconds (0 = no limit); the weights so far are kept."""
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ class PairSet:
 def make_pairs(config: TrainConfig, scene: SceneData, split: Split, params: dict[str, Tensor] | None = None,
                sh_degree: int = 0, step: int = 0, background: Tensor | None = None,
                pair_config: PairConfig | None = None, cloud: PointCloud | None = None,
-               progress: Callable[[str], None] | None = None) -> PairSet:
+               progress: Callable[[str], None] | None = None, live: Callable[[str], None] | None = None) -> PairSet:
     """Leave-one-out pairs, plus attribute-noise pairs when the trained ``params`` are given.
 
     Args:
@@ -76,9 +76,10 @@ def make_pairs(config: TrainConfig, scene: SceneData, split: Split, params: dict
         pair_config: what to generate (defaults when None).
         cloud: initial points of the leave-one-out sub-runs.
         progress: called with one line of text per finished stage.
+        live: called with a short status every few sub-run steps (a live viewer's).
     """
     pc = pair_config or PairConfig()
-    pairs = leave_one_out_pairs(config, scene, split, pc, cloud=cloud, progress=progress)
+    pairs = leave_one_out_pairs(config, scene, split, pc, cloud=cloud, progress=progress, live=live)
     loo_l1 = float(np.mean([float((p.render - p.target).abs().mean()) for p in pairs]))
     meta: dict[str, Any] = {"pair_config": asdict(pc), "loo_l1": loo_l1}
     if params is not None:

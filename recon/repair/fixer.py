@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ class FixerConfig:
     ema_decay: float = 0.999
     """Largest EMA decay (warmed up from 0); 0 = no EMA."""
     max_seconds: float = 0.0
-    """Stop training after this many seconds (0 = no limit), e.g. the base training's time."""
+    """Stop training after this many CPU seconds of this process (0 = no limit); the weights so far
+    (their EMA) are kept and ``meta["stopped_early"]`` says so."""
     seed: int = 0
 
 
@@ -236,7 +238,7 @@ def training_inputs(fixer: Fixer, x: Tensor, gen: torch.Generator) -> tuple[Tens
 
 
 def fit_fixer(pairs: list[RepairPair], config: FixerConfig | None = None, fixer: Fixer | None = None,
-              progress: bool = True) -> Fixer:
+              progress: bool = True, on_step: Callable[[int, int], None] | None = None) -> Fixer:
     """Trains a fixer on random crops of ``pairs`` (see the module docstring).
 
     Args:
@@ -244,6 +246,7 @@ def fit_fixer(pairs: list[RepairPair], config: FixerConfig | None = None, fixer:
         config: sizes and schedule (a fresh fixer is built from it unless ``fixer`` is given).
         fixer: continue training this one (its config's schedule is replaced by ``config``'s).
         progress: show a progress bar on an interactive terminal.
+        on_step: called with (steps done, steps) after each step (e.g. a live viewer's status).
     """
     from diffusers.training_utils import EMAModel
 
@@ -255,9 +258,10 @@ def fit_fixer(pairs: list[RepairPair], config: FixerConfig | None = None, fixer:
     unet = fixer.unet.train()
     opt = torch.optim.AdamW(unet.parameters(), lr=c.lr)
     ema = EMAModel(unet.parameters(), decay=c.ema_decay, use_ema_warmup=True) if c.ema_decay > 0 else None
-    t0, losses, step = time.perf_counter(), [], 0
+    t0, cpu0, losses, step, stopped = time.perf_counter(), time.process_time(), [], 0, False
     for step in track(range(c.steps), "fitting the repair model", progress):
-        if c.max_seconds > 0 and time.perf_counter() - t0 > c.max_seconds:
+        if c.max_seconds > 0 and time.process_time() - cpu0 > c.max_seconds:
+            stopped = True
             break
         x, y = random_crops(pairs, c.batch, c.crop, gen)
         x_t, cond, t = training_inputs(fixer, x, gen)
@@ -269,13 +273,16 @@ def fit_fixer(pairs: list[RepairPair], config: FixerConfig | None = None, fixer:
         if ema is not None:
             ema.step(unet.parameters())
         losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step + 1, c.steps)
     else:
         step = c.steps
     if ema is not None:
         ema.copy_to(unet.parameters())
     unet.eval()
     tail = losses[-max(1, len(losses) // 10):]
-    fixer.meta.update({"fit_steps": step, "fit_seconds": time.perf_counter() - t0, "num_pairs": len(pairs),
+    fixer.meta.update({"fit_steps": step, "fit_seconds": time.perf_counter() - t0, "stopped_early": stopped,
+                       "fit_cpu_s": time.process_time() - cpu0, "num_pairs": len(pairs),
                        "first_loss": losses[0] if losses else math.nan, "last_loss": sum(tail) / max(len(tail), 1)})
     return fixer
 
@@ -324,13 +331,13 @@ def evaluate_gate(model: Any, pairs: list[RepairPair], margin_db: float = 0.0, *
 
 
 def fit_and_gate(pairs: list[RepairPair], config: FixerConfig | None = None, held_out_views: int = 1,
-                 progress: bool = True) -> tuple[Fixer, GateResult]:
+                 progress: bool = True, on_step: Callable[[int, int], None] | None = None) -> tuple[Fixer, GateResult]:
     """Fits on all pairs but the held-out views', gates on those; the result is stored in ``fixer.meta``."""
     fit, gate_pairs = split_held_out(pairs, held_out_views)
     if not fit:
         raise ConfigError("every repair pair belongs to the gate's held-out view",
                           hint="generate pairs with more held-out views (PairConfig.held_out >= 2)")
-    fixer = fit_fixer(fit, config, progress=progress)
+    fixer = fit_fixer(fit, config, progress=progress, on_step=on_step)
     gate = evaluate_gate(fixer, gate_pairs)
     fixer.meta["gate"] = asdict(gate)
     return fixer, gate

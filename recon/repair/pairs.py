@@ -197,8 +197,9 @@ def scaled_schedule(config: TrainConfig, iterations: int) -> TrainConfig:
 
 def _held_out_run(config: TrainConfig, sub: SceneData, held: int, ids: list[int], protocol: str,
                   render_steps: list[int], cloud: PointCloud | None, masked: bool, occlusion_tol: float,
-                  ) -> list[RepairPair]:
-    """One sub-run on ``sub`` without local view ``held``, rendering it at ``render_steps``."""
+                  live: Callable[[str], None] | None = None) -> list[RepairPair]:
+    """One sub-run on ``sub`` without local view ``held``, rendering it at ``render_steps``;
+    ``live(text)`` every 25 steps."""
     from recon.train.setup import initial_cloud
     from recon.train.trainer import Trainer
 
@@ -210,6 +211,8 @@ def _held_out_run(config: TrainConfig, sub: SceneData, held: int, ids: list[int]
     pairs: list[RepairPair] = []
 
     def snapshot(step: int, *_) -> None:
+        if live is not None and (step % 25 == 0 or step == 1):
+            live(f"repair: leave-one-out sub-run without view {ids[held]}, step {step}/{config.iterations}")
         if step in render_steps:
             pairs.append(render_pair(config.primitive, trainer.params, trainer.sh_degree(step), sub, held, neighbour,
                                      ids=ids, kind="loo", step=step, background=trainer.background, masked=masked,
@@ -221,7 +224,7 @@ def _held_out_run(config: TrainConfig, sub: SceneData, held: int, ids: list[int]
 
 def leave_one_out_pairs(config: TrainConfig, scene: SceneData, split: Split, pair_config: PairConfig | None = None,
                         cloud: PointCloud | None = None, progress: Callable[[str], None] | None = None,
-                        ) -> list[RepairPair]:
+                        live: Callable[[str], None] | None = None) -> list[RepairPair]:
     """Pairs from leave-one-out sub-runs (see the module docstring).
 
     Args:
@@ -232,6 +235,7 @@ def leave_one_out_pairs(config: TrainConfig, scene: SceneData, split: Split, pai
         cloud: initial points of the sub-runs (default: :func:`recon.train.setup.initial_cloud`
             of each sub-run's views).
         progress: called with a line of text after each sub-run.
+        live: called with a short status every few sub-run steps (a live viewer's).
 
     Raises:
         ConfigError: fewer than 2 training views.
@@ -250,7 +254,7 @@ def leave_one_out_pairs(config: TrainConfig, scene: SceneData, split: Split, pai
     pairs: list[RepairPair] = []
     for held in evenly_spaced(len(ids), min(pc.held_out, len(ids))):
         new = _held_out_run(sub_config, sub, held, ids, split.protocol, render_steps, cloud,
-                            masked_protocol(split.protocol, scene), pc.occlusion_tol)
+                            masked_protocol(split.protocol, scene), pc.occlusion_tol, live)
         pairs += new
         if progress is not None:
             progress(f"leave-one-out view {ids[held]}: {iterations} steps, "

@@ -50,10 +50,11 @@ def _write_gate(run_dir: str | Path, gate: GateResult, model: str) -> None:
 
 
 def fit_for_run(run_dir: str | Path, fixer_config: FixerConfig | None = None, held_out_views: int = 1,
-                progress: bool = True) -> tuple[Fixer, GateResult]:
-    """Fits a fixer on ``RUN/repair/pairs`` (less the gate's held-out view), gates it, saves both."""
+                progress: bool = True, on_step: Callable[[int, int], None] | None = None) -> tuple[Fixer, GateResult]:
+    """Fits a fixer on ``RUN/repair/pairs`` (less the gate's held-out view), gates it, saves both;
+    ``on_step(done, total)`` after each fitting step."""
     pair_set = load_pairs(repair_dir(run_dir) / "pairs")
-    fixer, gate = fit_and_gate(pair_set.pairs, fixer_config, held_out_views, progress)
+    fixer, gate = fit_and_gate(pair_set.pairs, fixer_config, held_out_views, progress, on_step)
     fixer.save_pretrained(repair_dir(run_dir) / "model")
     _write_gate(run_dir, gate, str(repair_dir(run_dir) / "model"))
     return fixer, gate

@@ -18,6 +18,7 @@ class TrainingState:
         num_primitives: current primitive count.
         primitive: the family being trained.
         paused: set by the viewer to pause training (the trainer waits while True).
+        activity: what a long stage inside a step is doing (e.g. repair fitting its model), "" = training.
         lock: guards parameter access between the trainer and a viewer render.
     """
 
@@ -28,4 +29,5 @@ class TrainingState:
     num_primitives: int = 0
     primitive: str = "gaussian"
     paused: bool = False
+    activity: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -117,3 +117,25 @@ def test_save_and_load_round_trip(trained, noisy_pairs, tmp_path):
     assert back.config == trained.config and back.meta["gate"] == {"enabled": True}
     x = condition(noisy_pairs[7])[None]
     assert torch.equal(back.repair(x), trained.repair(x))
+
+
+def test_a_cpu_cap_stops_the_fit_early_and_keeps_the_weights_so_far(noisy_pairs):
+    capped = fit_fixer(noisy_pairs[:6], dataclasses.replace(TINY, steps=100_000, max_seconds=0.5), progress=False)
+    assert capped.meta["stopped_early"] and 0 < capped.meta["fit_steps"] < 100_000
+    x = condition(noisy_pairs[7])[None]
+    assert not torch.equal(capped.repair(x), Fixer.create(TINY).repair(x))  # trained, not the fresh identity
+    full = fit_fixer(noisy_pairs[:6], dataclasses.replace(TINY, steps=3), progress=False)
+    assert not full.meta["stopped_early"] and full.meta["fit_steps"] == 3
+
+
+def test_fit_cap_is_the_smaller_of_the_fixed_cap_and_the_base_run_fraction():
+    from recon.config import RepairConfig
+    from recon.repair.training import fit_cap_seconds
+
+    # 300 steps took 60 CPU s: the base run of 1500 steps is estimated at 300 s
+    assert fit_cap_seconds(RepairConfig(fit_max_seconds=0, fit_time_fraction=0.5), 60.0, 300, 1500) == 150.0
+    assert fit_cap_seconds(RepairConfig(fit_max_seconds=100, fit_time_fraction=0.5), 60.0, 300, 1500) == 100.0
+    assert fit_cap_seconds(RepairConfig(fit_max_seconds=200, fit_time_fraction=0.5), 60.0, 300, 1500) == 150.0
+    assert fit_cap_seconds(RepairConfig(fit_max_seconds=200, fit_time_fraction=0), 60.0, 300, 1500) == 200.0
+    assert fit_cap_seconds(RepairConfig(fit_max_seconds=0, fit_time_fraction=0), 60.0, 300, 1500) == 0.0
+    assert fit_cap_seconds(RepairConfig(fit_max_seconds=0, fit_time_fraction=0.5), 0.0, 0, 1500) == 0.0

@@ -99,7 +99,9 @@ def test_orbit_between_takes_the_shorter_way_across_the_seam():
 def test_object_centred_tells_object_captures_from_forward_facing_ones():
     assert object_centred(_arc())
     eyes = torch.tensor([[x, 0.1 * x * x, 0.0] for x in (-0.3, -0.1, 0.1, 0.3)], dtype=torch.float64)
-    forward = Cameras.create(K4, look_at(eyes, eyes + torch.tensor([0.0, 0.0, 5.0], dtype=torch.float64), (0.0, 1.0, 0.0)), 48, 40)
+    forward = Cameras.create(
+        K4, look_at(eyes, eyes + torch.tensor([0.0, 0.0, 5.0], dtype=torch.float64), (0.0, 1.0, 0.0)), 48, 40
+    )
     assert not object_centred(forward)  # parallel axes: no common centre in front of them all
     assert not object_centred(_arc()[:1])
     a = _arc((10.0, 12.0, 14.0, 16.0))
@@ -109,8 +111,18 @@ def test_object_centred_tells_object_captures_from_forward_facing_ones():
 @pytest.mark.parametrize("orbit, capture, on_circle", [(-1, True, True), (-1, False, False), (0, True, False)])
 def test_rounds_put_object_captures_on_the_orbit(orbit, capture, on_circle):
     cams = _arc()
-    rounds = RepairRounds(RepairConfig(orbit=orbit), 100, 0, lambda step: None, None, cams, [], None,
-                          lambda line: None, object_capture=capture)
+    rounds = RepairRounds(
+        RepairConfig(orbit=orbit),
+        100,
+        0,
+        lambda step: None,
+        None,
+        cams,
+        [],
+        None,
+        lambda line: None,
+        object_capture=capture,
+    )
     radius = _cylindrical(rounds.cameras_for_round(0))[:, 1]
     assert torch.allclose(radius, torch.full_like(radius, 3.0), atol=1e-4) == on_circle
     auto = RepairRounds(RepairConfig(), 100, 0, lambda step: None, None, cams, [], None, lambda line: None)

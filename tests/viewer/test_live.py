@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from .conftest import free_port
 from .fakes import FakeClient
 
 pytest.importorskip("viser")
 
-from recon.train.state import TrainingState  # noqa: E402
-from viewer.live import describe_state, start_live_viewer  # noqa: E402
+from recon.train.state import TrainingState
+from viewer.live import describe_state, start_live_viewer
 
 
 def _wait(cond, timeout=20.0) -> bool:
@@ -56,3 +57,19 @@ def test_live_viewer_pause_and_refresh(sphere_render_fn):
     finally:
         live.close()
     assert not live._thread.is_alive()
+
+
+def test_live_viewer_shows_a_long_stage_inside_a_step(sphere_render_fn):
+    state = TrainingState(step=3, iterations=10)
+    assert "repair" not in describe_state(state)
+    live = start_live_viewer(sphere_render_fn, state, port=free_port(), refresh_seconds=0.05, verbose=False)
+    try:
+        state.activity = "repair: fitting the fixer, step 10/100"  # the step does not advance meanwhile
+        assert _wait(lambda: "fitting the fixer, step 10/100" in live._stats.content)
+        client = FakeClient()
+        live.app._on_connect(client)  # a client joining during the stage still gets the scene
+        assert _wait(lambda: len(client.scene.images) >= 1)
+        state.activity = ""
+        assert _wait(lambda: "fitting" not in live._stats.content)
+    finally:
+        live.close()

@@ -42,6 +42,9 @@ class ViewArgs:
     """step of the checkpoint to show (default: the newest readable one)"""
     repair: Path | None = None
     """local diffusers folder for the `repaired` render mode (default: the run's RUN/repair/model when it has one)"""
+    view: Literal["auto", "splats", "server"] = "auto"
+    """what the page starts on: `splats` (the browser draws the Gaussians itself, fast), `server` (rendered here:
+    every primitive, render modes, depth) or `auto` (splats for Gaussian runs); the View dropdown switches"""
 
 
 @dataclass
@@ -128,8 +131,14 @@ def view_main(argv: list[str], prog: str = "recon view") -> int:
 
     viewable = load_viewable(args.path, args.checkpoint)
     repair = load_repair(viewable, args.repair, required=False)
-    app = ViewerApp(make_render_fn(viewable.sets, backend=args.backend, repair=repair),
-                    scene_context(viewable, args.thumbnails), host=args.host, port=args.port,
+    context = scene_context(viewable, args.thumbnails)
+    if context.splats is None and args.view == "splats":
+        raise ConfigError(f"--view splats needs Gaussians; the run holds {sorted(viewable.sets)}", path=args.path,
+                          hint="leave out --view: the server renders every primitive")
+    if context.splats is not None:
+        context.splats.shown = args.view != "server"
+    app = ViewerApp(make_render_fn(viewable.sets, backend=args.backend, repair=repair), context,
+                    host=args.host, port=args.port,
                     max_resolution=args.max_resolution, title=f"recon: {args.path.name}",
                     modes=RENDER_MODES + ((REPAIRED,) if repair is not None else ()))
     try:

@@ -10,7 +10,9 @@ Conversions follow 3DGS (:mod:`recon.primitives.gaussian`): centres are ``means`
 are ``R S S^T R^T`` with ``R`` from the normalised wxyz quaternion and ``S = diag(exp(scales))``;
 colours are SH degree 0 only (``0.5 + C0 * sh0``, clamped: the page has no view-dependent
 colour); opacities are ``sigmoid(opacities)``. The splats live in the world frame the viewer's
-cameras use, so the page and the server render show the same view.
+cameras use, so the page and the server render show the same view, with two differences of
+viser's renderer: it drops splats whose centre lies outside 1.1x the view (large Gaussians right
+beside the camera vanish in close-ups) and caps a splat's footprint at 1024 pixels.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class SplatSource:
         refresh_seconds: initial resend interval while the version changes (0 = on demand only).
         background: RGB in [0, 1] the page shows behind the splats (the scene's training
             background, as the server render uses); None = black.
+        shown: whether pages start on the splats (else on the server render, one toggle away).
     """
 
     get_params: Callable[[], Mapping[str, Tensor]]
@@ -119,6 +122,7 @@ class SplatSource:
     version: Callable[[], object] | None = None
     refresh_seconds: float = 10.0
     background: tuple[float, float, float] | None = None
+    shown: bool = True
 
     def read(self) -> SplatArrays:
         """The current splats (converted under the lock; the conversion copies the tensors)."""
@@ -156,7 +160,7 @@ class SplatView:
         self._view = gui.add_dropdown(
             "View",
             (SPLAT_VIEW, SERVER_VIEW),
-            initial_value=SPLAT_VIEW,
+            initial_value=SPLAT_VIEW if source.shown else SERVER_VIEW,
             hint="browser splats: the page draws the Gaussians itself (fast, colour without view dependence); "
             "server render: every primitive, render mode and depth, rendered here",
         )

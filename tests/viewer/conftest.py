@@ -148,9 +148,9 @@ def chromium():
         b.close()
 
 
-@pytest.fixture
-def tiny_run(tmp_path) -> Path:
-    """A run directory written with the trainer's own writers: 300 Gaussians, 6 ring cameras."""
+def write_tiny_run(run: Path, params: dict | None = None, sh_degree: int = 1) -> Path:
+    """A run directory written with the trainer's own writers: 6 ring cameras (radius 3, height 1,
+    looking at the origin, z up) and ``params`` (default: 300 random Gaussians) at step 10."""
     import torch
 
     from recon.config import TrainConfig, save_config
@@ -160,16 +160,22 @@ def tiny_run(tmp_path) -> Path:
     from recon.train.run import write_cameras
     from viewer.cameras import look_at_pose, pose_to_cameras
 
-    run = tmp_path / "run"
     run.mkdir()
     save_config(TrainConfig(), run / "config.json")
     poses = [look_at_pose(np.array([3 * np.cos(a), 3 * np.sin(a), 1.0]), np.zeros(3),
                           np.array([0.0, 0.0, 1.0]), 0.8)
              for a in np.linspace(0, 2 * np.pi, 6, endpoint=False)]
     write_cameras(run, pose_to_cameras(poses, 64, 48), [f"{i}.png" for i in range(6)],
-                  Split([0, 1, 2, 3], [4, 5], "generic"), str(tmp_path / "no_scene"))
-    g = torch.Generator().manual_seed(0)
-    params = init_from_points(torch.randn(300, 3, generator=g) * 0.5, torch.rand(300, 3, generator=g),
-                              sh_degree=1, opacity=0.8)
-    save_checkpoint(run / "checkpoints", 10, params, {}, {}, extra={"sh_degree": 1})
+                  Split([0, 1, 2, 3], [4, 5], "generic"), str(run.parent / "no_scene"))
+    if params is None:
+        g = torch.Generator().manual_seed(0)
+        params = init_from_points(torch.randn(300, 3, generator=g) * 0.5, torch.rand(300, 3, generator=g),
+                                  sh_degree=sh_degree, opacity=0.8)
+    save_checkpoint(run / "checkpoints", 10, params, {}, {}, extra={"sh_degree": sh_degree})
     return run
+
+
+@pytest.fixture
+def tiny_run(tmp_path) -> Path:
+    """A run directory written with the trainer's own writers: 300 Gaussians, 6 ring cameras."""
+    return write_tiny_run(tmp_path / "run")

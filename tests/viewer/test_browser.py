@@ -110,7 +110,7 @@ def test_recon_view_serves_a_run(chromium, tiny_run, tmp_path):
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "recon", "view", str(tiny_run), "--port", str(port),
-                             "--backend", "reference", "--max-resolution", "384"],
+                             "--backend", "reference", "--max-resolution", "384", "--view", "server"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         def up() -> bool:

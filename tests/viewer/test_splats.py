@@ -214,3 +214,15 @@ def test_live_training_hands_the_viewer_its_gaussians(monkeypatch):
     trainer.config.primitive = "triangle"
     train_cli._start_viewer(trainer)
     assert calls["scene"].splats is None
+
+
+def test_view_splats_on_a_run_without_gaussians_is_a_clear_error(tiny_run, monkeypatch, capsys):
+    import viewer.cli
+    from recon.cli import main
+    from viewer.loading import Viewable
+
+    triangles = Viewable(sets={"triangle": PrimitiveSet("triangle", {"vertices": torch.zeros(4, 3, 3)})})
+    monkeypatch.setattr(viewer.cli, "load_viewable", lambda path, checkpoint=None: triangles)
+    assert main(["view", str(tiny_run), "--view", "splats", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert "--view splats needs Gaussians" in err and "triangle" in err and len(err.strip().splitlines()) == 1

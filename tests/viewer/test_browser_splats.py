@@ -1,0 +1,117 @@
+"""Browser splats end to end: headless Chromium (software WebGL) draws a run's Gaussians itself.
+
+The server never renders while the page shows splats, so every coloured pixel on the canvas was
+drawn by viser's WebGL splat renderer from the splats the server sent. That picture is compared
+with recon's own rasterizer rendering the same run from the camera the browser reports, which
+checks that the splats arrived and sit in the frame of the server render.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from .conftest import free_port, write_tiny_run
+
+pytest.importorskip("viser")
+
+from viewer.app import ViewerApp
+from viewer.cameras import ViewPose, pose_to_cameras
+from viewer.cli import scene_context
+from viewer.loading import load_viewable
+from viewer.render import RenderSettings, make_render_fn
+from viewer.splats import SplatSource
+
+
+def _wait(cond, timeout) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _settled(browser, region, timeout: float) -> np.ndarray:
+    """A screenshot once the canvas shows something and stopped changing (fade-in, splat sort done)."""
+    deadline = time.time() + timeout
+    prev = None
+    while True:
+        time.sleep(1.0)
+        shot = browser.screenshot()
+        settled = prev is not None and np.abs(shot[region].astype(int) - prev[region]).mean() < 1.0
+        if (shot[region].std() > 10 and settled) or time.time() > deadline:
+            return shot
+        prev = shot
+
+
+@pytest.fixture
+def grid_run(tmp_path) -> Path:
+    """A run of 27 small, well separated Gaussians (3 x 3 x 3, saturated colours) the ring cameras see."""
+    from recon.primitives.sh import rgb_to_sh0
+
+    g = torch.Generator().manual_seed(3)
+    axis = torch.tensor([-0.7, 0.0, 0.7])
+    means = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)  # [27, 3]
+    colours = torch.rand(27, 3, generator=g)
+    colours = (colours - colours.min(1, keepdim=True).values) / (
+        colours.max(1, keepdim=True).values - colours.min(1, keepdim=True).values
+    )
+    params = {
+        "means": means,
+        "quats": torch.randn(27, 4, generator=g),
+        "scales": torch.log(0.03 + 0.04 * torch.rand(27, 3, generator=g)),
+        "opacities": torch.full((27,), 4.0),
+        "sh0": rgb_to_sh0(colours)[:, None],
+        "shN": torch.zeros(27, 3, 3),
+    }
+    return write_tiny_run(tmp_path / "run", params)
+
+
+def test_browser_draws_the_splats_of_a_run(chromium, grid_run, tmp_path):
+    from PIL import Image
+
+    viewable = load_viewable(grid_run)
+    context = scene_context(viewable, with_thumbnails=False)
+    assert isinstance(context.splats, SplatSource)
+    render_fn = make_render_fn(viewable.sets, backend="reference")
+    app = ViewerApp(render_fn, context, port=free_port(), max_resolution=384, verbose=False)
+    app.server.scene.world_axes.visible = False
+    try:
+        browser = chromium(800, 600)
+        browser.open(app.url)
+        assert _wait(lambda: app.num_clients == 1, 90), "the browser never connected"
+        region = (slice(0, 457), slice(0, 440))  # left of the GUI panel
+        shot = _settled(browser, region, 90)
+        Image.fromarray(shot).save(tmp_path / "splats.png")
+        renderer = next(iter(app.renderers.values()))
+        cam = renderer.client.camera
+        pose = ViewPose(np.array(cam.wxyz), np.array(cam.position), float(cam.fov))
+        H, W = shot.shape[:2]
+        assert (cam.image_width, cam.image_height) == (W, H)
+        assert renderer.renders == 0, "the server rendered while the page was on browser splats"
+
+        # Back to the server render: one toggle away.
+        app.splats.active = False
+        assert _wait(lambda: renderer.renders >= 1, 60)
+        assert not app.splats.handle.visible
+    finally:
+        app.stop()
+
+    expected = render_fn(pose_to_cameras(pose, W, H), RenderSettings()).astype(int)
+    Image.fromarray(expected.astype(np.uint8)).save(tmp_path / "server.png")
+    keep = np.ones((H, W), bool)
+    keep[:, 440:] = False  # the GUI panel
+    keep[:150, :320] = False  # the software-WebGL notification
+    keep[H - 70 :, :70] = False  # the orientation gizmo
+    got, want = shot[keep].astype(int), expected[keep]
+    covered = want.max(-1) > 60  # pixels the server render puts a splat on
+    assert covered.sum() > 2000 and got.std() > 10, "blank canvas: no splats drawn"
+    diff = np.abs(got - want).max(-1)
+    # The same picture up to 8-bit colours and the page's camera frustum lines.
+    assert (diff < 25).mean() > 0.97, f"only {(diff < 25).mean():.1%} of pixels match the server render"
+    assert (diff[covered] < 25).mean() > 0.9

@@ -21,6 +21,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("eval",): ("recon.train.cli", "eval_main", "render a run's test views and report PSNR/SSIM/LPIPS"),
     ("view",): ("viewer.cli", "view_main", "serve a run or a PLY in the browser (viser)"),
     ("render",): ("viewer.cli", "render_main", "render a camera path of a run to a video"),
+    ("export",): ("recon.export.cli", "export_main", "write a run as 3DGS PLY/.splat, mesh, points or cameras"),
     ("data", "inspect"): ("recon.data.cli", "inspect_main", "describe a scene folder and its splits"),
     ("data", "sfm"): ("recon.priors.cli", "sfm_main", "recover camera poses of a photo folder (pycolmap)"),
     ("data", "priors"): ("recon.priors.cli", "priors_main", "compute geometry priors (MVS, hull, mono depth)"),

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import io
-import json
-import shutil
 import socket
-import subprocess
-import tempfile
-import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +10,7 @@ import numpy as np
 import pytest
 
 from recon.cameras import Cameras
+from viewer.headless import Chromium, find_chromium
 from viewer.render import RenderSettings
 
 SPHERE_COLOUR = np.array([230, 40, 40], dtype=np.float64)
@@ -61,79 +54,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Chromium:
-    """Headless Chromium driven over the DevTools protocol (no playwright needed)."""
-
-    FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
-             "--use-gl=swiftshader", "--enable-unsafe-swiftshader", "--mute-audio"]
-
-    def __init__(self, exe: str, width: int, height: int):
-        self.profile = Path(tempfile.mkdtemp(prefix="recon-chromium-"))
-        self.proc = subprocess.Popen(
-            [exe, *self.FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
-             f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        port_file = self.profile / "DevToolsActivePort"
-        deadline = time.time() + 60
-        while not port_file.exists() or not port_file.read_text().strip():
-            if time.time() > deadline or self.proc.poll() is not None:
-                self.close()
-                raise RuntimeError("chromium did not open its DevTools port")
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
-        page = next(t for t in targets if t["type"] == "page")
-        from websockets.sync.client import connect
-
-        self.ws = connect(page["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024)
-        self._id = 0
-
-    def call(self, method: str, **params) -> dict:
-        self._id += 1
-        self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv(timeout=60))
-            if msg.get("id") == self._id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-
-    def open(self, url: str) -> None:
-        self.call("Page.enable")
-        self.call("Page.navigate", url=url)
-
-    def screenshot(self) -> np.ndarray:
-        """[H, W, 3] uint8 of the page as displayed."""
-        from PIL import Image
-
-        for attempt in range(20):  # right after navigation the page may not be attached yet
-            try:
-                data = base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
-                break
-            except RuntimeError:
-                if attempt == 19:
-                    raise
-                time.sleep(0.5)
-        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-    def close(self) -> None:
-        try:
-            self.ws.close()
-        except Exception:  # noqa: BLE001
-            pass
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.profile, ignore_errors=True)
-
-
 @pytest.fixture
 def chromium():
     """A factory for headless Chromium windows; skips when Chromium is not installed."""
-    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    exe = find_chromium()
     if exe is None:
         pytest.skip("headless Chromium not installed (apt-get install -y chromium)")
     opened: list[Chromium] = []

@@ -98,10 +98,19 @@ class ViewerApp:
             plus ``repaired`` when it was given a repair model.
     """
 
-    def __init__(self, render_fn: RenderFn, scene: SceneContext | None = None, *,
-                 host: str = "127.0.0.1", port: int = 8080, max_resolution: int = 512,
-                 render_fraction: float = 1.0, title: str = "recon", verbose: bool = True,
-                 modes: Sequence[str] = RENDER_MODES):
+    def __init__(
+        self,
+        render_fn: RenderFn,
+        scene: SceneContext | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        max_resolution: int = 512,
+        render_fraction: float = 1.0,
+        title: str = "recon",
+        verbose: bool = True,
+        modes: Sequence[str] = RENDER_MODES,
+    ):
         import viser  # the viewer extra; imported where used
 
         self.render_fn = render_fn
@@ -129,13 +138,14 @@ class ViewerApp:
 
     def print_banner(self) -> None:
         if self.port != self.requested_port:
-            console.print(f"[yellow]port {self.requested_port} is in use; serving on "
-                          f"{self.port} instead[/yellow]")
+            console.print(f"[yellow]port {self.requested_port} is in use; serving on {self.port} instead[/yellow]")
         console.print(f"[bold]viewer[/bold] running at [link={self.url}]{self.url}[/link]")
         if self.host in ("127.0.0.1", "localhost", "::1"):
-            console.print("  only this machine can connect; to open it from another one pass "
-                          "[bold]--host 0.0.0.0[/bold] (anyone on the network can then watch) or "
-                          f"forward the port: ssh -L {self.port}:127.0.0.1:{self.port} <this host>")
+            console.print(
+                "  only this machine can connect; to open it from another one pass "
+                "[bold]--host 0.0.0.0[/bold] (anyone on the network can then watch) or "
+                f"forward the port: ssh -L {self.port}:127.0.0.1:{self.port} <this host>"
+            )
 
     @property
     def num_clients(self) -> int:
@@ -169,6 +179,14 @@ class ViewerApp:
         if renderer.on_stats is not None:
             renderer.on_stats("browser splats (drawn by this page)")
 
+    def _show_server_render(self, switch: bool = True) -> None:
+        """A render setting changed: the browser splats cannot show it, so pages switch to the
+        server render (when ``switch``); every client re-renders."""
+        if switch and self.splats is not None and self.splats.active:
+            self.splats.active = False  # the View dropdown's callback re-renders every client
+            return
+        self.refresh_all()
+
     def refresh_all(self) -> None:
         """Re-renders every client at full resolution (scene or settings changed)."""
         with self._lock:
@@ -183,8 +201,15 @@ class ViewerApp:
         def on_stats(text: str) -> None:
             stats.content = text
 
-        renderer = ClientRenderer(client, self.render_fn, self.settings, self.max_resolution,
-                                  self.budget, on_stats=on_stats, active=self.server_render_on)
+        renderer = ClientRenderer(
+            client,
+            self.render_fn,
+            self.settings,
+            self.max_resolution,
+            self.budget,
+            on_stats=on_stats,
+            active=self.server_render_on,
+        )
         with self._lock:
             self.renderers[client.client_id] = renderer
         client.camera.on_update(lambda _cam: renderer.camera_moved())
@@ -215,20 +240,28 @@ class ViewerApp:
         gui = self.server.gui
         with gui.add_folder("Render"):
             if self.scene.splats is not None:
-                self.splats = SplatView(self.server, self.scene.splats, self._view_toggled, lambda: self.num_clients > 0)
+                self.splats = SplatView(
+                    self.server, self.scene.splats, self._view_toggled, lambda: self.num_clients > 0
+                )
             hint = "RGB, colour-mapped depth, alpha, primitive density"
             if REPAIRED in modes:
                 hint += ", RGB through the diffusion repair model (per frame: flickers while moving)"
             self._mode = gui.add_dropdown("Mode", modes, initial_value=modes[0], hint=hint)
             self._primitive = None
             if len(self.scene.primitives) > 1:
-                self._primitive = gui.add_dropdown("Primitive", tuple(self.scene.primitives),
-                                                   initial_value=self.scene.primitives[0])
-                self._primitive.on_update(lambda _: self.refresh_all())
-            self._max_res = gui.add_slider("Max resolution", min=64, max=2048, step=32,
-                                           initial_value=int(min(max(max_resolution, 64), 2048)),
-                                           hint="longer side of the still image, in pixels")
-        self._mode.on_update(lambda _: self.refresh_all())
+                self._primitive = gui.add_dropdown(
+                    "Primitive", tuple(self.scene.primitives), initial_value=self.scene.primitives[0]
+                )
+                self._primitive.on_update(lambda _: self._show_server_render())
+            self._max_res = gui.add_slider(
+                "Max resolution",
+                min=64,
+                max=2048,
+                step=32,
+                initial_value=int(min(max(max_resolution, 64), 2048)),
+                hint="longer side of the still image, in pixels",
+            )
+        self._mode.on_update(lambda _: self._show_server_render(self._mode.value != "rgb"))
         self._max_res.on_update(lambda _: self.refresh_all())
 
     def _build_scene(self) -> None:
@@ -262,10 +295,18 @@ class ViewerApp:
             w, h = int(sc.cameras.widths[i]), int(sc.cameras.heights[i])
             thumb = sc.thumbnails[i] if sc.thumbnails is not None else None
             frustum = scene.add_camera_frustum(
-                f"/cameras/{split}/{i:04d}", fov=pose.fov, aspect=w / h, scale=0.08 * extent,
-                color=_SPLIT_COLOURS.get(split, (120, 120, 120)), image=thumb, format="jpeg",
-                thickness=1.5, thickness_units="screen",
-                wxyz=pose.wxyz, position=pose.position)
+                f"/cameras/{split}/{i:04d}",
+                fov=pose.fov,
+                aspect=w / h,
+                scale=0.08 * extent,
+                color=_SPLIT_COLOURS.get(split, (120, 120, 120)),
+                image=thumb,
+                format="jpeg",
+                thickness=1.5,
+                thickness_units="screen",
+                wxyz=pose.wxyz,
+                position=pose.position,
+            )
             frustum.on_click(self._jump_to(pose))
             frustums.append(frustum)
 

@@ -10,6 +10,7 @@ training).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -72,10 +73,19 @@ class ClientRenderer:
             draws browser splats itself, :mod:`viewer.splats`); None = always.
     """
 
-    def __init__(self, client, render_fn: RenderFn, get_settings: Callable[[], RenderSettings],
-                 get_max_resolution: Callable[[], int], budget: RenderBudget, *,
-                 preview_scale: float = 0.35, still_delay: float = 0.2,
-                 on_stats: Callable[[str], None] | None = None, active: Callable[[], bool] | None = None):
+    def __init__(
+        self,
+        client,
+        render_fn: RenderFn,
+        get_settings: Callable[[], RenderSettings],
+        get_max_resolution: Callable[[], int],
+        budget: RenderBudget,
+        *,
+        preview_scale: float = 0.35,
+        still_delay: float = 0.2,
+        on_stats: Callable[[str], None] | None = None,
+        active: Callable[[], bool] | None = None,
+    ):
         self.client = client
         self.render_fn = render_fn
         self.get_settings = get_settings
@@ -94,8 +104,7 @@ class ClientRenderer:
         self._last_move = 0.0
         self._stop = threading.Event()
         self._times: deque[float] = deque(maxlen=30)
-        self._thread = threading.Thread(target=self._loop, name=f"viewer-client-{client.client_id}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"viewer-client-{client.client_id}", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ requests
@@ -148,16 +157,13 @@ class ClientRenderer:
         while (scale := self._next_job()) is not None:
             try:
                 self._render_once(scale)
-            except Exception as err:  # a client may vanish mid-render; never kill the thread
+            except Exception as err:  # noqa: BLE001 - a client may vanish mid-render; never kill the thread
                 self.errors += 1
                 self.last_error = f"{type(err).__name__}: {err}"
-                log.warning("viewer render for client %s failed: %s", self.client.client_id,
-                            self.last_error)
+                log.warning("viewer render for client %s failed: %s", self.client.client_id, self.last_error)
                 if self.on_stats is not None and not self._stop.is_set():
-                    try:
+                    with contextlib.suppress(Exception):  # the client may be gone
                         self.on_stats(f"**render failed**: `{self.last_error[:200]}`")
-                    except Exception:  # noqa: BLE001 (client gone)
-                        pass
 
     def _render_once(self, scale: float) -> None:
         cam = self.client.camera

@@ -150,6 +150,10 @@ def test_view_toggle_between_splats_and_server_render(sphere_render_fn):
         app.splats.active = True
         assert app.splats.handle.visible and (client.scene.images[-1] == [0, 0, 255]).all()
         assert app.splats.sends == 1  # a saved scene is sent once
+        renders = app.renderers[client.client_id].renders
+        app._mode.value = "depth"  # the page cannot draw depth: the server render takes over
+        assert _wait(lambda: app.renderers[client.client_id].renders > renders)
+        assert not app.splats.active and not app.splats.handle.visible
         assert SERVER_VIEW in app.splats._view.options
     finally:
         app.stop()

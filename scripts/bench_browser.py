@@ -24,6 +24,8 @@ import resource
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def tree_cpu_seconds(root: int) -> float:
     """User + system CPU seconds of process ``root`` and all its descendants (Linux /proc)."""
@@ -67,54 +69,49 @@ def mouse(browser, kind: str, x: float, y: float) -> None:
     )
 
 
-def measure(app, browser, seconds: float, rate: float, span: tuple[float, float], y: float) -> dict:
-    """Frame rates and CPU while a left drag sweeps the page's camera back and forth at ``rate``
-    mouse moves per second, in the app's current view."""
+def snapshot(browser, renderer) -> np.ndarray:
+    """[page frames, server images, server CPU s, Chromium CPU s, time s] now."""
+    return np.array(
+        [
+            browser.evaluate("window.__frames"),
+            renderer.renders,
+            self_cpu_seconds(),
+            tree_cpu_seconds(browser.proc.pid),
+            time.perf_counter(),
+        ],
+        dtype=np.float64,
+    )
+
+
+def measure(app, browser, seconds: float, rate: float, span: tuple[float, float] | None, y: float = 0.0) -> dict:
+    """Frame rates and CPU in the app's current view while a left drag sweeps the page's camera back and
+    forth over ``span`` (x pixels) at ``rate`` mouse moves per second; a still camera when ``span`` is None."""
     renderer = next(iter(app.renderers.values()))
-    x, step = span[0], 4.0
-    mouse(browser, "mousePressed", x, y)
-    counters = []
+    x, step, moves = (span or (0.0,))[0], 4.0, 0
+    if span is not None:
+        mouse(browser, "mousePressed", x, y)
     try:
-        for phase_seconds in (2.0, seconds):  # warm-up (sorting, first renders), then measured
-            counters.append(
-                (
-                    browser.evaluate("window.__frames"),
-                    renderer.renders,
-                    self_cpu_seconds(),
-                    tree_cpu_seconds(browser.proc.pid),
-                    time.perf_counter(),
-                    0,
-                )
-            )
-            moves, end = 0, time.perf_counter() + phase_seconds
+        for phase, phase_seconds in enumerate((2.0, seconds)):  # warm-up (sorting, first renders), then measured
+            start, moves = snapshot(browser, renderer), 0
+            end = time.perf_counter() + phase_seconds
             while (now := time.perf_counter()) < end:
-                if not span[0] <= x + step <= span[1]:
-                    step = -step
-                x += step
-                mouse(browser, "mouseMoved", x, y)
-                moves += 1
+                if span is not None:
+                    step = step if span[0] <= x + step <= span[1] else -step
+                    x += step
+                    mouse(browser, "mouseMoved", x, y)
+                    moves += 1
                 time.sleep(max(0.0, 1.0 / rate - (time.perf_counter() - now)))
-        counters.append(
-            (
-                browser.evaluate("window.__frames"),
-                renderer.renders,
-                self_cpu_seconds(),
-                tree_cpu_seconds(browser.proc.pid),
-                time.perf_counter(),
-                moves,
-            )
-        )
+        frames, renders, server_cpu, chromium_cpu, wall = snapshot(browser, renderer) - start
     finally:
-        mouse(browser, "mouseReleased", x, y)
-    (f0, r0, c0, b0, t0, _), (f1, r1, c1, b1, t1, moves) = counters[1:]
-    wall = t1 - t0
+        if span is not None:
+            mouse(browser, "mouseReleased", x, y)
     return {
-        "page_fps": (f1 - f0) / wall,
-        "server_fps": (r1 - r0) / wall,
+        "page_fps": frames / wall,
+        "server_fps": renders / wall,
         "mouse_moves_per_s": moves / wall,
+        "server_cpu_s": server_cpu,
+        "chromium_cpu_s": chromium_cpu,
         "wall_s": wall,
-        "server_cpu_s": c1 - c0,
-        "chromium_cpu_s": b1 - b0,
     }
 
 
@@ -129,6 +126,8 @@ def main() -> None:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--port", type=int, default=8095)
     args = ap.parse_args()
+    if args.size[0] < 800:
+        raise SystemExit("--size: at least 800 pixels wide, so the drag misses the GUI panel")
 
     import torch
 
@@ -142,6 +141,7 @@ def main() -> None:
     exe = find_chromium()
     if exe is None:
         raise SystemExit("headless Chromium not installed (apt-get install -y chromium)")
+    load = os.getloadavg()
     viewable = load_viewable(args.run)
     context = scene_context(viewable)
     if context.splats is None:
@@ -167,18 +167,20 @@ def main() -> None:
             "window.__frames = 0; (function tick() { window.__frames++; requestAnimationFrame(tick); })(); 0"
         )
         span, y = (0.1 * args.size[0], 0.5 * args.size[0]), 0.45 * args.size[1]  # left of the GUI panel
-        for r in range(args.rounds):  # order A B, B A, ... cancels slow drifts of the machine's load
-            for view in ("splats", "server") if r % 2 == 0 else ("server", "splats"):
-                app.splats.active = view == "splats"
-                results.setdefault(view, []).append(measure(app, browser, args.seconds, args.rate, span, y))
+        views = [("splats, still", None), ("splats, moving", span), ("server, moving", span)]
+        for r in range(args.rounds):  # order A B C, C B A, ... cancels slow drifts of the machine's load
+            for view, drag in views if r % 2 == 0 else views[::-1]:
+                app.splats.active = view.startswith("splats")
+                results.setdefault(view, []).append(measure(app, browser, args.seconds, args.rate, drag, y))
     finally:
         browser.close()
         app.stop()
 
     n = len(app.splats.source.read())
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores (shared with other work), torch threads "
-        f"{torch.get_num_threads()}; headless Chromium, software WebGL (SwiftShader)"
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {load[0]:.1f} before / "
+        f"{os.getloadavg()[0]:.1f} after (other work shares them), torch threads {torch.get_num_threads()}; "
+        "headless Chromium, software WebGL (SwiftShader)"
     )
     print(
         f"run {args.run}: {n:,} Gaussians; window {args.size[0]}x{args.size[1]}, server renders up to "

@@ -283,6 +283,39 @@ class RepairConfig:
 
 
 @dataclass(frozen=True)
+class WildConfig:
+    """Photos in the wild (issue #15): per-image appearance and transient masks (recon.wild)."""
+
+    mode: Literal["auto", "on", "off"] = "auto"
+    """on: per-image appearance and the robust loss; auto = on for photo folders (posed by our SfM),
+    off for benchmark formats."""
+    appearance: Literal["affine", "none"] = "affine"
+    """Per-image colour model when on: affine (3x3 + bias per training image, L2 toward identity) or none."""
+    appearance_lr: float = 5e-3
+    """Adam learning rate of the colour transforms."""
+    appearance_reg: float = 1e-3
+    """Weight of the squared distance of a view's transform from the identity."""
+    reference: str = "mean"
+    """Appearance of renders and evaluation: mean (of the training images) or a training image name."""
+    robust: bool = True
+    """Down-weight pixels whose residual is an outlier for their image (whole cells, see recon.wild.robust)."""
+    robust_start: float = 0.3
+    """No robust masking before this fraction of the iterations."""
+    robust_quantile: float = 0.5
+    """Quantile of an image's residual that sets its error level."""
+    robust_scale: float = 3.0
+    """An outlier's residual exceeds this multiple of the error level ..."""
+    robust_floor: float = 0.05
+    """... and this absolute colour error."""
+    robust_cell: int = 4
+    """Side in pixels of the cells the mask is decided on (whole objects drop, not speckle)."""
+    robust_fraction: float = 0.5
+    """Share of outlier pixels that drops a cell."""
+    masks: str = "auto"
+    """User masks (0 = ignore): auto = a masks/ folder beside the photos when wild is on, none, or a folder."""
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs; saved to RUN/config.json."""
 
@@ -295,6 +328,7 @@ class TrainConfig:
     sparse: SparseConfig = field(default_factory=SparseConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     repair: RepairConfig = field(default_factory=RepairConfig)
+    wild: WildConfig = field(default_factory=WildConfig)
     iterations: int = 30000
     """Training steps (one view per step)."""
     seed: int = 0

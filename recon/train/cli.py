@@ -37,7 +37,8 @@ class TrainArgs:
     out: str
     """Run folder (config, checkpoints, logs, eval)."""
     data: str = ""
-    """Scene folder or file (not needed with --resume)."""
+    """Scene folder or file (not needed with --resume); synthetic, or synthetic:wild-appearance,
+    synthetic:wild-occluders, synthetic:wild-rain, synthetic:wild (perturbed demo scenes, recon.data.synthetic_wild)."""
     format: str = "auto"
     """Scene format (auto = detect)."""
     protocol: Literal["auto", "llff", "dtu", "blender", "generic"] = "auto"
@@ -85,6 +86,14 @@ class TrainArgs:
     """--repair PATH img2img pipelines: classifier-free guidance scale (default 0 = off)."""
     repair_prompt: str | None = None
     """--repair PATH pipelines: text prompt (default empty)."""
+    wild: Literal["auto", "on", "off"] | None = None
+    """Photos in the wild: per-image appearance and the robust (transient-masking) loss; auto = on for
+    photo folders, off for benchmark formats (default: the preset's, auto)."""
+    appearance: str | None = None
+    """Reference appearance of renders and evaluation: mean, or a training image name (with --wild)."""
+    masks: str | None = None
+    """User masks of transients (0 = ignore): auto (a masks/ folder beside the photos when wild is on),
+    none, or a folder of 0/1 PNGs named like the photos."""
 
 
 @dataclass
@@ -115,6 +124,8 @@ class EvalArgs:
     """Do not write side-by-side images."""
     checkpoint: int | None = None
     """Evaluate the checkpoint of this step instead of the latest readable one."""
+    appearance: str | None = None
+    """Runs with per-image appearance: mean or a training image name (default: the run's)."""
 
 
 INIT_METHODS = ("auto", "scene", "sfm", "mvs", "mono", "hull", "random")
@@ -145,6 +156,9 @@ def check_options(config: TrainConfig) -> None:
                           hint="pass --iterations N with N >= 1")
     if config.checkpoint_every < 0:
         raise ConfigError(f"checkpoint_every: {config.checkpoint_every} is negative", hint="use 0 (only at the end) or N >= 1")
+    masks = config.wild.masks
+    if masks not in ("auto", "none") and not Path(masks).expanduser().is_dir():
+        raise ConfigError(f"wild.masks (--masks): {masks} is not a folder", hint="use auto, none or a folder of 0/1 PNG masks")
     if config.repair.model != "off":
         from recon.repair.training import check_repair_option
 
@@ -292,6 +306,7 @@ def _config_from_args(args: TrainArgs) -> TrainConfig:
                        ("checkpoint_every", args.checkpoint_every), ("repair.model", args.repair),
                        ("repair.pipe_steps", args.repair_steps), ("repair.pipe_strength", args.repair_strength),
                        ("repair.pipe_guidance", args.repair_guidance), ("repair.pipe_prompt", args.repair_prompt),
+                       ("wild.mode", args.wild), ("wild.reference", args.appearance), ("wild.masks", args.masks),
                        ("device", args.device or ("cuda" if args.backend in ("cuda", "gsplat") else None))):
         if value is not None:
             changes[key] = value
@@ -355,21 +370,21 @@ def demo_main(argv: list[str], prog: str = "recon demo") -> int:
     return 0
 
 
-def _evaluate(run_dir: Path, images: bool = True, step: int | None = None):
+def _evaluate(run_dir: Path, images: bool = True, step: int | None = None, appearance: str | None = None):
     from recon.train.evaluate import evaluate_run
 
     run = load_run(run_dir, step)
     scene = load_run_scene(run)  # the run's own cameras and images: never a new SfM
-    return evaluate_run(run, scene, run_dir / "eval", images=images)
+    return evaluate_run(run, scene, run_dir / "eval", images=images, appearance=appearance)
 
 
 def eval_main(argv: list[str], prog: str = "recon eval") -> int:
     args = tyro.cli(EvalArgs, args=list(argv), prog=prog)
-    res = _evaluate(Path(args.run), images=not args.no_images, step=args.checkpoint)
+    res = _evaluate(Path(args.run), images=not args.no_images, step=args.checkpoint, appearance=args.appearance)
     if args.json:
         print(json.dumps(res.to_dict()))
         return 0
-    kind = "masked " if res.masked else ""
+    kind = ("masked " if res.masked else "") + ("NeRF-W " if res.protocol else "")
     for row in res.views:
         lp = "n/a" if row["lpips"] is None else f"{row['lpips']:.4f}"
         print(f"{row['name']:<32} {kind}PSNR {row['psnr']:6.2f}  SSIM {row['ssim']:.4f}  LPIPS {lp}")

@@ -17,20 +17,32 @@ from recon.eval import metrics
 from recon.render import render
 from recon.train.run import LoadedRun
 from recon.train.setup import masked_protocol
+from recon.wild.appearance import apply_affine
+from recon.wild.protocol import NERFW_PROTOCOL, nerfw_halves, reference_transform
 
 
 @dataclass
 class EvalResult:
-    """Means over test views (``lpips`` None when its weights are not available) and per view rows."""
+    """Means over test views (``lpips`` None when its weights are not available) and per view rows.
+
+    Runs with per-image appearance (recon.wild) are scored with the NeRF-W protocol (``protocol``
+    says how); ``appearance`` names the reference appearance of the images and of the rows'
+    ``psnr_reference`` / ``ssim_reference`` (whole image, no fitting).
+    """
 
     psnr: float
     ssim: float
     lpips: float | None
     views: list[dict[str, Any]]
     masked: bool
+    protocol: str | None = None
+    appearance: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"psnr": self.psnr, "ssim": self.ssim, "lpips": self.lpips, "masked": self.masked, "views": self.views}
+        out = {"psnr": self.psnr, "ssim": self.ssim, "lpips": self.lpips, "masked": self.masked}
+        if self.protocol is not None:
+            out.update(protocol=self.protocol, appearance=self.appearance)
+        return {**out, "views": self.views}
 
 
 def _lpips_model():
@@ -56,11 +68,14 @@ def render_device(run: LoadedRun) -> tuple[torch.device, str]:
 
 
 @torch.no_grad()
-def evaluate_run(run: LoadedRun, scene: SceneData, out_dir: Path | None = None, images: bool = True) -> EvalResult:
+def evaluate_run(run: LoadedRun, scene: SceneData, out_dir: Path | None = None, images: bool = True,
+                 appearance: str | None = None) -> EvalResult:
     """Renders the test views of ``run`` and scores them against ``scene``.
 
     Masked scenes (DTU) use the protocol's masked metrics: render and ground truth composited on
     white with the object mask, PSNR over mask pixels, SSIM/LPIPS on the composited images.
+    Runs with per-image appearance render in the reference ``appearance`` (default: the run's
+    ``wild.reference``) and are scored with the NeRF-W protocol (:mod:`recon.wild.protocol`).
     """
     test = run.split.test
     masked = masked_protocol(run.split.protocol, scene)
@@ -68,19 +83,28 @@ def evaluate_run(run: LoadedRun, scene: SceneData, out_dir: Path | None = None, 
     device, backend = render_device(run)
     params = {k: v.to(device) for k, v in run.params.items()}  # checkpoints are read onto the CPU
     bg = run.background if run.background is not None else torch.ones(3)
+    appearance = appearance or run.config.wild.reference
+    ref = reference_transform(run.extra.get("wild"), appearance)  # [3, 4] or None
     rows = []
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     for i in test:
         out = render(run.primitive, params, scene.cameras[i], sh_degree=run.sh_degree,
                      backgrounds=bg.reshape(1, 3), backend=backend)
-        pred = out.rgb[0].clamp(0, 1).cpu()  # scored on the CPU, beside the ground truth
+        raw = out.rgb[0].cpu()  # [H, W, 3] scored on the CPU, beside the ground truth
+        pred = (raw if ref is None else apply_affine(raw, ref)).clamp(0, 1)
         gt = scene.images[i]
         mask = scene.masks[i] if masked else None
-        row: dict[str, Any] = {"name": scene.names[i], "index": i,
-                               "psnr": float(metrics.psnr(pred, gt, mask)), "ssim": float(metrics.ssim(pred, gt, mask))}
-        a, b = (metrics.composite(pred, mask), metrics.composite(gt, mask)) if mask is not None else (pred, gt)
+        row: dict[str, Any] = {"name": scene.names[i], "index": i}
+        if ref is not None:
+            row["psnr_reference"] = float(metrics.psnr(pred, gt, mask))
+            row["ssim_reference"] = float(metrics.ssim(pred, gt, mask))
+        sp, sg = (pred, gt) if ref is None else nerfw_halves(raw, gt)  # scored pair
+        sm = None if mask is None else mask[:, mask.shape[1] - sp.shape[1]:]
+        row.update(psnr=float(metrics.psnr(sp, sg, sm)), ssim=float(metrics.ssim(sp, sg, sm)))
+        a, b = (metrics.composite(sp, sm), metrics.composite(sg, sm)) if sm is not None else (sp, sg)
         row["lpips"] = None if lp is None else float(lp(a[None], b[None]).mean())
+        a, b = (metrics.composite(pred, mask), metrics.composite(gt, mask)) if mask is not None else (pred, gt)
         rows.append(row)
         if images and out_dir is not None:
             pair = torch.cat([b, a], dim=1).mul(255).round().byte().numpy()
@@ -91,7 +115,8 @@ def evaluate_run(run: LoadedRun, scene: SceneData, out_dir: Path | None = None, 
         return float(np.mean(vals)) if vals and len(vals) == len(rows) else None
 
     res = EvalResult(psnr=mean("psnr") or math.nan, ssim=mean("ssim") or math.nan, lpips=mean("lpips"),
-                     views=rows, masked=masked)
+                     views=rows, masked=masked, protocol=None if ref is None else NERFW_PROTOCOL,
+                     appearance=None if ref is None else appearance)
     if out_dir is not None:
         (out_dir / "metrics.json").write_text(json.dumps(res.to_dict(), indent=1))
     return res

@@ -21,6 +21,11 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32, de
 def ssim(img1: Tensor, img2: Tensor, window_size: int = 11) -> Tensor:
     """Mean SSIM of two [..., H, W, C] images (3DGS implementation: 11x11 Gaussian, sigma 1.5,
     zero padding, channel averaged)."""
+    return ssim_map(img1, img2, window_size).mean()
+
+
+def ssim_map(img1: Tensor, img2: Tensor, window_size: int = 11) -> Tensor:
+    """[B, C, H, W] per-pixel SSIM of two [..., H, W, C] images (the map :func:`ssim` averages)."""
     a = img1.reshape(-1, *img1.shape[-3:]).permute(0, 3, 1, 2)  # [B, C, H, W]
     b = img2.reshape(-1, *img2.shape[-3:]).permute(0, 3, 1, 2)
     c = a.shape[1]
@@ -32,16 +37,30 @@ def ssim(img1: Tensor, img2: Tensor, window_size: int = 11) -> Tensor:
     s22 = F.conv2d(b * b, w, padding=pad, groups=c) - mu2**2
     s12 = F.conv2d(a * b, w, padding=pad, groups=c) - mu1 * mu2
     c1, c2 = 0.01**2, 0.03**2
-    m = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
-    return m.mean()
+    return ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
 
 
-def photometric_loss(render: Tensor, target: Tensor, ssim_lambda: float) -> tuple[Tensor, Tensor]:
-    """``(1 - l) L1 + l (1 - SSIM)`` of [V, H, W, 3] images; returns (loss, l1)."""
-    l1 = (render - target).abs().mean()
+def photometric_loss(render: Tensor, target: Tensor, ssim_lambda: float,
+                     weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(1 - l) L1 + l (1 - SSIM)`` of [V, H, W, 3] images; returns (loss, l1).
+
+    ``weight`` [H, W] (or [V, H, W]) turns both terms into weighted means over the pixels (recon.wild's
+    transient masks); None is the plain mean. SSIM windows straddle the mask, so SSIM compares a
+    render whose zero-weight pixels are replaced by the target's: they carry no gradient at all.
+    """
+    if weight is None:
+        l1 = (render - target).abs().mean()
+        if ssim_lambda <= 0:
+            return l1, l1
+        return (1 - ssim_lambda) * l1 + ssim_lambda * (1 - ssim(render, target)), l1
+    w = weight.expand(render.shape[:-1]).to(render.dtype)  # [V, H, W]
+    total = w.sum().clamp_min(1e-8)
+    l1 = (w[..., None] * (render - target).abs()).sum() / (total * render.shape[-1])
     if ssim_lambda <= 0:
         return l1, l1
-    return (1 - ssim_lambda) * l1 + ssim_lambda * (1 - ssim(render, target)), l1
+    filled = w[..., None] * render + (1 - w[..., None]) * target  # [V, H, W, 3]
+    s = (w[:, None] * ssim_map(filled, target)).sum() / (total * render.shape[-1])  # map: [V, C, H, W]
+    return (1 - ssim_lambda) * l1 + ssim_lambda * (1 - s), l1
 
 
 def pearson(x: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:

@@ -77,6 +77,7 @@ class LoadedRun:
         image_hashes: name -> :func:`image_digest` of each image as trained on (empty for runs
             written before hashes were recorded).
         sfm_dir: the run's own SfM output (photo folders), None for scenes with poses.
+        extra: the checkpoint's free-form fields (``extra["wild"]``: per-image appearance, recon.wild).
     """
 
     config: TrainConfig
@@ -92,6 +93,7 @@ class LoadedRun:
     run_dir: Path
     image_hashes: dict[str, str] = field(default_factory=dict)
     sfm_dir: Path | None = None
+    extra: dict = field(default_factory=dict)
 
 
 def image_digest(image: Tensor) -> str:
@@ -167,4 +169,5 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
         run_dir=run_dir,
         image_hashes=record.get("image_sha1", {}),
         sfm_dir=run_dir / record["sfm_dir"] if record.get("sfm_dir") else None,
+        extra=ckpt.extra,
     )

@@ -25,14 +25,16 @@ SYNTHETIC = "synthetic"
 
 def load_training_scene(data: DataConfig, run_dir: Path | None = None, verbose: bool = True,
                         allow_sfm: bool = True) -> SceneData:
-    """Reads the scene named by ``data.path`` (``"synthetic"`` = the embedded demo scene).
+    """Reads the scene named by ``data.path`` (``"synthetic"`` = the embedded demo scene, ``"synthetic:wild"``
+    and the other :mod:`recon.data.synthetic_wild` variants its perturbed versions).
 
     Photos without poses get them by SfM (``allow_sfm``), cached in ``run_dir/sfm``.
     """
-    if data.path == SYNTHETIC:
-        from recon.data.synthetic import make_synthetic_scene
+    if data.path.partition(":")[0] == SYNTHETIC:  # "synthetic:wild-rain": recon.data.synthetic_wild
+        from recon.data.synthetic_wild import make_synthetic_variant
 
-        return make_synthetic_scene(
+        return make_synthetic_variant(
+            data.path,
             num_views=data.synthetic_views, width=data.synthetic_width, height=data.synthetic_height,
             test_every=data.test_every,
         )  # fmt: skip

@@ -33,6 +33,7 @@ from recon.train.health import CollapseMonitor, lr_hint
 from recon.train.optim import POSITION_PARAMS, base_lrs, make_optimizers, make_strategy, position_lr
 from recon.train.setup import background_color
 from recon.train.state import TrainingState
+from recon.wild.terms import WildTerms, make_wild_terms
 
 if TYPE_CHECKING:
     from recon.repair.source import PseudoViewSource
@@ -116,6 +117,7 @@ class Trainer:
         self.health = CollapseMonitor()
         self.saved_step: int | None = None  # step of the newest checkpoint this trainer wrote or loaded
         self.pseudo_source: PseudoViewSource | None = None  # repaired novel views (recon.repair), or none
+        self.wild: WildTerms | None = make_wild_terms(config, scene, self.train_ids, self.device)  # recon.wild
 
     # ------------------------------------------------------------------ setup
     def init_from_cloud(self, cloud: PointCloud) -> None:
@@ -157,6 +159,8 @@ class Trainer:
         self.strategy_state.update({k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in saved.items()})
         if ckpt.rng is not None:
             torch.set_rng_state(ckpt.rng)
+        if self.wild is not None and "wild" in ckpt.extra:
+            self.wild.load_state_dict(ckpt.extra["wild"])
         self.step = self.saved_step = ckpt.step
 
     # ------------------------------------------------------------------ pieces
@@ -297,8 +301,10 @@ class Trainer:
                 raise
             self._diverged("nan", step)
         target = self._target(v, bg)[None]
-        loss, l1 = losses.photometric_loss(out.rgb, target, c.loss.ssim_lambda)
-        terms = {"l1": l1, **self._regularisers()}
+        rgb = out.rgb if self.wild is None else self.wild.in_view(v, out.rgb)  # [1, H, W, 3] in view v's appearance
+        weight = None if self.wild is None else self.wild.pixel_weight(v, rgb[0], target[0], step)
+        loss, l1 = losses.photometric_loss(rgb, target, c.loss.ssim_lambda, weight)
+        terms = {"l1": l1, **self._regularisers(), **(self.wild.regularisers(v) if self.wild is not None else {})}
         if self.sparse:
             terms.update(self._sparse_terms(v, out.depth[0, ..., 0], out.alpha[0, ..., 0], step))
         for key, value in terms.items():
@@ -317,11 +323,13 @@ class Trainer:
         for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
+        if self.wild is not None:
+            self.wild.step()
         self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step + 1, info)
         every = c.sparse.floater_every
         if self.sparse and every > 0 and (step + 1) % every == 0:
             self.prune_floaters()
-        return {"loss": float(loss.detach()), "l1": float(l1.detach()), "psnr": losses.psnr(out.rgb.detach().clamp(0, 1), target),
+        return {"loss": float(loss.detach()), "l1": float(l1.detach()), "psnr": losses.psnr(rgb.detach().clamp(0, 1), target),
                 **{k: float(t.detach()) for k, t in terms.items() if k != "l1"}}
 
     def _diverged(self, value: str, step: int) -> None:
@@ -359,6 +367,9 @@ class Trainer:
         extra = {"sh_degree": self.sh_degree(self.step),
                  "background": None if self.background is None else self.background.tolist(),
                  "num_primitives": self.num_primitives}
+        if self.wild is not None:
+            extra["wild"] = self.wild.state_dict()
+            self.wild.save_masks(self.run_dir / "wild")
         path = save_checkpoint(self.run_dir / "checkpoints", self.step, self.params, self.optimizers,
                                self.strategy_state, extra)
         self.saved_step = self.step

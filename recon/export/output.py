@@ -89,4 +89,7 @@ def _replace(tmp: Path, path: Path) -> None:
         else:
             old.unlink(missing_ok=True)
     else:
+        umask = os.umask(0)  # writers that use mkstemp leave 0600: give the file the usual permissions
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)

@@ -107,6 +107,19 @@ class Chromium:
                 time.sleep(0.5)
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
+    def settled_screenshot(self, region: tuple[slice, slice], timeout: float) -> np.ndarray:
+        """A screenshot once ``region`` of the page shows something (std > 10) and stopped changing
+        (the viewer's fade-in and splat sorting are done), or the last one after ``timeout`` s."""
+        deadline = time.time() + timeout
+        prev = None
+        while True:
+            time.sleep(1.0)
+            shot = self.screenshot()
+            settled = prev is not None and np.abs(shot[region].astype(int) - prev[region]).mean() < 1.0
+            if (shot[region].std() > 10 and settled) or time.time() > deadline:
+                return shot
+            prev = shot
+
     def close(self) -> None:
         with contextlib.suppress(Exception):  # the page or browser may already be gone
             self.ws.close()

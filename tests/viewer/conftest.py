@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,6 +47,16 @@ def sphere_image(camera: Cameras, settings: RenderSettings, radius: float = 1.0)
 @pytest.fixture
 def sphere_render_fn() -> Callable[[Cameras, RenderSettings], np.ndarray]:
     return sphere_image
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05) -> bool:
+    """Polls ``cond`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(interval)
+    return False
 
 
 def free_port() -> int:

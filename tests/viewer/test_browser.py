@@ -8,12 +8,11 @@ its centre, which pins the viser <-> recon camera convention end to end.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
-from .conftest import free_port
+
+from .conftest import free_port, wait_until
 
 pytest.importorskip("viser")
 
@@ -24,28 +23,6 @@ from viewer.render import RenderSettings  # noqa: E402
 MARKER = np.array([0.0, 0.0, -1.7])
 
 
-def _wait(cond, timeout) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _settled_screenshot(browser, region, timeout: float) -> np.ndarray:
-    """A screenshot once the canvas shows something and stopped changing (page fade-in done)."""
-    deadline = time.time() + timeout
-    prev = None
-    while True:
-        time.sleep(1.0)
-        shot = browser.screenshot()
-        settled = prev is not None and np.abs(shot[region].astype(int) - prev[region]).mean() < 1.0
-        if (shot[region].std() > 10 and settled) or time.time() > deadline:
-            return shot
-        prev = shot
-
-
 def test_browser_shows_rendered_scene(chromium, sphere_render_fn, tmp_path):
     app = ViewerApp(sphere_render_fn, port=free_port(), max_resolution=512, verbose=False)
     app.server.scene.add_icosphere("/marker", radius=0.12, color=(255, 0, 255), position=tuple(MARKER))
@@ -53,11 +30,11 @@ def test_browser_shows_rendered_scene(chromium, sphere_render_fn, tmp_path):
     try:
         browser = chromium(800, 600)
         browser.open(app.url)
-        assert _wait(lambda: any(r.renders >= 2 for r in app.renderers.values()), 90), \
+        assert wait_until(lambda: any(r.renders >= 2 for r in app.renderers.values()), 90), \
             "the browser never connected or no full-resolution render was sent"
         # Software WebGL may take a few seconds to compile shaders and draw the first frames.
         region = (slice(int(0.35 * 457), 457 - 80), slice(0, int(0.55 * 800)))
-        shot = _settled_screenshot(browser, region, 60)
+        shot = browser.settled_screenshot(region, 60)
         from PIL import Image
 
         Image.fromarray(shot).save(tmp_path / "viewer.png")
@@ -119,13 +96,13 @@ def test_recon_view_serves_a_run(chromium, tiny_run, tmp_path):
             except OSError:
                 return proc.poll() is not None
 
-        assert _wait(up, 60) and proc.poll() is None, proc.stderr.read().decode() if proc.poll() else ""
+        assert wait_until(up, 60) and proc.poll() is None, proc.stderr.read().decode() if proc.poll() else ""
         browser = chromium(800, 600)
         browser.open(f"http://127.0.0.1:{port}")
         region = (slice(int(0.35 * 457), 457 - 80), slice(0, int(0.55 * 800)))
         # Wait for our image (viser's default background is white), then for the fade-in to end.
-        _wait(lambda: browser.screenshot()[region].mean() < 200, 90)
-        shot = _settled_screenshot(browser, region, 60)
+        wait_until(lambda: browser.screenshot()[region].mean() < 200, 90)
+        shot = browser.settled_screenshot(region, 60)
         Image.fromarray(shot).save(tmp_path / "recon_view.png")
     finally:
         proc.send_signal(signal.SIGINT)

@@ -8,14 +8,13 @@ checks that the splats arrived and sit in the frame of the server render.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from .conftest import free_port, write_tiny_run
+from .conftest import free_port, wait_until, write_tiny_run
 
 pytest.importorskip("viser")
 
@@ -25,28 +24,6 @@ from viewer.cli import scene_context
 from viewer.loading import load_viewable
 from viewer.render import RenderSettings, make_render_fn
 from viewer.splats import SplatSource
-
-
-def _wait(cond, timeout) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _settled(browser, region, timeout: float) -> np.ndarray:
-    """A screenshot once the canvas shows something and stopped changing (fade-in, splat sort done)."""
-    deadline = time.time() + timeout
-    prev = None
-    while True:
-        time.sleep(1.0)
-        shot = browser.screenshot()
-        settled = prev is not None and np.abs(shot[region].astype(int) - prev[region]).mean() < 1.0
-        if (shot[region].std() > 10 and settled) or time.time() > deadline:
-            return shot
-        prev = shot
 
 
 @pytest.fixture
@@ -84,9 +61,9 @@ def test_browser_draws_the_splats_of_a_run(chromium, grid_run, tmp_path):
     try:
         browser = chromium(800, 600)
         browser.open(app.url)
-        assert _wait(lambda: app.num_clients == 1, 90), "the browser never connected"
+        assert wait_until(lambda: app.num_clients == 1, 90), "the browser never connected"
         region = (slice(0, 457), slice(0, 440))  # left of the GUI panel
-        shot = _settled(browser, region, 90)
+        shot = browser.settled_screenshot(region, 90)
         Image.fromarray(shot).save(tmp_path / "splats.png")
         renderer = next(iter(app.renderers.values()))
         cam = renderer.client.camera
@@ -97,7 +74,7 @@ def test_browser_draws_the_splats_of_a_run(chromium, grid_run, tmp_path):
 
         # Back to the server render: one toggle away.
         app.splats.active = False
-        assert _wait(lambda: renderer.renders >= 1, 60)
+        assert wait_until(lambda: renderer.renders >= 1, 60)
         assert not app.splats.handle.visible
     finally:
         app.stop()

@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from .conftest import free_port
+from .conftest import free_port, wait_until
 from .fakes import FakeClient
 
 pytest.importorskip("viser")
@@ -20,15 +20,6 @@ pytest.importorskip("viser")
 from viewer.app import SceneContext, ViewerApp
 from viewer.render import PrimitiveSet
 from viewer.splats import SERVER_VIEW, SplatSource, float16_scale, gaussian_splats, splat_source
-
-
-def _wait(cond, timeout=20.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _params(n: int, seed: int = 0, log_scale: float = -2.0) -> dict[str, torch.Tensor]:
@@ -145,14 +136,14 @@ def test_view_toggle_between_splats_and_server_render(sphere_render_fn):
         assert len(client.scene.images) == 1 and (client.scene.images[0] == [0, 0, 255]).all()
         assert "browser splats" in client.markdown[0].content
         app.splats.active = False  # the View dropdown
-        assert _wait(lambda: app.renderers[client.client_id].renders >= 1)
+        assert wait_until(lambda: app.renderers[client.client_id].renders >= 1)
         assert not app.splats.handle.visible and client.scene.images[-1].shape == (384, 512, 3)
         app.splats.active = True
         assert app.splats.handle.visible and (client.scene.images[-1] == [0, 0, 255]).all()
         assert app.splats.sends == 1  # a saved scene is sent once
         renders = app.renderers[client.client_id].renders
         app._mode.value = "depth"  # the page cannot draw depth: the server render takes over
-        assert _wait(lambda: app.renderers[client.client_id].renders > renders)
+        assert wait_until(lambda: app.renderers[client.client_id].renders > renders)
         assert not app.splats.active and not app.splats.handle.visible
         assert SERVER_VIEW in app.splats._view.options
     finally:
@@ -173,7 +164,7 @@ def test_live_splats_resend_at_a_low_rate_only_when_training_moved(sphere_render
             with state.lock:
                 state.step, trainer.params = step, _params(20 + step)
             time.sleep(0.01)
-        assert _wait(lambda: app.splats.sends >= 2, 5)
+        assert wait_until(lambda: app.splats.sends >= 2, 5)
         time.sleep(0.4)
         sends = app.splats.sends
         assert 2 <= sends <= 4

@@ -42,6 +42,7 @@ FORMATS: dict[str, tuple[tuple[str, ...] | None, str]] = {
     "transforms": (None, "transforms.json"),
     "video": (None, "video.mp4"),
 }
+_OPTIONAL = {name: "pip install 'recon[export]'" for name in ("trimesh", "open3d", "scipy")}
 _INSTEAD = {"gaussian": "ply, splat or tsdf", "triangle": "mesh or tsdf", "convex": "tsdf"}
 
 
@@ -204,7 +205,12 @@ def export_main(argv: list[str], prog: str = "recon export") -> int:
     """Entry point of ``recon export``."""
     args = tyro.cli(ExportArgs, args=list(argv), prog=prog)
     start = time.perf_counter()
-    out, what = export_run(args)
+    try:
+        out, what = export_run(args)
+    except ModuleNotFoundError as err:
+        if err.name not in _OPTIONAL:
+            raise
+        raise ConfigError(f"--format {args.format} needs the {err.name} package", hint=_OPTIONAL[err.name]) from None
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) if out.is_dir() else out.stat().st_size
     print(f"wrote {out} ({what}; {size / 1e6:.2f} MB, {time.perf_counter() - start:.1f} s)")
     return 0

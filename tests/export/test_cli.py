@@ -120,3 +120,10 @@ def test_video_goes_through_recon_render(gaussian_run, tmp_path, capsys):
     assert len(frames) == 120 and frames[0].shape[:2] == (40, 48)  # recon render's orbit default
     assert np.ptp(np.asarray(frames[0])) > 0
     assert_one_line_error(*run_cli(capsys, gaussian_run, "--format", "video", "--out", out), "already exists")
+
+
+def test_missing_mesh_package_names_the_extra(triangle_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "trimesh", None)  # as if trimesh were not installed
+    status, err = run_cli(capsys, triangle_run, "--format", "mesh", "--out", tmp_path / "m.ply", "--min-opacity", "0")
+    assert_one_line_error(status, err, "needs the trimesh package", "recon[export]")
+    assert leftovers(tmp_path) == []

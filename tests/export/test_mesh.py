@@ -10,6 +10,7 @@ from recon.export.mesh import merge_vertices, save_mesh, triangle_mesh
 from recon.primitives.sh import rgb_to_sh0
 
 trimesh = pytest.importorskip("trimesh")
+pytest.importorskip("scipy")
 SCENE_SIZE = 4.4  # the demo scene's ground tile is 4.4 x 4.4 units (recon.data.synthetic.default_world)
 
 
@@ -82,6 +83,7 @@ def analytic_distance(points: np.ndarray, samples: int = 300_000) -> np.ndarray:
 
 
 def test_tsdf_of_exact_depths_lies_on_the_analytic_surfaces():
+    pytest.importorskip("open3d")
     from recon.data.synthetic import make_synthetic_scene
     from recon.export.tsdf import FusionRegion, fuse_depth_maps
 
@@ -94,6 +96,7 @@ def test_tsdf_of_exact_depths_lies_on_the_analytic_surfaces():
 
 
 def test_tsdf_export_of_a_trained_run_lies_near_the_surfaces(gaussian_run, tmp_path):
+    pytest.importorskip("open3d")
     from recon.cli import main
 
     out = tmp_path / "tsdf.glb"

@@ -16,6 +16,7 @@ folder has the layout of 3DGS' ``convert.py``, which every COLMAP tool and loade
     OUT/sparse/0/        pinhole COLMAP model (cameras.bin, images.bin, points3D.bin)
     OUT/distorted/       database.db and the raw model (sparse/0) before undistortion
     OUT/sfm.json         registered / total and, for every failed image, why
+    OUT/masks/           undistorted user masks (``<name>.png``), when the photos have a masks/ folder
 
 Everything is built in a temporary sibling folder and moved into place at the end.
 """
@@ -221,6 +222,7 @@ def run_sfm(
     overwrite: bool = False,
     num_threads: int = -1,
     seed: int = 0,
+    mask_dir: str | Path | None = None,
 ) -> SfmResult:
     """Recovers camera poses and sparse points of a photo folder with pycolmap.
 
@@ -243,6 +245,8 @@ def run_sfm(
         num_threads: CPU threads of feature matching (-1: all; extraction and mapping use one,
             to be deterministic).
         seed: seed of COLMAP's random sampling (same photos and seed: same model).
+        mask_dir: user masks of the photos (:mod:`recon.wild.masks`, 0 = ignore): no features are
+            extracted under them, and their undistorted copies are written to ``OUT/masks``.
 
     Returns:
         An :class:`SfmResult`.
@@ -257,7 +261,7 @@ def run_sfm(
         raise ReconError("output folder exists and is not empty", path=out_dir, hint="pass --overwrite or another --out")
     names = list_images(image_dir)
     kw = {"matcher": choose_matcher(matcher, names), "max_image_size": max_image_size, "camera_model": camera_model,
-          "num_threads": num_threads, "seed": seed}
+          "num_threads": num_threads, "seed": seed, "mask_dir": None if mask_dir is None else Path(mask_dir)}
     need = min_registered if min_registered is not None else max(2, math.ceil(len(names) / 2))
     first: SfmResult | None = None
     try:
@@ -299,6 +303,7 @@ def _sfm_pass(
     overwrite: bool,
     num_threads: int,
     seed: int,
+    mask_dir: Path | None = None,
 ) -> SfmResult:
     """One extraction, matching and mapping pass of :func:`run_sfm` (same arguments)."""
     import pycolmap
@@ -322,6 +327,10 @@ def _sfm_pass(
         reader.camera_model = camera_model
         # COLMAP ignores EXIF orientation: it reads upright copies of turned photos.
         upright_dir = upright_folder(image_dir, names, tmp / "upright")
+        if mask_dir is not None:
+            from recon.wild.masks import write_colmap_masks
+
+            reader.mask_path = str(write_colmap_masks(mask_dir, upright_dir, names, tmp / "distorted" / "masks"))
         for group in groups.values():  # one shared camera per image size
             pycolmap.extract_features(db, upright_dir, image_names=group, camera_mode=pycolmap.CameraMode.SINGLE,
                                       reader_options=reader, extraction_options=ext, device=pycolmap.Device.cpu)
@@ -354,6 +363,10 @@ def _sfm_pass(
             p = tmp / junk
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
         registered = sorted(im.name for im in best.images.values() if im.has_pose)
+        if mask_dir is not None:
+            from recon.wild.masks import undistort_masks
+
+            undistort_masks(models_dir / "0", tmp / "distorted" / "masks", registered, tmp / "masks")
         report = {"registered": registered, "failed": failed, "num_images": len(names),
                   "num_points": best.num_points3D(), "matcher": matcher, "relaxed": relaxed,
                   "max_image_size": max_image_size, "camera_model": camera_model, "seed": seed,
@@ -419,14 +432,21 @@ def ensure_poses(scene: SceneData, cache_dir: str | Path, **sfm_kwargs) -> Scene
     run once and cached under ``cache_dir/sfm-<hash of the photos>``.
 
     Unregistered photos are dropped (with a warning naming them); masks are kept by name when
-    their size matches the undistorted images.
+    their size matches the undistorted images. A ``masks/`` folder of user masks beside the photos
+    (:mod:`recon.wild.masks`) is honoured by feature extraction and part of the cache key.
     """
     if scene.has_poses:
         return scene
+    from recon.wild.masks import find_mask_folder
+
     image_dir = Path(scene.meta.get("image_dir", scene.root))  # a photo folder's images/ subfolder
-    out = Path(cache_dir) / f"sfm-{photos_hash(image_dir, scene.names)}"
+    mask_dir = find_mask_folder(image_dir)  # user masks (0 = ignore): no features there
+    key = photos_hash(image_dir, scene.names)
+    if mask_dir is not None:
+        key += "-m" + photos_hash(mask_dir, sorted(p.name for p in mask_dir.iterdir() if p.is_file()))[:8]
+    out = Path(cache_dir) / f"sfm-{key}"
     if not (out / "sfm.json").is_file():
-        result = run_sfm(image_dir, out, overwrite=True, **sfm_kwargs)
+        result = run_sfm(image_dir, out, overwrite=True, mask_dir=mask_dir, **sfm_kwargs)
         log.info(result.summary())
     posed = load_sfm_scene(out, scene.names)
     dropped = [n for n in scene.names if n not in posed.names]

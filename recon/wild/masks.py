@@ -94,3 +94,38 @@ def save_mask_png(mask: Tensor, path: Path) -> None:
     """Writes an [H, W] mask in [0, 1] as an 8-bit PNG (255 = kept)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((mask.detach().float().cpu().clamp(0, 1) * 255).round().byte().numpy()).save(path)
+
+
+def write_colmap_masks(mask_dir: Path, image_dir: Path, names: list[str], out_dir: Path) -> Path:
+    """Checks the user masks of photos ``names`` in ``image_dir`` and writes them as COLMAP wants
+    them for feature extraction (``out_dir/<name>.png``, 0 = no features); returns ``out_dir``."""
+    from recon.data.images import image_size
+
+    sizes = [image_size(Path(image_dir) / n)[::-1] for n in names]  # (h, w)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, mask in zip(names, read_user_masks(mask_dir, names, sizes), strict=True):
+        save_mask_png(mask, out_dir / f"{name}.png")
+    return out_dir
+
+
+def undistort_masks(model_dir: Path, colmap_masks: Path, names: list[str], out_dir: Path) -> None:
+    """Undistorts COLMAP masks (``colmap_masks/<name>.png``) like the photos of the model in
+    ``model_dir`` and writes them, binary again, as ``out_dir/<name>.png``."""
+    import shutil
+    import tempfile
+
+    import pycolmap
+
+    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=".masks-"))
+    try:
+        as_photos = work / "in"
+        as_photos.mkdir()
+        for name in names:  # named like the photos, so the model finds them; PNG bytes whatever the suffix
+            Image.open(colmap_masks / f"{name}.png").convert("RGB").save(as_photos / name, format="PNG")
+        pycolmap.undistort_images(work / "out", model_dir, as_photos, image_names=names, output_type="COLMAP")
+        for name in names:
+            with Image.open(work / "out" / "images" / name) as im:  # may be re-encoded lossy: threshold
+                mask = torch.from_numpy((np.asarray(im.convert("L")) > 127).astype(np.float32))
+            save_mask_png(mask, out_dir / f"{name}.png")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

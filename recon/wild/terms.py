@@ -11,7 +11,7 @@ from recon.config import TrainConfig, WildConfig
 from recon.data.scene import SceneData
 from recon.errors import ConfigError
 from recon.wild.appearance import IDENTITY, AffineAppearance
-from recon.wild.masks import find_mask_folder, read_user_masks, save_mask_png
+from recon.wild.masks import MASK_FOLDER, find_mask_folder, read_user_masks, save_mask_png
 from recon.wild.robust import robust_mask
 
 
@@ -23,18 +23,15 @@ def wild_enabled(config: WildConfig, scene: SceneData) -> bool:
 def user_masks(config: TrainConfig, scene: SceneData, ids: list[int], enabled: bool) -> list[Tensor] | None:
     """The user masks of views ``ids`` ([H, W] 0/1 each), or None.
 
-    ``wild.masks`` auto reads a ``masks/`` folder beside the photos of ``data.path`` when wild is on;
-    a folder path is always read; ``none`` never.
+    ``wild.masks`` auto reads, when wild is on, the undistorted masks our SfM wrote for a photo
+    folder, else a ``masks/`` folder beside the photos of ``data.path``; a folder path is always
+    read; ``none`` never.
     """
     option = config.wild.masks
     if option == "none" or (option == "auto" and not enabled):
         return None
     if option == "auto":
-        from recon.data.folder import photo_folder
-
-        root = Path(config.data.path)
-        image_dir = photo_folder(root) if root.is_dir() else None
-        folder = find_mask_folder(image_dir or root) if root.is_dir() else None
+        folder = _auto_mask_folder(config.data.path, scene)
         if folder is None:
             return None
     else:
@@ -43,6 +40,18 @@ def user_masks(config: TrainConfig, scene: SceneData, ids: list[int], enabled: b
             raise ConfigError("wild.masks (--masks): not a folder", path=folder, hint="pass a folder of 0/1 PNG masks")
     sizes = [tuple(scene.images[i].shape[:2]) for i in ids]
     return read_user_masks(folder, [scene.names[i] for i in ids], sizes)
+
+
+def _auto_mask_folder(data_path: str, scene: SceneData) -> Path | None:
+    """The undistorted masks our SfM wrote (``SFM/masks``), else ``masks/`` beside the photos."""
+    if "sfm" in scene.meta and (Path(scene.root) / MASK_FOLDER).is_dir():
+        return Path(scene.root) / MASK_FOLDER
+    from recon.data.folder import photo_folder
+
+    root = Path(data_path)
+    if not root.is_dir():
+        return None
+    return find_mask_folder(photo_folder(root) or root)
 
 
 class WildTerms:

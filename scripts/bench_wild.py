@@ -1,0 +1,178 @@
+"""Photos in the wild (issue #15) on the synthetic variants: the same runs with and without ``--wild``.
+
+For each variant of the demo scene (clean, ``wild-appearance``, ``wild-occluders``, ``wild-rain``,
+``wild``) and each seed, the demo preset trains twice in this process (``wild.mode`` off and on,
+everything else identical; one torch thread) and the clean test views are scored:
+
+* ``psnr`` / ``ssim``: the whole image, rendered in the run's reference appearance (the mean of
+  the training transforms; the render itself without appearance);
+* ``psnr_nerfw`` / ``ssim_nerfw``: the NeRF-W protocol for both modes (an affine colour transform
+  fitted on the left half of each test image, scored on the right half), which removes the
+  global colour ambiguity a run without appearance cannot resolve either;
+* ``recall`` / ``false_drop``: on the training views with pasted occluders (or rain), the share of
+  their pixels the final robust masks drop, and the share of the other pixels they drop;
+* ``cpu_s`` / ``wall_s``: training time (process CPU seconds, wall seconds).
+
+Writes ``results.json`` and ``table.md`` under ``--out`` (run folders in ``--out/runs``)::
+
+    OMP_NUM_THREADS=1 nice -n 10 python scripts/bench_wild.py --seeds 0 1 2 --out /tmp/bench_wild
+
+Numbers go to BENCHMARKS.md ("Photos in the wild").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+VARIANTS = ("clean", "wild-appearance", "wild-occluders", "wild-rain", "wild")
+MODES = ("off", "on")
+
+
+@dataclass
+class Record:
+    variant: str
+    mode: str
+    seed: int
+    psnr: float = math.nan
+    ssim: float = math.nan
+    psnr_nerfw: float = math.nan
+    ssim_nerfw: float = math.nan
+    recall: float | None = None
+    false_drop: float | None = None
+    cpu_s: float = math.nan
+    wall_s: float = math.nan
+
+
+def _config(variant: str, mode: str, seed: int, iterations: int | None):
+    from recon.config import load_preset, override, scale_schedule
+
+    path = "synthetic" if variant == "clean" else f"synthetic:{variant}"
+    config = override(load_preset("demo"), **{"data.path": path, "wild.mode": mode, "seed": seed})
+    return config if iterations is None else scale_schedule(config, iterations)
+
+
+@torch.no_grad()
+def _scores(trainer) -> dict[str, float]:
+    """Means over the test views of the four image metrics (see the module docstring)."""
+    from recon.eval import metrics
+    from recon.render import render
+    from recon.wild.appearance import apply_affine
+    from recon.wild.protocol import nerfw_halves
+
+    scene, params = trainer.scene, {k: v.detach() for k, v in trainer.params.items()}
+    ref = None if trainer.wild is None else trainer.wild.reference()
+    rows = []
+    for i in trainer.split.test:
+        out = render(
+            trainer.config.primitive,
+            params,
+            scene.cameras[i],
+            sh_degree=trainer.sh_degree(trainer.step),
+            backgrounds=trainer.pseudo_background().reshape(1, 3),
+        )
+        raw, gt = out.rgb[0], scene.images[i]
+        pred = (raw if ref is None else apply_affine(raw, ref)).clamp(0, 1)
+        half, half_gt = nerfw_halves(raw, gt)
+        rows.append(
+            [
+                float(metrics.psnr(pred, gt)),
+                float(metrics.ssim(pred, gt)),
+                float(metrics.psnr(half, half_gt)),
+                float(metrics.ssim(half, half_gt)),
+            ]
+        )
+    keys = ("psnr", "ssim", "psnr_nerfw", "ssim_nerfw")
+    return dict(zip(keys, np.mean(rows, axis=0).tolist(), strict=True))
+
+
+def _mask_scores(trainer) -> tuple[float | None, float | None]:
+    """Recall on the perturbed pixels of the training views and false-drop rate elsewhere."""
+    truth = trainer.scene.meta.get("wild", {})
+    if trainer.wild is None or not trainer.wild.last_masks:
+        return None, None
+    caught = total = dropped = clean = 0
+    for v, weights in trainer.wild.last_masks.items():
+        name = trainer.wild.names[v]
+        drop = weights < 0.5
+        bad = torch.zeros_like(drop)
+        for kind in ("occluders", "rain"):
+            if name in truth.get(kind, {}):
+                bad |= truth[kind][name]
+        caught, total = caught + int((drop & bad).sum()), total + int(bad.sum())
+        dropped, clean = dropped + int((drop & ~bad).sum()), clean + int((~bad).sum())
+    return (caught / total if total else None), dropped / max(clean, 1)
+
+
+def run_one(variant: str, mode: str, seed: int, out: Path, iterations: int | None) -> Record:
+    from recon.train.cli import run_training
+
+    config = _config(variant, mode, seed, iterations)
+    run_dir = out / "runs" / f"{variant}-{mode}-s{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    trainer, _ = run_training(config, run_dir, quiet=True)
+    rec = Record(variant, mode, seed, cpu_s=time.process_time() - cpu0, wall_s=time.perf_counter() - wall0)
+    for key, value in _scores(trainer).items():
+        setattr(rec, key, value)
+    rec.recall, rec.false_drop = _mask_scores(trainer)
+    return rec
+
+
+def table(records: list[Record]) -> str:
+    """Markdown: per variant and mode, mean +- std over seeds."""
+
+    def stat(values: list[float], fmt: str) -> str:
+        values = [v for v in values if v is not None]
+        if not values:
+            return "-"
+        return f"{np.mean(values):{fmt}} ± {np.std(values):{fmt}}" if len(values) > 1 else f"{values[0]:{fmt}}"
+
+    lines = [
+        "| variant | wild | PSNR | SSIM | PSNR NeRF-W | SSIM NeRF-W | mask recall | false drop | CPU s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for variant in dict.fromkeys(r.variant for r in records):
+        for mode in MODES:
+            rs = [r for r in records if r.variant == variant and r.mode == mode]
+            if rs:
+                col = lambda k, rs=rs: [getattr(r, k) for r in rs]
+                lines.append(
+                    f"| {variant} | {mode} | {stat(col('psnr'), '.2f')} | {stat(col('ssim'), '.3f')} | "
+                    f"{stat(col('psnr_nerfw'), '.2f')} | {stat(col('ssim_nerfw'), '.3f')} | "
+                    f"{stat(col('recall'), '.3f')} | {stat(col('false_drop'), '.4f')} | "
+                    f"{stat(col('cpu_s'), '.1f')} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--iterations", type=int, default=None, help="override the demo preset's 500 steps")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    records: list[Record] = []
+    for variant in args.variants:
+        for seed in args.seeds:
+            for mode in MODES:
+                rec = run_one(variant, mode, seed, args.out, args.iterations)
+                records.append(rec)
+                print(json.dumps(asdict(rec)), flush=True)
+                (args.out / "results.json").write_text(json.dumps([asdict(r) for r in records], indent=1))
+    (args.out / "table.md").write_text(table(records))
+    print(table(records))
+
+
+if __name__ == "__main__":
+    main()

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from recon.cameras import Cameras
 from recon.errors import ConfigError, ReconError
+from recon.export.ply import load_ply as read_gaussian_ply  # 3DGS PLY (Inria fields) -> raw Gaussians
 from viewer.render import PrimitiveSet
 
 log = logging.getLogger(__name__)
@@ -119,57 +118,9 @@ def _add_prior_cloud(viewable: Viewable, run_dir: Path) -> None:
     viewable.point_colors = cloud.colors.numpy()
 
 
-def read_gaussian_ply(path: str | Path) -> tuple[str, dict[str, Tensor]]:
-    """Reads a binary little-endian 3DGS PLY (Inria field names) into raw Gaussian parameters.
-
-    ``f_rest_*`` is stored channel-major (all R coefficients, then G, then B), as the Inria code
-    writes it; ``scale_*`` are log scales, ``opacity`` a logit, ``rot_*`` a wxyz quaternion.
-    """
-    with open(path, "rb") as f:
-        if f.readline().strip() != b"ply":
-            raise ConfigError("not a PLY file", path=path)
-        fields, count, fmt = [], None, None
-        while (line := f.readline()) and line.strip() != b"end_header":
-            words = line.decode("ascii", "replace").split()
-            if words[:1] == ["format"]:
-                fmt = words[1]
-            elif words[:2] == ["element", "vertex"]:
-                count = int(words[2])
-            elif words[:1] == ["property"] and count is not None and len(words) == 3:
-                fields.append((words[2], {"float": "<f4", "double": "<f8", "uchar": "u1",
-                                          "int": "<i4", "float32": "<f4"}.get(words[1], "<f4")))
-        if fmt != "binary_little_endian" or count is None:
-            raise ConfigError("expected a binary little-endian PLY with a vertex element", path=path)
-        data = np.fromfile(f, dtype=np.dtype(fields), count=count)
-    names = set(data.dtype.names or ())
-    need = {"x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "rot_0"}
-    if not need <= names:
-        raise ConfigError(f"not a Gaussian splat PLY (missing {sorted(need - names)})", path=path,
-                          hint="export one with `recon export` or the Inria 3DGS code")
-
-    def stack(keys: list[str]) -> Tensor:
-        return torch.from_numpy(np.stack([data[k].astype(np.float32) for k in keys], axis=-1))
-
-    rest = sorted((k for k in names if k.startswith("f_rest_")), key=lambda k: int(k[7:]))
-    n = len(data)
-    shN = stack(rest).reshape(n, 3, -1).transpose(1, 2).contiguous() if rest else torch.zeros(n, 0, 3)
-    return "gaussian", {
-        "means": stack(["x", "y", "z"]),
-        "quats": stack([f"rot_{i}" for i in range(4)]),
-        "scales": stack([f"scale_{i}" for i in range(3)]),
-        "opacities": torch.from_numpy(data["opacity"].astype(np.float32)),
-        "sh0": stack(["f_dc_0", "f_dc_1", "f_dc_2"])[:, None, :],
-        "shN": shN,
-    }
-
-
 def _load_ply(path: Path) -> Viewable:
     try:
-        from recon.export.ply import load_ply
-    except ImportError:  # the exporter's reader when present, else our own
-        load_ply = read_gaussian_ply
-    try:
-        loaded = load_ply(path)
+        loaded = read_gaussian_ply(path)
     except ReconError:
         raise
     except Exception as err:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -125,6 +126,8 @@ def main() -> None:
     ap.add_argument("--max-resolution", type=int, default=512, help="server render size (recon view's default)")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--port", type=int, default=8095)
+    ap.add_argument("--keep", type=int, default=None, help="variant: only the first N Gaussians")
+    ap.add_argument("--shrink", type=float, default=1.0, help="variant: Gaussians F times smaller (less overdraw)")
     args = ap.parse_args()
     if args.size[0] < 800:
         raise SystemExit("--size: at least 800 pixels wide, so the drag misses the GUI panel")
@@ -146,6 +149,9 @@ def main() -> None:
     context = scene_context(viewable)
     if context.splats is None:
         raise SystemExit(f"{args.run}: no Gaussians, nothing for the page to draw")
+    gaussians = context.splats.get_params()  # the dict the server renders too
+    for key in list(gaussians):
+        gaussians[key] = gaussians[key][: args.keep] - (math.log(args.shrink) if key == "scales" else 0.0)
     render_fn = make_render_fn(viewable.sets, backend=args.backend)
     render_fn(pose_to_cameras(cameras_to_poses(viewable.cameras)[0], 64, 48), RenderSettings())  # loads the kernels
     app = ViewerApp(
@@ -183,7 +189,7 @@ def main() -> None:
         "headless Chromium, software WebGL (SwiftShader)"
     )
     print(
-        f"run {args.run}: {n:,} Gaussians; window {args.size[0]}x{args.size[1]}, server renders up to "
+        f"run {args.run}: {n:,} Gaussians (--keep {args.keep}, --shrink {args.shrink:g}); window {args.size[0]}x{args.size[1]}, server renders up to "
         f"{args.max_resolution} px (preview 0.35x while moving), backend {args.backend}; "
         f"drag {args.rate:g} mouse moves/s"
     )

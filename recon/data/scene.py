@@ -67,6 +67,9 @@ class SceneData:
         format: the format that was read (``"colmap"``, ``"blender"``, ...).
         root: the folder the scene was read from.
         masks: optional one [H, W] float32 tensor in [0, 1] per view (1 = object).
+        user_masks: optional one [H, W] float32 0/1 tensor per view: 0 on transients the user
+            masked out (a ``masks/`` folder beside photos, :mod:`recon.wild.masks`), ignored by the
+            training loss and stereo; unlike ``masks`` they say nothing about the object.
         depths: optional one [H, W] float32 tensor per view (camera z, 0 = unknown).
         points: optional [P, 3] float32 sparse points (world).
         point_colors: optional [P, 3] float32 colours in [0, 1].
@@ -83,6 +86,7 @@ class SceneData:
     root: Path
     masks: list[Tensor] | None = None
     depths: list[Tensor] | None = None
+    user_masks: list[Tensor] | None = None
     points: Tensor | None = None
     point_colors: Tensor | None = None
     split: dict[str, list[int]] | None = None
@@ -94,7 +98,7 @@ class SceneData:
             raise ValueError(f"{len(self.names)} names for {n} images")
         if self.cameras is not None and len(self.cameras) != n:
             raise ValueError(f"{len(self.cameras)} cameras for {n} images")
-        for name, lst in (("masks", self.masks), ("depths", self.depths)):
+        for name, lst in (("masks", self.masks), ("depths", self.depths), ("user_masks", self.user_masks)):
             if lst is not None and len(lst) != n:
                 raise ValueError(f"{len(lst)} {name} for {n} images")
         if self.cameras is not None:
@@ -129,6 +133,7 @@ class SceneData:
             cameras=None if self.cameras is None else self.cameras[list(indices)],
             masks=pick(self.masks),
             depths=pick(self.depths),
+            user_masks=pick(self.user_masks),
             split=None,
         )
 

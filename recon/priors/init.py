@@ -85,7 +85,8 @@ def mvs_prior(scene: SceneData, train_ids: list[int], cfg: MVSConfig | None = No
     cams = scene.cameras[list(train_ids)]
     masks = None if scene.masks is None else [scene.masks[i] for i in train_ids]
     bounds = depth_bounds(cams.viewmats, _bounding_points(scene, train_ids), _near_far(scene))
-    res = run_mvs([scene.images[i] for i in train_ids], cams.Ks, cams.viewmats, bounds, cfg, masks)
+    ignore = None if scene.user_masks is None else [scene.user_masks[i] for i in train_ids]  # recon.wild
+    res = run_mvs([scene.images[i] for i in train_ids], cams.Ks, cams.viewmats, bounds, cfg, masks, ignore=ignore)
     _MVS_CACHE.clear()
     _MVS_CACHE[key] = res
     return res

@@ -303,6 +303,7 @@ def run_mvs(
     cfg: MVSConfig = MVSConfig(),
     masks: list[Tensor] | None = None,
     progress: bool = True,
+    ignore: list[Tensor] | None = None,
 ) -> MVSResult:
     """Stereo depth for every view (sweep, propagation, geometric pass), consistency filtering
     and fusion.
@@ -314,11 +315,16 @@ def run_mvs(
         cfg: stereo settings.
         masks: optional per view [H, W] object masks; depth outside them is dropped.
         progress: show a progress bar.
+        ignore: optional per view [H, W] user masks of transients (0 = ignore, recon.wild): no
+            depth there, so nothing of a passer-by is fused or checked against other views.
 
     Returns:
         An :class:`MVSResult` at the input resolution.
     """
     _check_inputs(images, Ks, viewmats, bounds, masks)
+    if ignore is not None:
+        _check_inputs(images, Ks, viewmats, bounds, ignore)
+        masks = ignore if masks is None else [m * k for m, k in zip(masks, ignore, strict=True)]
     v = len(images)
     small, small_K = [], []
     for i in range(v):

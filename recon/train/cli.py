@@ -26,6 +26,7 @@ from recon.train.setup import (
     make_split,
 )
 from recon.train.trainer import Trainer, TrainResult, sparse_enabled
+from recon.wild.terms import attach_user_masks
 
 console = stderr_console()  # shared: the repair fit's bar nests under training's
 
@@ -236,6 +237,7 @@ def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: b
     else:
         scene = load_training_scene(config.data, out, verbose=not quiet)
     split = make_split(scene, config.data)
+    attach_user_masks(config, scene)  # recon.wild: a masks/ folder of transients, honoured by stereo and the loss
     if not resume:
         save_config(config, out / "config.json")
         own_sfm = Path(scene.root).resolve().is_relative_to((out / "sfm").resolve())

@@ -151,12 +151,23 @@ class WildTerms:
             save_mask_png(mask, folder / f"{Path(self.names[v]).stem}.png")
 
 
+def attach_user_masks(config: TrainConfig, scene: SceneData) -> None:
+    """Reads the run's user masks (:func:`user_masks`) of every view into ``scene.user_masks``, so
+    that stereo priors (:func:`recon.priors.stereo.run_mvs`) and the trainer both honour them."""
+    if scene.user_masks is None:
+        scene.user_masks = user_masks(config, scene, list(range(len(scene))), wild_enabled(config.wild, scene))
+
+
 def make_wild_terms(
     config: TrainConfig, scene: SceneData, train_ids: list[int], device: torch.device | str = "cpu"
 ) -> WildTerms | None:
-    """The run's :class:`WildTerms`, or None when wild is off and no user masks are given."""
+    """The run's :class:`WildTerms`, or None when wild is off and no user masks are given (the
+    scene's attached ``user_masks`` when present, else read from disk)."""
     enabled = wild_enabled(config.wild, scene)
-    masks = user_masks(config, scene, train_ids, enabled)
+    if scene.user_masks is not None:  # attached by attach_user_masks
+        masks = [scene.user_masks[i] for i in train_ids]
+    else:
+        masks = user_masks(config, scene, train_ids, enabled)
     if not enabled and masks is None:
         return None
     names = [scene.names[i] for i in train_ids]

@@ -26,7 +26,7 @@ import tyro
 
 from recon.bench.executors import CellJob, cell_state, make_executor, read_record
 from recon.bench.html import render_html
-from recon.bench.matrix import DATASETS_HINT, Cell, expand, load_bench
+from recon.bench.matrix import DATASETS_GUIDE, BenchSpec, Cell, expand, load_bench
 from recon.bench.report import render_markdown, write_results
 from recon.errors import ConfigError
 
@@ -45,8 +45,11 @@ class BenchArgs:
     """Run only the cells whose id matches this glob, e.g. '*triangle*' or 'synthetic-gaussian-*'."""
     jobs: int = 1
     """Cells run at once; each gets cores // jobs CPU threads."""
-    executor: Literal["local"] = "local"
-    """Where cells run: local (this machine; a process pool when --jobs > 1)."""
+    executor: Literal["local", "ray"] = "local"
+    """Where cells run: local (this machine; a process pool when --jobs > 1) or ray (one Ray task per
+    cell, retried once; a local Ray instance, or the cluster at --address; pip install 'recon[cluster]')."""
+    address: str | None = None
+    """With --executor ray: the Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto)."""
 
 
 def _job(cell: Cell, out: Path, threads: int) -> CellJob:
@@ -54,14 +57,15 @@ def _job(cell: Cell, out: Path, threads: int) -> CellJob:
     return CellJob(cell.id, str(out / "cells" / cell.id), cell.config.to_dict(), labels, threads)
 
 
-def missing_scenes(cells: list[Cell]) -> list[str]:
-    """One line per scene that is not on this machine, with the number of cells it skips."""
+def missing_scenes(cells: list[Cell], guide: str = DATASETS_GUIDE) -> list[str]:
+    """One line per scene that is not on this machine, with the number of cells it skips and the
+    page (``guide``) that says how to obtain it."""
     counts: dict[tuple[str, str], int] = {}
     for cell in cells:
         if not cell.available:
             key = (cell.scene.name, cell.scene.path)
             counts[key] = counts.get(key, 0) + 1
-    return [f"scene {name}: {path} not found, {n} cell{'s' if n > 1 else ''} skipped ({DATASETS_HINT})"
+    return [f"scene {name}: {path} not found, {n} cell{'s' if n > 1 else ''} skipped (see {guide} for how to obtain it, or fix its path in the matrix)"
             for (name, path), n in counts.items()]
 
 
@@ -78,7 +82,7 @@ def bench_main(argv: list[str], prog: str = "recon bench") -> int:
         raise ConfigError(f"--only {args.only!r} matches no cell", path=spec.source,
                           hint="recon bench MATRIX --dry-run lists the cell ids")
     out = Path(args.out or f"runs/bench/{spec.name}")
-    skipped = missing_scenes(cells)
+    skipped = missing_scenes(cells, spec.datasets)
     for line in skipped:
         _say(line)
     ready = [c for c in cells if c.available]
@@ -87,7 +91,7 @@ def bench_main(argv: list[str], prog: str = "recon bench") -> int:
         for cell in cells:
             print(f"{cell.id:<56} {states.get(cell.id, 'missing')}")
         return 0
-    executor = make_executor(args.executor, args.jobs)
+    executor = make_executor(args.executor, args.jobs, address=args.address)
     pending = [c for c in ready if states[c.id] != "done"]
     pending_ids = {c.id for c in pending}
     threads = executor.threads_per_job(len(pending))
@@ -101,21 +105,26 @@ def bench_main(argv: list[str], prog: str = "recon bench") -> int:
                if c.available and cell_state(out / "cells" / c.id) == "done" and c.id not in pending_ids}
     for record in executor.run([_job(c, out, threads) for c in pending]):
         records[record["id"]] = record
+        write_results(out / "results.jsonl", _ordered(matrix, records))  # whole, after every cell
         if record["status"] == "done":
             m = record["metrics"]
             _say(f"  done   {record['id']}: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, "
                  f"{record['train_seconds']:.1f} s train{' (resumed)' if record.get('resumed') else ''}")
         else:
             _say(f"  FAILED {record['id']}: {record['error']}")
-    return _write_reports(out, spec.name, matrix, records, command=shlex.join(
+    return _write_reports(out, spec, matrix, records, command=shlex.join(
         ["recon", "bench", args.config, *(["--out", args.out] if args.out else [])]))
 
 
-def _write_reports(out: Path, name: str, matrix: list[Cell], records: dict[str, dict], command: str) -> int:
+def _ordered(matrix: list[Cell], records: dict[str, dict]) -> list[dict]:
+    return [records[c.id] for c in matrix if c.id in records]
+
+
+def _write_reports(out: Path, spec: BenchSpec, matrix: list[Cell], records: dict[str, dict], command: str) -> int:
     """results.jsonl, report.md and report.html over every recorded cell of the matrix; the exit status."""
-    ordered = [records[c.id] for c in matrix if c.id in records]
+    ordered = _ordered(matrix, records)
     write_results(out / "results.jsonl", ordered)
-    skipped = missing_scenes(matrix)
+    name, skipped = spec.name, missing_scenes(matrix, spec.datasets)
     for path, render in ((out / "report.md", render_markdown), (out / "report.html", render_html)):
         path.write_text(render(name, ordered, skipped, command=command, total=len(matrix)))
     failed = sum(r["status"] != "done" for r in ordered)

@@ -2,8 +2,8 @@
 
 :func:`run_cell` is the whole job of one cell and needs nothing but its :class:`CellJob` (plain,
 picklable data), so any executor can ship it elsewhere: :class:`LocalExecutor` runs cells in this
-process or in a process pool; a cluster executor (Ray: one task per cell, retried once) implements
-the same :class:`Executor` protocol. A cell's state is read from its folder alone
+process or in a process pool; :class:`~recon.bench.ray_executor.RayExecutor` (one Ray task per
+cell, retried once) implements the same :class:`Executor` protocol. A cell's state is read from its folder alone
 (:func:`cell_state`), so a driver that died can simply be started again:
 
 * ``done``: ``eval/metrics.json`` exists; the cell is not run again;
@@ -128,6 +128,19 @@ def _clear_unstarted(run_dir: Path) -> None:
         shutil.rmtree(run_dir)
 
 
+def base_record(job: CellJob) -> dict[str, Any]:
+    """The fields every record of ``job`` has, finished or failed: id, labels, run folder, config."""
+    return {"id": job.id, **job.labels, "run_dir": job.run_dir, "config": job.config}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Writes ``path`` whole or not at all (a temporary file beside it, then a rename), so a
+    process killed while writing never leaves half a file for the next start to read."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def run_cell(job: CellJob) -> dict[str, Any]:
     """Trains (or resumes) and evaluates one cell; returns its record (also ``RUN/cell.json``).
 
@@ -135,7 +148,7 @@ def run_cell(job: CellJob) -> dict[str, Any]:
     error, so one bad cell never stops the others.
     """
     run_dir = Path(job.run_dir)
-    record: dict[str, Any] = {"id": job.id, **job.labels, "run_dir": str(run_dir), "config": job.config}
+    record = base_record(job)
     state = cell_state(run_dir)
     if state == "done":
         return read_record(job)
@@ -152,7 +165,7 @@ def run_cell(job: CellJob) -> dict[str, Any]:
     record.update(status="done", resumed=state == "resume", **result,
                   wall_seconds=time.perf_counter() - wall0, cpu_seconds=time.process_time() - cpu0,
                   peak_rss_mb=_peak_rss_mb(), threads=job.threads, versions=_versions(), machine=machine())
-    (run_dir / CELL_RECORD).write_text(json.dumps(record, indent=1))
+    write_atomic(run_dir / CELL_RECORD, json.dumps(record, indent=1))
     return record
 
 
@@ -191,8 +204,7 @@ def read_record(job: CellJob) -> dict[str, Any]:
     if path.is_file():
         return {**json.loads(path.read_text()), "skipped": True}
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
-    return {"id": job.id, **job.labels, "run_dir": str(run_dir), "config": job.config, "status": "done",
-            "metrics": metrics, "skipped": True}
+    return {**base_record(job), "status": "done", "metrics": metrics, "skipped": True}
 
 
 class Executor(Protocol):
@@ -214,6 +226,12 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def omp_threads() -> int | None:
+    """``OMP_NUM_THREADS`` when set to a positive integer: the most threads a job may take."""
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    return int(omp) if omp.isdigit() and int(omp) > 0 else None
+
+
 def _worker_init(threads: int) -> None:
     set_threads(threads)
 
@@ -230,8 +248,7 @@ class LocalExecutor:
             raise ConfigError(f"--jobs {jobs}: need at least one job", hint="pass --jobs N with N >= 1")
         self.jobs = jobs
         self.cores = cores or available_cores()
-        omp = os.environ.get("OMP_NUM_THREADS", "")
-        self.max_threads = max_threads or (int(omp) if omp.isdigit() and int(omp) > 0 else None)
+        self.max_threads = max_threads or omp_threads()
 
     def threads_per_job(self, jobs: int) -> int:
         """Threads of each job when ``jobs`` cells are to run."""
@@ -252,15 +269,22 @@ class LocalExecutor:
                 yield future.result()
 
 
-EXECUTORS = ("local",)  # next: "ray" (recon[cluster]), one Ray task per cell
+EXECUTORS = ("local", "ray")
 
 
-def make_executor(name: str, jobs: int = 1) -> Executor:
-    """The executor ``--executor NAME`` asks for.
+def make_executor(name: str, jobs: int = 1, address: str | None = None) -> Executor:
+    """The executor ``--executor NAME`` asks for; ``address``: the Ray cluster to join (``ray`` only).
 
     Raises:
-        ConfigError: an unknown name.
+        ConfigError: an unknown name, an address for the local executor, Ray not installed or its
+            cluster out of reach.
     """
+    if name == "ray":
+        from recon.bench.ray_executor import RayExecutor
+
+        return RayExecutor(jobs, address=address)
+    if address is not None:
+        raise ConfigError(f"--address {address}: only --executor ray joins a cluster", hint="add --executor ray")
     if name == "local":
         return LocalExecutor(jobs)
     raise ConfigError(f"--executor {name!r} is not available", hint=f"use one of {', '.join(EXECUTORS)}")

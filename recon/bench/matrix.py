@@ -16,6 +16,7 @@ A matrix file (``configs/bench/*.yaml``)::
       default: {}
       no-sparse: {sparse.enabled: false}
     seeds: [0, 1]
+    datasets: datasets/dtu.md      # where to get the scenes (named when one is missing)
 
 Every cell's config is built and validated by :mod:`recon.config` (strict: an unknown key or a
 wrongly typed value is a :class:`~recon.errors.ConfigError` naming the key) and by the checks of
@@ -42,9 +43,9 @@ from recon.train.setup import SYNTHETIC
 
 MATRIX_DIR = shipped_dir("configs") / "bench"
 
-TOP_KEYS = ("name", "preset", "train", "scenes", "primitives", "settings", "seeds")
+TOP_KEYS = ("name", "preset", "train", "scenes", "primitives", "settings", "seeds", "datasets")
 SCENE_KEYS = ("name", "path", "format", "protocol", "views")
-DATASETS_HINT = "see datasets/README.md for how to obtain it, or fix its path in the matrix"
+DATASETS_GUIDE = "datasets/README.md"  # how to obtain a missing scene, unless the matrix names a page
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class BenchSpec:
     settings: dict[str, dict[str, Any]]
     seeds: tuple[int, ...]
     source: Path | None = None
+    datasets: str = DATASETS_GUIDE
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,8 @@ def parse_bench(data: Any, source: Path | None = None) -> BenchSpec:
     name = data.get("name") or (source.stem if source else "bench")
     return BenchSpec(name=str(name), preset=str(data.get("preset", "demo")),
                      train=_mapping(data.get("train"), "train", source), scenes=scenes, primitives=primitives,
-                     settings=settings, seeds=seeds, source=source)
+                     settings=settings, seeds=seeds, source=source,
+                     datasets=str(data.get("datasets") or DATASETS_GUIDE))
 
 
 def find_matrix(name: str | Path) -> Path:

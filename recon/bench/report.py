@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recon.bench.executors import write_atomic
+
 # record key -> (column title, format); metrics come from record["metrics"]
 COLUMNS: dict[str, tuple[str, str]] = {
     "psnr": ("PSNR", "{:.2f}"),
@@ -173,9 +175,8 @@ def render_markdown(name: str, records: Sequence[dict[str, Any]], skipped: Seque
 
 
 def write_results(path: Path, records: Sequence[dict[str, Any]]) -> None:
-    """One JSON object per line, per cell, in matrix order."""
-    with open(path, "w") as f:
-        f.writelines(json.dumps({k: v for k, v in r.items() if k != "skipped"}) + "\n" for r in records)
+    """One JSON object per line, per cell, in matrix order; the file is replaced whole (never half written)."""
+    write_atomic(path, "".join(json.dumps({k: v for k, v in r.items() if k != "skipped"}) + "\n" for r in records))
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:

@@ -167,8 +167,8 @@ def test_executor_and_jobs_errors(finished):
     from recon.bench.executors import make_executor
     from recon.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="--executor 'ray' is not available.*local"):
-        make_executor("ray")
+    with pytest.raises(ConfigError, match="--executor 'slurm' is not available.*local, ray"):
+        make_executor("slurm")
     matrix, out, _ = finished
     with pytest.raises(ConfigError, match="--jobs 0"):
         main(["--verbose", "bench", str(matrix), "--out", str(out), "--jobs", "0"])

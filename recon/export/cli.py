@@ -23,12 +23,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import tyro
+from torch import Tensor
 
 from recon.errors import ConfigError
 from recon.export.output import atomic_output, check_output
+from recon.primitives.sh import num_sh_bases
+
+if TYPE_CHECKING:
+    from recon.export.mesh import Mesh
+    from recon.train.run import LoadedRun
 
 Format = Literal["ply", "splat", "mesh", "tsdf", "points", "colmap", "transforms", "video"]
 # format -> (primitives it fits or None for any, default name under RUN/export)
@@ -128,7 +134,9 @@ def export_run(args: ExportArgs) -> tuple[Path, str]:
         if args.format == "ply":
             from recon.export.ply import write_gaussian_ply
 
-            what = f"{write_gaussian_ply(tmp, run.params)} Gaussians, SH degree {_sh_degree(run.params)}"
+            what = (
+                f"{write_gaussian_ply(tmp, active_sh(run.params, run.sh_degree))} Gaussians, SH degree {run.sh_degree}"
+            )
         elif args.format == "splat":
             from recon.export.ply import write_splat
 
@@ -142,11 +150,13 @@ def export_run(args: ExportArgs) -> tuple[Path, str]:
     return out, what
 
 
-def _sh_degree(params) -> int:
-    return round((params["shN"].shape[1] + 1) ** 0.5) - 1
+def active_sh(params: dict[str, Tensor], sh_degree: int) -> dict[str, Tensor]:
+    """``params`` with ``shN`` cut to the bands of the active ``sh_degree`` (a checkpoint taken while
+    the degree still ramps up stores bands the run does not render yet; viewers would render them)."""
+    return {**params, "shN": params["shN"][:, : num_sh_bases(sh_degree) - 1]}
 
 
-def _mesh(args: ExportArgs, run):
+def _mesh(args: ExportArgs, run: LoadedRun) -> Mesh:
     if args.format == "mesh":
         from recon.export.mesh import triangle_mesh
 

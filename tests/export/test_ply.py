@@ -123,3 +123,20 @@ def test_splat_holds_the_records_gsplat_writes(tmp_path):
     np.testing.assert_array_equal(ours_sorted["scale"], ref_sorted["scale"])
     assert np.abs(ours_sorted["rgba"].astype(int) - ref_sorted["rgba"].astype(int)).max() <= 1
     assert np.abs(ours_sorted["rot"].astype(int) - ref_sorted["rot"].astype(int)).max() <= 1
+
+
+def test_ply_holds_only_the_active_sh_bands(tmp_path):
+    from recon.cameras import Cameras
+    from recon.export.cli import active_sh
+    from recon.render import render
+
+    params = random_gaussians(n=30, sh_degree=3, seed=4)
+    params["means"] = params["means"] * 0.3 + torch.tensor([0.0, 0.0, 3.0])  # in front of the camera
+    write_gaussian_ply(tmp_path / "g.ply", active_sh(params, 1))
+    v = plyfile.PlyData.read(str(tmp_path / "g.ply"))["vertex"]
+    assert sum(p.name.startswith("f_rest_") for p in v.properties) == 9  # degree 1: 3 bases x 3 channels
+    _, back = load_ply(tmp_path / "g.ply")
+    cam = Cameras.create([[40.0, 0, 16], [0, 40.0, 12], [0, 0, 1]], torch.eye(4), 32, 24)
+    a = render("gaussian", params, cam, sh_degree=1, backend="reference").rgb
+    b = render("gaussian", back, cam, sh_degree=1, backend="reference").rgb
+    assert a.abs().max() > 0 and (a - b).abs().max() < 1e-6

@@ -44,3 +44,16 @@ def test_a_shipped_matrix_by_name(tmp_path, monkeypatch):
         load_bench("smok")
     with pytest.raises(ConfigError, match="cannot read"):
         load_bench("nowhere/smoke.yaml")
+
+
+@pytest.mark.parametrize("path", MATRICES, ids=lambda p: p.stem)
+def test_a_missing_scene_points_at_its_datasets_page(path, tmp_path, monkeypatch):
+    from recon.bench.cli import missing_scenes
+
+    spec = load_bench(path)
+    assert (REPO / spec.datasets).is_file() or spec.datasets.startswith("../shared/"), spec.datasets
+    monkeypatch.chdir(tmp_path)  # no scene of any matrix is here (the synthetic one always is)
+    cells = expand(spec)
+    lines = missing_scenes(cells, spec.datasets)
+    assert len(lines) == len({c.scene.name for c in cells if not c.available})
+    assert all(f"see {spec.datasets} for how to obtain it" in line for line in lines)

@@ -65,8 +65,10 @@ def missing_scenes(cells: list[Cell], guide: str = DATASETS_GUIDE) -> list[str]:
         if not cell.available:
             key = (cell.scene.name, cell.scene.path)
             counts[key] = counts.get(key, 0) + 1
-    return [f"scene {name}: {path} not found, {n} cell{'s' if n > 1 else ''} skipped (see {guide} for how to obtain it, or fix its path in the matrix)"
-            for (name, path), n in counts.items()]
+    return [
+        f"scene {name}: {path} not found, {n} cell{'s' if n > 1 else ''} skipped (see {guide} for how to obtain it, or fix its path in the matrix)"
+        for (name, path), n in counts.items()
+    ]
 
 
 def _say(line: str) -> None:
@@ -79,8 +81,11 @@ def bench_main(argv: list[str], prog: str = "recon bench") -> int:
     matrix = expand(spec)
     cells = [c for c in matrix if fnmatch(c.id, args.only)] if args.only else matrix
     if not cells:
-        raise ConfigError(f"--only {args.only!r} matches no cell", path=spec.source,
-                          hint="recon bench MATRIX --dry-run lists the cell ids")
+        raise ConfigError(
+            f"--only {args.only!r} matches no cell",
+            path=spec.source,
+            hint="recon bench MATRIX --dry-run lists the cell ids",
+        )
     out = Path(args.out or f"runs/bench/{spec.name}")
     skipped = missing_scenes(cells, spec.datasets)
     for line in skipped:
@@ -95,25 +100,37 @@ def bench_main(argv: list[str], prog: str = "recon bench") -> int:
     pending = [c for c in ready if states[c.id] != "done"]
     pending_ids = {c.id for c in pending}
     threads = executor.threads_per_job(len(pending))
-    _say(f"bench {spec.name}: {len(ready)} cells, {len(ready) - len(pending)} done, {len(pending)} to run "
-         f"({min(args.jobs, max(len(pending), 1))} at a time, {threads} thread(s) each) in {out}")
+    _say(
+        f"bench {spec.name}: {len(ready)} cells, {len(ready) - len(pending)} done, {len(pending)} to run "
+        f"({min(args.jobs, max(len(pending), 1))} at a time, {threads} thread(s) each) in {out}"
+    )
     (out / "cells").mkdir(parents=True, exist_ok=True)
     if spec.source is not None:
         (out / "matrix.yaml").write_text(spec.source.read_text())
     # the report covers the whole matrix: finished cells outside --only are read back too
-    records = {c.id: read_record(_job(c, out, threads)) for c in matrix
-               if c.available and cell_state(out / "cells" / c.id) == "done" and c.id not in pending_ids}
+    records = {
+        c.id: read_record(_job(c, out, threads))
+        for c in matrix
+        if c.available and cell_state(out / "cells" / c.id) == "done" and c.id not in pending_ids
+    }
     for record in executor.run([_job(c, out, threads) for c in pending]):
         records[record["id"]] = record
         write_results(out / "results.jsonl", _ordered(matrix, records))  # whole, after every cell
         if record["status"] == "done":
             m = record["metrics"]
-            _say(f"  done   {record['id']}: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, "
-                 f"{record['train_seconds']:.1f} s train{' (resumed)' if record.get('resumed') else ''}")
+            _say(
+                f"  done   {record['id']}: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, "
+                f"{record['train_seconds']:.1f} s train{' (resumed)' if record.get('resumed') else ''}"
+            )
         else:
             _say(f"  FAILED {record['id']}: {record['error']}")
-    return _write_reports(out, spec, matrix, records, command=shlex.join(
-        ["recon", "bench", args.config, *(["--out", args.out] if args.out else [])]))
+    return _write_reports(
+        out,
+        spec,
+        matrix,
+        records,
+        command=shlex.join(["recon", "bench", args.config, *(["--out", args.out] if args.out else [])]),
+    )
 
 
 def _ordered(matrix: list[Cell], records: dict[str, dict]) -> list[dict]:
@@ -128,6 +145,8 @@ def _write_reports(out: Path, spec: BenchSpec, matrix: list[Cell], records: dict
     for path, render in ((out / "report.md", render_markdown), (out / "report.html", render_html)):
         path.write_text(render(name, ordered, skipped, command=command, total=len(matrix)))
     failed = sum(r["status"] != "done" for r in ordered)
-    _say(f"bench {name}: {len(ordered) - failed} of {len(matrix)} cells done, {failed} failed, "
-         f"{len(skipped)} scene(s) missing; report in {out / 'report.md'}")
+    _say(
+        f"bench {name}: {len(ordered) - failed} of {len(matrix)} cells done, {failed} failed, "
+        f"{len(skipped)} scene(s) missing; report in {out / 'report.md'}"
+    )
     return 1 if failed else 0

@@ -85,8 +85,11 @@ def _results(path: str) -> list[dict]:
     p = Path(path)
     file = p / "results.jsonl" if p.is_dir() else p
     if not file.is_file():
-        raise ConfigError("no benchmark results here (no results.jsonl)", path=p,
-                          hint="pass a folder written by recon bench, or its results.jsonl")
+        raise ConfigError(
+            "no benchmark results here (no results.jsonl)",
+            path=p,
+            hint="pass a folder written by recon bench, or its results.jsonl",
+        )
     return read_results(file)
 
 
@@ -94,8 +97,10 @@ def compare_main(argv: list[str], prog: str = "recon bench compare") -> int:
     args = tyro.cli(CompareArgs, args=list(argv), prog=prog)
     rows = compare_records(_results(args.a), _results(args.b), args.metric)
     if not rows:
-        raise ConfigError(f"the two result sets share no finished (scene, primitive, setting) with {args.metric}",
-                          hint="compare runs of the same matrix, e.g. before and after a change")
+        raise ConfigError(
+            f"the two result sets share no finished (scene, primitive, setting) with {args.metric}",
+            hint="compare runs of the same matrix, e.g. before and after a change",
+        )
     print(f"{'scene':<16} {'primitive/setting':<28} {'A':>16} {'B':>16} {'B - A':>8}  note ({args.metric})")
     for d in rows:
         scene, primitive, setting = d.key

@@ -70,8 +70,12 @@ def _versions() -> dict[str, str]:
 
     import recon
 
-    return {"recon": recon.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version()}
+    return {
+        "recon": recon.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -123,8 +127,11 @@ def _clear_unstarted(run_dir: Path) -> None:
 
     if run_dir.exists() and any(run_dir.iterdir()):
         if not is_marked_run(run_dir):
-            raise ConfigError("a benchmark cell folder holds files recon did not write", path=run_dir,
-                              hint="move it away; recon bench rebuilds the cell")
+            raise ConfigError(
+                "a benchmark cell folder holds files recon did not write",
+                path=run_dir,
+                hint="move it away; recon bench rebuilds the cell",
+            )
         shutil.rmtree(run_dir)
 
 
@@ -162,9 +169,17 @@ def run_cell(job: CellJob) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001 - reported per cell, the matrix goes on
         detail = str(err) if isinstance(err, ReconError) else "".join(traceback.format_exception_only(err)).strip()
         return {**record, "status": "failed", "error": detail}
-    record.update(status="done", resumed=state == "resume", **result,
-                  wall_seconds=time.perf_counter() - wall0, cpu_seconds=time.process_time() - cpu0,
-                  peak_rss_mb=_peak_rss_mb(), threads=job.threads, versions=_versions(), machine=machine())
+    record.update(
+        status="done",
+        resumed=state == "resume",
+        **result,
+        wall_seconds=time.perf_counter() - wall0,
+        cpu_seconds=time.process_time() - cpu0,
+        peak_rss_mb=_peak_rss_mb(),
+        threads=job.threads,
+        versions=_versions(),
+        machine=machine(),
+    )
     write_atomic(run_dir / CELL_RECORD, json.dumps(record, indent=1))
     return record
 
@@ -192,8 +207,13 @@ def _train_and_evaluate(job: CellJob, run_dir: Path, resume: bool) -> dict[str, 
     import torch
 
     gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-    return {"metrics": metrics, "steps": result.step, "num_primitives": result.num_primitives,
-            "train_seconds": result.seconds, "peak_gpu_mb": gpu}
+    return {
+        "metrics": metrics,
+        "steps": result.step,
+        "num_primitives": result.num_primitives,
+        "train_seconds": result.seconds,
+        "peak_gpu_mb": gpu,
+    }
 
 
 def read_record(job: CellJob) -> dict[str, Any]:
@@ -262,8 +282,13 @@ class LocalExecutor:
         workers = min(self.jobs, len(jobs))
         # spawn, not fork: a forked child inherits torch's thread pools mid-state; one cell per
         # worker process: a fresh start for each cell and its own peak memory (~2 s of imports)
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init,
-                                 initargs=(jobs[0].threads,), max_tasks_per_child=1) as pool:
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(jobs[0].threads,),
+            max_tasks_per_child=1,
+        ) as pool:
             futures = [pool.submit(run_cell, job) for job in jobs]
             for future in as_completed(futures):
                 yield future.result()

@@ -76,8 +76,14 @@ def write_depth_preview(run_dir: Path) -> Path | None:
     device, backend = render_device(run)
     bg = run.background if run.background is not None else torch.ones(3)
     with torch.no_grad():
-        out = render(run.primitive, {k: v.to(device) for k, v in run.params.items()}, run.cameras[i],
-                     sh_degree=run.sh_degree, backgrounds=bg.reshape(1, 3), backend=backend)
+        out = render(
+            run.primitive,
+            {k: v.to(device) for k, v in run.params.items()},
+            run.cameras[i],
+            sh_degree=run.sh_degree,
+            backgrounds=bg.reshape(1, 3),
+            backend=backend,
+        )
     image = depth_preview(out.depth[0, ..., 0].cpu().numpy(), out.alpha[0, ..., 0].cpu().numpy())
     path = Path(run_dir) / "eval" / f"{Path(run.names[i]).stem}_depth.png"
     Image.fromarray(image).save(path)
@@ -112,8 +118,10 @@ def _grid(groups: Sequence[Group]) -> str:
             continue
         name, images = triplet
         label = html.escape(f"{g.primitive}/{g.setting} (seed {record['seed']}, {name})")
-        cells = "".join(f'<td><img alt="{kind}" src="{_png_uri(im)}"></td>'
-                        for kind, im in zip(("truth", "render", "error", "depth"), images))
+        cells = "".join(
+            f'<td><img alt="{kind}" src="{_png_uri(im)}"></td>'
+            for kind, im in zip(("truth", "render", "error", "depth"), images)
+        )
         rows.append(f"<tr><td>{label}</td>{cells}</tr>")
     if not rows:
         return ""
@@ -145,28 +153,38 @@ def curves_svg(curves: dict[str, list[list[tuple[int, float]]]], width: int = 64
         y = height - pad - (psnr - y0) / max(y1 - y0, 1e-9) * (height - 2 * pad)
         return f"{x:.1f},{y:.1f}"
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">',
-             f'<rect {frame} fill="none" stroke="#999"/>',
-             f'<text x="{pad}" y="{height - 10}" font-size="11">step {x0}</text>',
-             f'<text x="{width - pad}" y="{height - 10}" font-size="11" text-anchor="end">{x1}</text>',
-             f'<text x="4" y="{height - pad}" font-size="11">{y0:.1f}</text>',
-             f'<text x="4" y="{pad}" font-size="11">{y1:.1f} dB</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">',
+        f'<rect {frame} fill="none" stroke="#999"/>',
+        f'<text x="{pad}" y="{height - 10}" font-size="11">step {x0}</text>',
+        f'<text x="{width - pad}" y="{height - 10}" font-size="11" text-anchor="end">{x1}</text>',
+        f'<text x="4" y="{height - pad}" font-size="11">{y0:.1f}</text>',
+        f'<text x="4" y="{pad}" font-size="11">{y1:.1f} dB</text>',
+    ]
     for i, (label, runs) in enumerate(curves.items()):
         color = COLORS[i % len(COLORS)]
         for run in runs:
             line = " ".join(xy(*p) for p in run)
             parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.2" points="{line}"/>')
-        parts.append(f'<text x="{pad + 8}" y="{pad + 14 * (i + 1)}" font-size="11" fill="{color}">'
-                     f"{html.escape(label)}</text>")
+        parts.append(
+            f'<text x="{pad + 8}" y="{pad + 14 * (i + 1)}" font-size="11" fill="{color}">{html.escape(label)}</text>'
+        )
     return "".join(parts) + "</svg>"
 
 
-def render_html(name: str, records: Sequence[dict[str, Any]], skipped: Sequence[str] = (),
-                command: str = "", total: int | None = None) -> str:
+def render_html(
+    name: str,
+    records: Sequence[dict[str, Any]],
+    skipped: Sequence[str] = (),
+    command: str = "",
+    total: int | None = None,
+) -> str:
     """The self-contained HTML report (module docstring); arguments as :func:`render_markdown`."""
     groups = group_records(records)
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Benchmark {html.escape(name)}</title>",
-           f"<style>{STYLE}</style></head><body><h1>Benchmark {html.escape(name)}</h1>"]
+    out = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Benchmark {html.escape(name)}</title>",
+        f"<style>{STYLE}</style></head><body><h1>Benchmark {html.escape(name)}</h1>",
+    ]
     if command:
         out.append(f"<p>Regenerate: <code>{html.escape(command)}</code></p>")
     out.append(f"<p>{html.escape(summary_line(records, total))}</p>")
@@ -182,10 +200,14 @@ def render_html(name: str, records: Sequence[dict[str, Any]], skipped: Sequence[
         out += ["<h2>Ranking (mean PSNR rank over scenes)</h2>", _table(ranked, "ranking")]
     failed = [r for r in records if r.get("status") == "failed"]
     if failed:
-        items = "".join(f"<li><code>{html.escape(r['id'])}</code>: {html.escape(str(r.get('error')))}</li>"
-                        for r in failed)
+        items = "".join(
+            f"<li><code>{html.escape(r['id'])}</code>: {html.escape(str(r.get('error')))}</li>" for r in failed
+        )
         out.append(f"<h2>Failed cells</h2><ul>{items}</ul>")
     if skipped:
-        out.append("<h2>Skipped (scene not on this machine)</h2><ul>"
-                   + "".join(f"<li>{html.escape(line)}</li>" for line in skipped) + "</ul>")
+        out.append(
+            "<h2>Skipped (scene not on this machine)</h2><ul>"
+            + "".join(f"<li>{html.escape(line)}</li>" for line in skipped)
+            + "</ul>"
+        )
     return "\n".join(out) + "\n</body></html>\n"

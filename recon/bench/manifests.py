@@ -47,11 +47,17 @@ def load_manifest(path: str | Path) -> Manifest:
         path = SPLITS_DIR / f"{path}.json"
     try:
         data = json.loads(path.read_text())
-        return Manifest(benchmark=data["benchmark"], protocol=data["protocol"], views=int(data["views"]),
-                        test_every=int(data.get("test_every", 8)), scenes=dict(data["scenes"]))
+        return Manifest(
+            benchmark=data["benchmark"],
+            protocol=data["protocol"],
+            views=int(data["views"]),
+            test_every=int(data.get("test_every", 8)),
+            scenes=dict(data["scenes"]),
+        )
     except OSError as err:
-        raise ConfigError(f"cannot read the split manifest: {err.strerror}", path=path,
-                          hint=f"the shipped ones are in {SPLITS_DIR}") from None
+        raise ConfigError(
+            f"cannot read the split manifest: {err.strerror}", path=path, hint=f"the shipped ones are in {SPLITS_DIR}"
+        ) from None
     except (KeyError, ValueError) as err:
         raise ConfigError(f"not a split manifest ({err})", path=path) from None
 
@@ -63,8 +69,9 @@ def protocol_split(manifest: Manifest, scene: str) -> Split:
     if manifest.protocol == "blender":
         num_train, num_test = entry["num_train"], entry["num_test"]
         split = {"train": list(range(num_train)), "test": list(range(num_train, num_train + num_test))}
-        got = split_views([f"{i:04d}" for i in range(num_train + num_test)], "blender", manifest.views,
-                          scene_split=split)
+        got = split_views(
+            [f"{i:04d}" for i in range(num_train + num_test)], "blender", manifest.views, scene_split=split
+        )
         return Split(got.train, [i - num_train for i in got.test], got.protocol)
     names = [f"{i:06d}.png" for i in range(entry["num_images"])]  # sorted name order = id order
     return split_views(names, manifest.protocol, manifest.views, manifest.test_every)

@@ -122,8 +122,11 @@ def _list(value: Any, key: str, source: Path | None) -> list[Any]:
 def _unknown(data: dict[str, Any], allowed: tuple[str, ...], where: str, source: Path | None) -> None:
     unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(str, unknown))} in {where}",
-                          path=source, hint=f"valid keys: {', '.join(allowed)}")
+        raise ConfigError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(str, unknown))} in {where}",
+            path=source,
+            hint=f"valid keys: {', '.join(allowed)}",
+        )
 
 
 def _scene(item: Any, i: int, source: Path | None) -> SceneSpec:
@@ -135,8 +138,13 @@ def _scene(item: Any, i: int, source: Path | None) -> SceneSpec:
     if not isinstance(item.get("path"), str) or not item["path"]:
         raise ConfigError(f"{where}.path: missing or not a string", path=source, hint="path: FOLDER (or synthetic)")
     name = item.get("name") or Path(item["path"]).name
-    return SceneSpec(name=str(name), path=item["path"], format=item.get("format"), protocol=item.get("protocol"),
-                     views=item.get("views"))
+    return SceneSpec(
+        name=str(name),
+        path=item["path"],
+        format=item.get("format"),
+        protocol=item.get("protocol"),
+        views=item.get("views"),
+    )
 
 
 def parse_bench(data: Any, source: Path | None = None) -> BenchSpec:
@@ -162,10 +170,17 @@ def parse_bench(data: Any, source: Path | None = None) -> BenchSpec:
     settings = _mapping(data.get("settings"), "settings", source) or {"default": {}}
     settings = {str(k): _mapping(v, f"settings.{k}", source) for k, v in settings.items()}
     name = data.get("name") or (source.stem if source else "bench")
-    return BenchSpec(name=str(name), preset=str(data.get("preset", "demo")),
-                     train=_mapping(data.get("train"), "train", source), scenes=scenes, primitives=primitives,
-                     settings=settings, seeds=seeds, source=source,
-                     datasets=str(data.get("datasets") or DATASETS_GUIDE))
+    return BenchSpec(
+        name=str(name),
+        preset=str(data.get("preset", "demo")),
+        train=_mapping(data.get("train"), "train", source),
+        scenes=scenes,
+        primitives=primitives,
+        settings=settings,
+        seeds=seeds,
+        source=source,
+        datasets=str(data.get("datasets") or DATASETS_GUIDE),
+    )
 
 
 def find_matrix(name: str | Path) -> Path:
@@ -191,8 +206,11 @@ def load_bench(path: str | Path) -> BenchSpec:
     try:
         text = path.read_text()
     except OSError as err:
-        raise ConfigError(f"cannot read the benchmark matrix: {err.strerror}", path=path,
-                          hint="pass a YAML file such as configs/bench/smoke.yaml") from None
+        raise ConfigError(
+            f"cannot read the benchmark matrix: {err.strerror}",
+            path=path,
+            hint="pass a YAML file such as configs/bench/smoke.yaml",
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

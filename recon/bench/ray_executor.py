@@ -61,13 +61,17 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         return
     host, _, port = address.split("://", 1)[-1].rpartition(":")
     if not host or not port.isdigit():
-        raise ConfigError(f"--address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto",
-                          hint="the address `ray start --head` printed, e.g. 10.0.0.5:6379")
+        raise ConfigError(
+            f"--address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto",
+            hint="the address `ray start --head` printed, e.g. 10.0.0.5:6379",
+        )
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as err:
-        raise ConfigError(f"--address {address}: cannot reach the Ray cluster ({err.strerror or err})",
-                          hint="start it with `ray start --head`, or check the host and port") from None
+        raise ConfigError(
+            f"--address {address}: cannot reach the Ray cluster ({err.strerror or err})",
+            hint="start it with `ray start --head`, or check the host and port",
+        ) from None
 
 
 def cell_resources(job: CellJob) -> dict[str, int]:
@@ -119,8 +123,10 @@ class RayExecutor:
             try:
                 ray.init(address=self.address, **quiet)
             except (ConnectionError, RuntimeError, ValueError) as err:
-                raise ConfigError(f"--address {self.address}: cannot join the Ray cluster ({str(err).splitlines()[0]})",
-                                  hint="check the address `ray start --head` printed") from None
+                raise ConfigError(
+                    f"--address {self.address}: cannot join the Ray cluster ({str(err).splitlines()[0]})",
+                    hint="check the address `ray start --head` printed",
+                ) from None
         self._started = True
 
     def close(self) -> None:
@@ -167,8 +173,13 @@ class RayExecutor:
                 if attempts <= self.retries:
                     submit(job, failures)
                     continue
-                yield {**record, "status": "failed", "error": f"{failure['error']} ({failure['kind']}, "
-                       f"{attempts} attempts)", "attempts": attempts, "failures": failures}
+                yield {
+                    **record,
+                    "status": "failed",
+                    "error": f"{failure['error']} ({failure['kind']}, {attempts} attempts)",
+                    "attempts": attempts,
+                    "failures": failures,
+                }
         finally:
             for ref in pending:  # Ctrl-C or an error of the driver: stop what still runs
                 ray.cancel(ref)

@@ -122,15 +122,24 @@ def scene_table(groups: Sequence[Group], scene: str) -> Table:
     mine = [g for g in groups if g.scene == scene]
     keys = [k for k in COLUMNS if k in METRICS or any(g.values(k) for g in mine)]
     header = ["primitive", "setting", "seeds", *(COLUMNS[k][0] for k in keys)]
-    rows = [[g.primitive, g.setting, ",".join(map(str, g.seeds)),
-             *(format_mean_std(g.values(k), COLUMNS[k][1]) for k in keys)] for g in mine]
+    rows = [
+        [
+            g.primitive,
+            g.setting,
+            ",".join(map(str, g.seeds)),
+            *(format_mean_std(g.values(k), COLUMNS[k][1]) for k in keys),
+        ]
+        for g in mine
+    ]
     return header, rows
 
 
 def ranking_table(groups: Sequence[Group]) -> Table:
     """The ranking as a table (:func:`ranking`); no rows when nothing finished."""
-    rows = [[str(i + 1), name, f"{rank:.2f}", f"{psnr:.2f}", str(n)]
-            for i, (name, rank, psnr, n) in enumerate(ranking(groups))]
+    rows = [
+        [str(i + 1), name, f"{rank:.2f}", f"{psnr:.2f}", str(n)]
+        for i, (name, rank, psnr, n) in enumerate(ranking(groups))
+    ]
     return ["#", "primitive/setting", "mean rank", "mean PSNR", "scenes"], rows
 
 
@@ -141,12 +150,20 @@ def summary_line(records: Sequence[dict[str, Any]], total: int | None) -> str:
 
 def _markdown_table(table: Table) -> list[str]:
     header, rows = table
-    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
-            *("| " + " | ".join(row) + " |" for row in rows)]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
 
 
-def render_markdown(name: str, records: Sequence[dict[str, Any]], skipped: Sequence[str] = (),
-                    command: str = "", total: int | None = None) -> str:
+def render_markdown(
+    name: str,
+    records: Sequence[dict[str, Any]],
+    skipped: Sequence[str] = (),
+    command: str = "",
+    total: int | None = None,
+) -> str:
     """The report: per-scene tables (mean +- std over seeds), the ranking, failed and skipped cells.
 
     Args:

@@ -14,8 +14,14 @@ from recon.cli import main
 TINY = {
     "name": "tiny",
     "preset": "demo",
-    "train": {"iterations": 20, "checkpoint_every": 10, "data.synthetic_width": 32, "data.synthetic_height": 24,
-              "data.synthetic_views": 8, "init.max_points": 300},
+    "train": {
+        "iterations": 20,
+        "checkpoint_every": 10,
+        "data.synthetic_width": 32,
+        "data.synthetic_height": 24,
+        "data.synthetic_views": 8,
+        "init.max_points": 300,
+    },
     "scenes": [{"name": "synthetic", "path": "synthetic"}, {"name": "absent", "path": "/nonexistent/recon-scene"}],
     "primitives": ["gaussian"],
     "seeds": [0, 1],

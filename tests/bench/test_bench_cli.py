@@ -114,9 +114,17 @@ def test_two_jobs_in_a_process_pool(bench):
     assert all((out / "cells" / r["id"] / "eval" / "metrics.json").is_file() for r in records)
 
 
-@pytest.mark.parametrize(("cores", "jobs", "cells", "omp", "want"), [
-    (2, 1, 4, None, 2), (2, 2, 4, None, 1), (8, 3, 4, None, 2), (8, 4, 1, None, 8), (2, 4, 4, None, 1),
-    (16, 2, 4, 4, 4)])
+@pytest.mark.parametrize(
+    ("cores", "jobs", "cells", "omp", "want"),
+    [
+        (2, 1, 4, None, 2),
+        (2, 2, 4, None, 1),
+        (8, 3, 4, None, 2),
+        (8, 4, 1, None, 8),
+        (2, 4, 4, None, 1),
+        (16, 2, 4, 4, 4),
+    ],
+)
 def test_threads_per_job_never_oversubscribe(cores, jobs, cells, omp, want, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     threads = LocalExecutor(jobs, cores=cores, max_threads=omp).threads_per_job(cells)
@@ -134,8 +142,16 @@ def test_failed_cell_is_reported_and_the_others_run(tmp_path, tiny_matrix):
     empty = tmp_path / "not-a-scene"
     empty.mkdir()
     matrix = tmp_path / "m.yaml"
-    matrix.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "iterations": 5}, "seeds": [0],
-                                      "scenes": [{"name": "bad", "path": str(empty)}, {"path": "synthetic"}]}))
+    matrix.write_text(
+        yaml.safe_dump(
+            {
+                **TINY,
+                "train": {**TINY["train"], "iterations": 5},
+                "seeds": [0],
+                "scenes": [{"name": "bad", "path": str(empty)}, {"path": "synthetic"}],
+            }
+        )
+    )
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         assert main(["bench", str(matrix), "--out", str(tmp_path / "out")]) == 1

@@ -15,8 +15,18 @@ from recon.errors import ConfigError
 
 
 def _recs(scene, setting, psnrs):
-    return [{"id": f"{scene}-{setting}-{i}", "scene": scene, "primitive": "gaussian", "setting": setting, "seed": i,
-             "status": "done", "metrics": {"psnr": p, "ssim": 0.9, "lpips": None}} for i, p in enumerate(psnrs)]
+    return [
+        {
+            "id": f"{scene}-{setting}-{i}",
+            "scene": scene,
+            "primitive": "gaussian",
+            "setting": setting,
+            "seed": i,
+            "status": "done",
+            "metrics": {"psnr": p, "ssim": 0.9, "lpips": None},
+        }
+        for i, p in enumerate(psnrs)
+    ]
 
 
 A = _recs("x", "base", [20.0, 21.0, 22.0]) + _recs("y", "base", [30.0, 30.5, 31.0]) + _recs("z", "base", [10.0])

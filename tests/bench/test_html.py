@@ -67,8 +67,12 @@ def test_html_report_tables_images_and_curves(finished):
     metrics = page.tables[0]
     assert metrics[0][:4] == ["primitive", "setting", "seeds", "PSNR"]
     psnr = [r["metrics"]["psnr"] for r in records]  # oracle: statistics.stdev (n - 1)
-    assert metrics[1][:4] == ["gaussian", "default", "0,1",
-                              f"{statistics.mean(psnr):.2f} +- {statistics.stdev(psnr):.2f}"]
+    assert metrics[1][:4] == [
+        "gaussian",
+        "default",
+        "0,1",
+        f"{statistics.mean(psnr):.2f} +- {statistics.stdev(psnr):.2f}",
+    ]
     # the grid: truth | render | error of the seed-0 cell's first test view, from its eval image
     assert [alt for alt, _ in page.images] == ["truth", "render", "error", "depth"]
     truth, render, error, depth = (_decode(uri) for _, uri in page.images)

@@ -28,12 +28,17 @@ def test_expansion_is_the_product_with_resolved_configs():
     cells = expand(parse_bench(BASE))
     assert len(cells) == 1 * 2 * 2 * 2
     assert [(c.primitive, c.setting, c.seed) for c in cells[:4]] == [
-        ("gaussian", "default", 0), ("gaussian", "default", 1),
-        ("gaussian", "no-sparse", 0), ("gaussian", "no-sparse", 1)]
+        ("gaussian", "default", 0),
+        ("gaussian", "default", 1),
+        ("gaussian", "no-sparse", 0),
+        ("gaussian", "no-sparse", 1),
+    ]
     cell = cells[3]
     # oracle: the same config built by hand from the preset with recon.config.override
-    want = override(load_preset("demo"), **{"iterations": 20, "sparse.enabled": False, "data.path": "synthetic",
-                                            "primitive": "gaussian", "seed": 1})
+    want = override(
+        load_preset("demo"),
+        **{"iterations": 20, "sparse.enabled": False, "data.path": "synthetic", "primitive": "gaussian", "seed": 1},
+    )
     assert cell.config == want
     assert cell.id.startswith("synthetic-gaussian-no-sparse-s1-")
     assert len({c.id for c in cells}) == len(cells)
@@ -52,16 +57,19 @@ def test_ids_are_stable_and_change_with_the_config(tmp_path):
     assert not {c.id for c in longer} & set(ids)
 
 
-@pytest.mark.parametrize(("data", "key"), [
-    (_with(sceens=[]), "sceens"),
-    (_with(settings={"x": {"sparse.enabld": False}}), "enabld"),
-    (_with(settings={"x": {"iterations": "many"}}), "iterations"),
-    (_with(train={"strategy.cap": 3}), "cap"),
-    (_with(scenes=[{"path": "synthetic", "view": 3}]), "view"),
-    (_with(primitives=["sphere"]), "sphere"),
-    (_with(settings={"x": {"preset": "nope"}}), "nope"),
-    (_with(settings={"x": {"backend": "vulkan"}}), "backend"),
-])
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        (_with(sceens=[]), "sceens"),
+        (_with(settings={"x": {"sparse.enabld": False}}), "enabld"),
+        (_with(settings={"x": {"iterations": "many"}}), "iterations"),
+        (_with(train={"strategy.cap": 3}), "cap"),
+        (_with(scenes=[{"path": "synthetic", "view": 3}]), "view"),
+        (_with(primitives=["sphere"]), "sphere"),
+        (_with(settings={"x": {"preset": "nope"}}), "nope"),
+        (_with(settings={"x": {"backend": "vulkan"}}), "backend"),
+    ],
+)
 def test_bad_matrix_is_one_line_error_naming_the_key(data, key):
     with pytest.raises(ConfigError) as err:
         expand(parse_bench(data))

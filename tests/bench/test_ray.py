@@ -71,8 +71,10 @@ def _jobs(matrix_dict, tmp_path) -> list[CellJob]:
     path.write_text(yaml.safe_dump(matrix_dict))
     cells = [c for c in expand(load_bench(path)) if c.available]
     labels = [{"scene": c.scene.name, "primitive": c.primitive, "setting": c.setting, "seed": c.seed} for c in cells]
-    return [CellJob(c.id, str(tmp_path / "out" / "cells" / c.id), c.config.to_dict(), lab, 1)
-            for c, lab in zip(cells, labels)]
+    return [
+        CellJob(c.id, str(tmp_path / "out" / "cells" / c.id), c.config.to_dict(), lab, 1)
+        for c, lab in zip(cells, labels)
+    ]
 
 
 def test_a_cell_that_raised_and_a_dead_worker_are_retried_once(ray_instance, tiny_matrix, tmp_path):
@@ -93,9 +95,16 @@ def test_a_cell_that_always_fails_is_reported_and_the_other_finishes(ray_instanc
     empty = tmp_path / "not-a-scene"
     empty.mkdir()
     matrix = tmp_path / "m.yaml"
-    matrix.write_text(yaml.safe_dump({**tiny_matrix, "train": {**tiny_matrix["train"], "iterations": 5},
-                                      "seeds": [0], "scenes": [{"name": "bad", "path": str(empty)},
-                                                               {"path": "synthetic"}]}))
+    matrix.write_text(
+        yaml.safe_dump(
+            {
+                **tiny_matrix,
+                "train": {**tiny_matrix["train"], "iterations": 5},
+                "seeds": [0],
+                "scenes": [{"name": "bad", "path": str(empty)}, {"path": "synthetic"}],
+            }
+        )
+    )
     status, err = _bench(matrix, "--out", tmp_path / "out", "--executor", "ray", "--jobs", 2)
     assert status == 1
     bad, good = _results(tmp_path / "out")

@@ -16,8 +16,14 @@ MATRICES = sorted((shipped_dir("configs") / "bench").glob("*.yaml"))
 
 
 def test_the_issue_matrices_ship():
-    assert {p.stem for p in MATRICES} >= {"smoke", "dtu-3view", "llff-3view", "blender-8view", "mipnerf360-24view",
-                                           "shared-scenes"}
+    assert {p.stem for p in MATRICES} >= {
+        "smoke",
+        "dtu-3view",
+        "llff-3view",
+        "blender-8view",
+        "mipnerf360-24view",
+        "shared-scenes",
+    }
 
 
 @pytest.mark.parametrize("path", MATRICES, ids=lambda p: p.stem)

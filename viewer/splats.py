@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SPLAT_VIEW, SERVER_VIEW = "browser splats", "server render"
 _NODE = "/splats"
+_SPLAT_KEYS = ("means", "quats", "scales", "opacities", "sh0")
 # float16 (viser's covariance encoding) keeps full precision for magnitudes in [2^-14, 2^16).
 _F16_LOG2_RANGE = (-14.0, 15.0)
 
@@ -125,9 +126,11 @@ class SplatSource:
     shown: bool = True
 
     def read(self) -> SplatArrays:
-        """The current splats (converted under the lock; the conversion copies the tensors)."""
+        """The current splats: the tensors are copied under the lock and converted after it."""
         with self.lock if self.lock is not None else nullcontext():
-            return gaussian_splats(self.get_params())
+            params = self.get_params()
+            params = {k: params[k].detach().clone() for k in _SPLAT_KEYS}
+        return gaussian_splats(params)
 
 
 class SplatView:
@@ -161,7 +164,8 @@ class SplatView:
             "View",
             (SPLAT_VIEW, SERVER_VIEW),
             initial_value=SPLAT_VIEW if source.shown else SERVER_VIEW,
-            hint="browser splats: the page draws the Gaussians itself (fast, colour without view dependence); "
+            hint="browser splats: the page draws the Gaussians itself (smooth with a GPU; colour without view "
+            "dependence); "
             "server render: every primitive, render mode and depth, rendered here",
         )
         self._info = gui.add_markdown("")
@@ -205,15 +209,19 @@ class SplatView:
             t0 = time.perf_counter()
             splats = self.source.read()
             s = float16_scale(splats.covariances)
-            self.handle = self.server.scene.add_gaussian_splats(
-                _NODE,
+            arrays = (
                 splats.centers / s,
                 splats.covariances / (s * s),
                 to_uint8(splats.rgbs),
                 to_uint8(splats.opacities),
-                scale=s,
-                visible=self.active,
             )
+            if self.handle is None:
+                self.handle = self.server.scene.add_gaussian_splats(_NODE, *arrays, scale=s, visible=self.active)
+            else:  # an update in place: pages keep the node (no fade-in again)
+                with self.server.atomic():
+                    self.handle.scale = s
+                    self.handle.set_gaussians(*arrays)
+                    self.handle.visible = self.active
             self.sends += 1
             self._sent_version, self._last_send = version, time.perf_counter()
             self._info.content = (

@@ -49,6 +49,22 @@ def grid_run(tmp_path) -> Path:
     return write_tiny_run(tmp_path / "run", params)
 
 
+def _assert_same_picture(shot: np.ndarray, expected: np.ndarray) -> None:
+    """The page's splats vs recon's render, away from the GUI panel, notification and gizmo."""
+    H, W = shot.shape[:2]
+    keep = np.ones((H, W), bool)
+    keep[:, 440:] = False  # the GUI panel
+    keep[:150, :320] = False  # the software-WebGL notification
+    keep[H - 70 :, :70] = False  # the orientation gizmo
+    got, want = shot[keep].astype(int), expected[keep].astype(int)
+    covered = want.max(-1) > 60  # pixels the server render puts a splat on
+    assert covered.sum() > 2000 and got.std() > 10, "blank canvas: no splats drawn"
+    diff = np.abs(got - want).max(-1)
+    # The same picture up to 8-bit colours and the page's camera frustum lines.
+    assert (diff < 25).mean() > 0.97, f"only {(diff < 25).mean():.1%} of pixels match the server render"
+    assert (diff[covered] < 25).mean() > 0.9
+
+
 def test_browser_draws_the_splats_of_a_run(chromium, grid_run, tmp_path):
     from PIL import Image
 
@@ -58,18 +74,32 @@ def test_browser_draws_the_splats_of_a_run(chromium, grid_run, tmp_path):
     render_fn = make_render_fn(viewable.sets, backend="reference")
     app = ViewerApp(render_fn, context, port=free_port(), max_resolution=384, verbose=False)
     app.server.scene.world_axes.visible = False
+    region = (slice(0, 457), slice(0, 440))  # left of the GUI panel
     try:
         browser = chromium(800, 600)
         browser.open(app.url)
         assert wait_until(lambda: app.num_clients == 1, 90), "the browser never connected"
-        region = (slice(0, 457), slice(0, 440))  # left of the GUI panel
         shot = browser.settled_screenshot(region, 90)
-        Image.fromarray(shot).save(tmp_path / "splats.png")
         renderer = next(iter(app.renderers.values()))
         cam = renderer.client.camera
-        pose = ViewPose(np.array(cam.wxyz), np.array(cam.position), float(cam.fov))
-        H, W = shot.shape[:2]
-        assert (cam.image_width, cam.image_height) == (W, H)
+        camera = pose_to_cameras(
+            ViewPose(np.array(cam.wxyz), np.array(cam.position), float(cam.fov)), *shot.shape[1::-1]
+        )
+        assert (cam.image_width, cam.image_height) == shot.shape[1::-1]
+        Image.fromarray(np.concatenate([shot, render_fn(camera, RenderSettings())], 1)).save(
+            tmp_path / "page_server.png"
+        )
+        _assert_same_picture(shot, render_fn(camera, RenderSettings()))
+
+        # Training moved the Gaussians (sent again in place): the page follows.
+        params = viewable.sets["gaussian"].params
+        params["means"] += torch.tensor([0.0, 0.0, 0.3])
+        params["sh0"] = params["sh0"].flip(-1)
+        app.splats.send()
+        before = shot[region].astype(int)
+        assert wait_until(lambda: np.abs(browser.screenshot()[region] - before).mean() > 1.0, 60), "no update drawn"
+        shot = browser.settled_screenshot(region, 60)
+        _assert_same_picture(shot, render_fn(camera, RenderSettings()))
         assert renderer.renders == 0, "the server rendered while the page was on browser splats"
 
         # Back to the server render: one toggle away.
@@ -78,17 +108,3 @@ def test_browser_draws_the_splats_of_a_run(chromium, grid_run, tmp_path):
         assert not app.splats.handle.visible
     finally:
         app.stop()
-
-    expected = render_fn(pose_to_cameras(pose, W, H), RenderSettings()).astype(int)
-    Image.fromarray(expected.astype(np.uint8)).save(tmp_path / "server.png")
-    keep = np.ones((H, W), bool)
-    keep[:, 440:] = False  # the GUI panel
-    keep[:150, :320] = False  # the software-WebGL notification
-    keep[H - 70 :, :70] = False  # the orientation gizmo
-    got, want = shot[keep].astype(int), expected[keep]
-    covered = want.max(-1) > 60  # pixels the server render puts a splat on
-    assert covered.sum() > 2000 and got.std() > 10, "blank canvas: no splats drawn"
-    diff = np.abs(got - want).max(-1)
-    # The same picture up to 8-bit colours and the page's camera frustum lines.
-    assert (diff < 25).mean() > 0.97, f"only {(diff < 25).mean():.1%} of pixels match the server render"
-    assert (diff[covered] < 25).mean() > 0.9

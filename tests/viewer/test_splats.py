@@ -170,7 +170,9 @@ def test_live_splats_resend_at_a_low_rate_only_when_training_moved(sphere_render
         assert 2 <= sends <= 4
         time.sleep(0.8)  # training paused: nothing new to send
         assert app.splats.sends == sends
-        assert len(app.splats.source.read()) == len(gaussian_splats(trainer.params))
+        handle = app.splats.handle  # updated in place: the page keeps its node
+        got = _decode(handle.buffer, float(np.asarray(handle.scale).reshape(-1)[0]))["centers"]
+        np.testing.assert_allclose(got, gaussian_splats(trainer.params).centers, rtol=1e-6, atol=1e-6)
         app.splats._refresh.value = 0.0  # 0 = on demand only
         state.step += 1
         time.sleep(0.6)

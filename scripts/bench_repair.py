@@ -149,6 +149,17 @@ def evaluate(record: RunRecord, args: argparse.Namespace) -> None:
     record.psnr, record.ssim = res["psnr"], res["ssim"]
 
 
+def reused_off(earlier: Path, seed: int, out: Path) -> RunRecord:
+    """The ``--repair off`` record of ``seed`` from an earlier benchmark, its run linked under ``out``."""
+    record = RunRecord(**json.loads((earlier / f"seed_{seed}" / "record_off.json").read_text()))
+    link = out / f"seed_{seed}" / "off"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(Path(record.run).resolve(), target_is_directory=True)
+    record.run = str(link)
+    return record
+
+
 def in_parallel(fn, records: list[RunRecord], args: argparse.Namespace) -> None:
     threads = [threading.Thread(target=fn, args=(r, args)) for r in records]
     for t in threads:
@@ -255,6 +266,9 @@ def main() -> None:
     p.add_argument("--preset", default=None, help="preset name or YAML (e.g. tuned repair options), both runs")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (the two runs go side by side)")
     p.add_argument("--reuse", action="store_true", help="keep finished runs of an earlier call (their record.json)")
+    p.add_argument("--off-from", default=None,
+                   help="an earlier --out with the same data, seeds and schedule: its --repair off runs are reused "
+                        "(a repair candidate then trains only --repair auto, e.g. with --preset)")  # fmt: skip
     p.add_argument("--out", required=True)
     args = p.parse_args()
     out = Path(args.out)
@@ -266,8 +280,12 @@ def main() -> None:
         if args.reuse and all(s.is_file() for s in saved):
             records += [RunRecord(**json.loads(s.read_text())) for s in saved]
             continue
-        in_parallel(train, batch, args)
-        in_parallel(evaluate, batch, args)
+        todo = batch
+        if args.off_from:
+            batch[0] = reused_off(Path(args.off_from), seed, out)
+            todo = batch[1:]
+        in_parallel(train, todo, args)
+        in_parallel(evaluate, todo, args)
         for r, s in zip(batch, saved, strict=True):
             s.write_text(json.dumps(asdict(r), indent=1))
         records += batch

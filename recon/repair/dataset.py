@@ -32,7 +32,9 @@ from recon.repair.pairs import (
     PairConfig,
     RepairPair,
     calibrate_strength,
+    calibration_views,
     leave_one_out_pairs,
+    noise_error,
     noise_pairs,
     training_scene,
 )
@@ -83,14 +85,22 @@ def make_pairs(config: TrainConfig, scene: SceneData, split: Split, params: dict
     loo_l1 = float(np.mean([float((p.render - p.target).abs().mean()) for p in pairs]))
     meta: dict[str, Any] = {"pair_config": asdict(pc), "loo_l1": loo_l1}
     if params is not None:
-        strength = pc.noise_strength
-        if strength is None:
-            sub = training_scene(scene, split, pc.downscale)
-            strength = calibrate_strength(config.primitive, params, sh_degree, sub, loo_l1, background, pc.seed)
-        pairs += noise_pairs(config.primitive, params, sh_degree, scene, split, pc, strength, step, background)
-        meta["noise_strength"] = strength
+        strengths: tuple[float, ...] = (pc.noise_strength,) if pc.noise_strength is not None else ()
+        if not strengths:
+            from recon.train.setup import masked_protocol
+
+            sub, masked = training_scene(scene, split, pc.downscale), masked_protocol(split.protocol, scene)
+            bg = torch.zeros(3) if background is None else background
+            own_l1 = noise_error(config.primitive, params, sh_degree, sub, calibration_views(sub), 0.0, bg, masked=masked)
+            targets = [own_l1 + level * (loo_l1 - own_l1) for level in pc.noise_levels]
+            strengths = tuple(calibrate_strength(config.primitive, params, sh_degree, sub, t, background, pc.seed,
+                                                 masked=masked) for t in targets)  # fmt: skip
+            meta["own_l1"] = own_l1
+        pairs += noise_pairs(config.primitive, params, sh_degree, scene, split, pc, strengths, step, background)
+        meta["noise_strength"], meta["noise_strengths"] = strengths[-1], list(strengths)
         if progress is not None:
-            progress(f"attribute noise: strength {strength:.3f} matches the leave-one-out L1 {loo_l1:.4f}")
+            progress(f"attribute noise: strength {', '.join(f'{x:.3f}' for x in strengths)} for L1 levels "
+                     f"{', '.join(f'{x:g}' for x in pc.noise_levels)} of the way to the leave-one-out L1 {loo_l1:.4f}")
     return PairSet(pairs, list(split.train), list(split.test), meta)
 
 

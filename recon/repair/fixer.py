@@ -73,6 +73,10 @@ class FixerConfig:
     """Weight of (1 - SSIM) in the loss."""
     ema_decay: float = 0.999
     """Largest EMA decay (warmed up from 0); 0 = no EMA."""
+    blend: float = 1.0
+    """Repair = render + blend x (fixer output - render); -1 = calibrated after fitting by least
+    squares on the gate view's attribute-noise pairs (:func:`calibrate_blend`), which are milder
+    than its leave-one-out renders, as the main run's novel views are."""
     max_seconds: float = 0.0
     """Stop training after this many CPU seconds of this process (0 = no limit); the weights so far
     (their EMA) are kept and ``meta["stopped_early"]`` says so."""
@@ -186,7 +190,11 @@ class Fixer:
             out = sched.add_noise(x_t, noise, timesteps[:1])
             for t in timesteps:
                 out = sched.step(self.predict(out, cond, t), t, out).prev_sample
-        return ((out[..., :h, :w] + 1) / 2).clamp(0, 1)
+        out = ((out[..., :h, :w] + 1) / 2).clamp(0, 1)
+        blend = float(self.meta.get("blend", 1.0))  # FixerConfig.blend, calibrated or given
+        if blend != 1.0:
+            out = (inputs[:, :3].float() + blend * (out - inputs[:, :3].float())).clamp(0, 1)
+        return out
 
     # ------------------------------------------------------------------ files
     def save_pretrained(self, folder: str | Path) -> Path:
@@ -330,14 +338,34 @@ def evaluate_gate(model: Any, pairs: list[RepairPair], margin_db: float = 0.0, *
     return GateResult(identity, fixed, False, reason, views)
 
 
+def calibrate_blend(model: Any, pairs: list[RepairPair]) -> float:
+    """The ``s`` in [0, 1] minimising the squared error of ``render + s (repaired - render)`` to the
+    targets over every pixel of ``pairs`` (closed form: <d, e> / <d, d> with d = repaired - render,
+    e = target - render); 1 when the model changes nothing."""
+    num = den = 0.0
+    for p, fixed in zip(pairs, repair_pairs(model, pairs), strict=True):
+        d, e = fixed - p.render, p.target - p.render
+        num, den = num + float((d * e).sum()), den + float((d * d).sum())
+    return 1.0 if den <= 0 else min(1.0, max(0.0, num / den))
+
+
 def fit_and_gate(pairs: list[RepairPair], config: FixerConfig | None = None, held_out_views: int = 1,
                  progress: bool = True, on_step: Callable[[int, int], None] | None = None) -> tuple[Fixer, GateResult]:
-    """Fits on all pairs but the held-out views', gates on those; the result is stored in ``fixer.meta``."""
+    """Fits on all pairs but the held-out views', sets its blend (``config.blend``, calibrated on the
+    held-out views' noise pairs when -1), gates it on their leave-one-out pairs; the blend and the
+    gate are stored in ``fixer.meta``."""
     fit, gate_pairs = split_held_out(pairs, held_out_views)
     if not fit:
         raise ConfigError("every repair pair belongs to the gate's held-out view",
                           hint="generate pairs with more held-out views (PairConfig.held_out >= 2)")
     fixer = fit_fixer(fit, config, progress=progress, on_step=on_step)
+    if fixer.config.blend >= 0:
+        fixer.meta["blend"] = fixer.config.blend
+    else:
+        held = {p.view for p in gate_pairs}
+        calibration = [p for p in pairs if p.view in held and p.kind == "noise"] or gate_pairs
+        fixer.meta["blend"] = 1.0  # the fixer's own output while calibrating
+        fixer.meta["blend"] = calibrate_blend(fixer, calibration) if calibration else 1.0
     gate = evaluate_gate(fixer, gate_pairs)
     fixer.meta["gate"] = asdict(gate)
     return fixer, gate

@@ -64,6 +64,10 @@ class PairConfig:
     """Attribute-noise renders per training view (needs the trained parameters)."""
     noise_strength: float | None = None
     """Attribute noise in units of each parameter's spread; None = calibrated on the leave-one-out pairs."""
+    noise_levels: tuple[float, ...] = (1.0,)
+    """Error levels of the calibrated noise renders: level l aims at the trained model's own error
+    at the training views + l x (leave-one-out error - that), in mean absolute error (1 = as far
+    off as the leave-one-out renders; lower levels teach the fixer to leave mild damage alone)."""
     dropout: float = 0.3
     """Largest fraction of primitives dropped in a noise render (drawn uniformly up to it)."""
     occlusion_tol: float = 0.05
@@ -293,29 +297,40 @@ def perturb(primitive: str, params: dict[str, Tensor], strength: float, dropout:
     return out
 
 
-def _noise_error(primitive: str, params: dict[str, Tensor], sh_degree: int, scene: SceneData, views: list[int],
-                 strength: float, background: Tensor, seed: int) -> float:
+def noise_error(primitive: str, params: dict[str, Tensor], sh_degree: int, scene: SceneData, views: list[int],
+                strength: float, background: Tensor, seed: int = 0, masked: bool = False) -> float:
+    """Mean absolute error of attribute-noise renders (no dropout) of local ``views`` of a
+    :func:`training_scene` against the pairs' targets (:func:`composite_target` when ``masked``)."""
     gen = torch.Generator().manual_seed(seed)
     noisy = perturb(primitive, params, strength, 0.0, gen)
     err = 0.0
     for v in views:
         out = render(primitive, noisy, scene.cameras[v], sh_degree=sh_degree, backgrounds=background.reshape(1, 3))
-        err += float((out.rgb[0].clamp(0, 1) - scene.images[v]).abs().mean())
+        mask = scene.masks[v] if masked and scene.masks is not None else None
+        target = composite_target(scene.images[v], mask, background if masked else None)
+        err += float((out.rgb[0].clamp(0, 1) - target).abs().mean())
     return err / len(views)
+
+
+def calibration_views(scene: SceneData) -> list[int]:
+    """The (up to 2, evenly spaced) local views :func:`calibrate_strength` measures the error on."""
+    return evenly_spaced(len(scene), min(2, len(scene)))
 
 
 @torch.no_grad()
 def calibrate_strength(primitive: str, params: dict[str, Tensor], sh_degree: int, scene: SceneData,
                        target_l1: float, background: Tensor | None = None, seed: int = 0,
-                       iterations: int = 8) -> float:
+                       iterations: int = 8, masked: bool = False) -> float:
     """The attribute-noise strength whose renders of (up to 2) training views are ``target_l1``
-    away from the photos (mean absolute error), by bisection on [0, 2]."""
+    away from the pairs' targets (mean absolute error, :func:`noise_error`), by bisection on [0, 2].
+    ``masked``: the targets are the photos composited on ``background`` with the scene's masks,
+    as the leave-one-out pairs' are (else the photo's own background counts as error)."""
     bg = torch.zeros(3) if background is None else background
-    views = evenly_spaced(len(scene), min(2, len(scene)))
+    views = calibration_views(scene)
     lo, hi = 0.0, 2.0
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
-        if _noise_error(primitive, params, sh_degree, scene, views, mid, bg, seed) < target_l1:
+        if noise_error(primitive, params, sh_degree, scene, views, mid, bg, seed, masked) < target_l1:
             lo = mid
         else:
             hi = mid
@@ -323,14 +338,15 @@ def calibrate_strength(primitive: str, params: dict[str, Tensor], sh_degree: int
 
 
 def noise_pairs(primitive: str, params: dict[str, Tensor], sh_degree: int, scene: SceneData, split: Split,
-                pair_config: PairConfig | None = None, strength: float = 0.3, step: int = 0,
+                pair_config: PairConfig | None = None, strength: float | tuple[float, ...] = 0.3, step: int = 0,
                 background: Tensor | None = None) -> list[RepairPair]:
     """Attribute-noise renders of the trained model at every training view (see :func:`perturb`).
 
     Args:
         params: the trained model's raw parameters.
         scene: the full scene; only ``split.train`` views are read.
-        strength: noise strength (:func:`calibrate_strength` picks one).
+        strength: noise strength (:func:`calibrate_strength` picks one), or one per error level
+            (``noise_per_view`` renders each).
         step: the training step of ``params`` (recorded in the pairs).
     """
     from recon.train.setup import masked_protocol
@@ -344,9 +360,11 @@ def noise_pairs(primitive: str, params: dict[str, Tensor], sh_degree: int, scene
     pairs = []
     for v in range(len(ids)):
         neighbour = nearest_view(sub.cameras, v, list(range(len(ids))))
-        for _ in range(pc.noise_per_view):
-            dropout = pc.dropout * float(torch.rand(1, generator=gen))
-            noisy = perturb(primitive, params, strength, dropout, gen)
-            pairs.append(render_pair(primitive, noisy, sh_degree, sub, v, neighbour, ids=ids, kind="noise",
-                                     step=step, background=background, masked=masked, occlusion_tol=pc.occlusion_tol))
+        for level in strength if isinstance(strength, tuple) else (strength,):
+            for _ in range(pc.noise_per_view):
+                dropout = pc.dropout * float(torch.rand(1, generator=gen))
+                noisy = perturb(primitive, params, level, dropout, gen)
+                pairs.append(render_pair(primitive, noisy, sh_degree, sub, v, neighbour, ids=ids, kind="noise",
+                                         step=step, background=background, masked=masked,
+                                         occlusion_tol=pc.occlusion_tol))  # fmt: skip
     return pairs

@@ -123,7 +123,8 @@ def _model_fn(
         if not (repair_dir(run_dir) / "pairs" / "manifest.json").is_file():
             runs = min(c.held_out, len(trainer.train_ids))
             say(f"repair: leave-one-out pairs from {runs} sub-runs on the training views (step {step})")
-            pair_config = PairConfig(held_out=c.held_out, fraction=c.pair_fraction)
+            levels = tuple((k + 1) / c.noise_levels for k in range(max(c.noise_levels, 1)))
+            pair_config = PairConfig(held_out=c.held_out, fraction=c.pair_fraction, noise_levels=levels)
             pair_set = make_pairs(trainer.config, trainer.scene, trainer.split, params, trainer.sh_degree(step), step,
                                   trainer.background, pair_config, progress=say, live=live)  # fmt: skip
             save_pairs(pair_set, repair_dir(run_dir) / "pairs")
@@ -134,7 +135,7 @@ def _model_fn(
         w = c.fit_channels
         side = int(min(trainer.images[0].shape[:2]) / PairConfig.downscale)  # crops fit in the pairs
         config = FixerConfig(channels=(w, 2 * w, 2 * w), norm_groups=min(8, w), steps=c.fit_steps,
-                             crop=min(FixerConfig.crop, side - side % 4), max_seconds=cap)  # fmt: skip
+                             crop=min(FixerConfig.crop, side - side % 4), max_seconds=cap, blend=c.blend)  # fmt: skip
         say(
             f"repair: fitting the scene's fixer ({c.fit_steps} steps"
             + (f", at most {cap:.0f} CPU s)" if cap > 0 else ")")
@@ -145,6 +146,9 @@ def _model_fn(
                 live(f"repair: fitting the fixer, step {k}/{n}")
 
         fixer, gate = fit_for_run(run_dir, config, progress=True, on_step=on_step)  # nested under the training bar
+        if fixer.meta.get("blend", 1.0) != 1.0 or c.blend < 0:
+            say(f"repair: blend {fixer.meta['blend']:.2f} of the fixer's change"
+                + (" (calibrated on the held-out view's noise pairs)" if c.blend < 0 else ""))
         if fixer.meta.get("stopped_early"):
             say(
                 f"repair: the fixer fit reached its {cap:.0f} CPU s cap after {fixer.meta['fit_steps']} of "

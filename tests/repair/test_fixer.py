@@ -12,7 +12,16 @@ pytest.importorskip("diffusers")
 
 from recon.data.synthetic import make_synthetic_scene
 from recon.repair.dataset import condition
-from recon.repair.fixer import Fixer, FixerConfig, evaluate_gate, fit_and_gate, fit_fixer, repair_pairs, split_held_out
+from recon.repair.fixer import (
+    Fixer,
+    FixerConfig,
+    calibrate_blend,
+    evaluate_gate,
+    fit_and_gate,
+    fit_fixer,
+    repair_pairs,
+    split_held_out,
+)
 from recon.repair.pairs import RepairPair
 
 TINY = FixerConfig(channels=(16, 32), norm_groups=8, crop=32, batch=4, steps=60, lr=2e-3, ema_decay=0.0)
@@ -139,3 +148,34 @@ def test_fit_cap_is_the_smaller_of_the_fixed_cap_and_the_base_run_fraction():
     assert fit_cap_seconds(RepairConfig(fit_max_seconds=200, fit_time_fraction=0), 60.0, 300, 1500) == 200.0
     assert fit_cap_seconds(RepairConfig(fit_max_seconds=0, fit_time_fraction=0), 60.0, 300, 1500) == 0.0
     assert fit_cap_seconds(RepairConfig(fit_max_seconds=0, fit_time_fraction=0.5), 0.0, 0, 1500) == 0.0
+
+
+def test_blend_scales_the_fixers_change_and_its_calibration_is_the_least_squares_optimum(trained, noisy_pairs):
+    held = noisy_pairs[6:]
+    x = condition(held[0])[None]
+    full = trained.repair(x)
+    half = Fixer(trained.unet, trained.scheduler, trained.config, {"blend": 0.5}).repair(x)
+    assert torch.allclose(half, (x[:, :3] + 0.5 * (full - x[:, :3])).clamp(0, 1), atol=1e-6)
+    s = calibrate_blend(trained, held)
+    fixed = repair_pairs(trained, held)
+
+    def sse(t: float) -> float:
+        return sum(float((p.render + t * (f - p.render) - p.target).square().sum()) for p, f in zip(held, fixed))
+
+    grid = [i / 50 for i in range(51)]
+    best = min(grid, key=sse)
+    assert abs(s - best) <= 0.02 + 1e-9 and sse(s) <= sse(best) + 1e-6  # the closed form beats a grid search
+    identity = Fixer.create(TINY)  # changes nothing: blend 1 by convention
+    assert calibrate_blend(identity, held) == 1.0
+
+
+def test_fit_and_gate_calibrates_the_blend_on_the_held_out_views_noise_pairs(noisy_pairs):
+    milder = _noisy_pairs(sigma=0.02, seed=1, kind="noise")  # the gate view's mild damage
+    config = dataclasses.replace(TINY, steps=30, blend=-1.0)
+    fixer, gate = fit_and_gate(noisy_pairs + milder, config, progress=False)
+    assert gate.psnr_fixed == evaluate_gate(fixer, [p for p in noisy_pairs if p.view == 7]).psnr_fixed  # gated blended
+    probe = Fixer(fixer.unet, fixer.scheduler, fixer.config, {})
+    assert fixer.meta["blend"] == pytest.approx(calibrate_blend(probe, [p for p in milder if p.view == 7]), abs=1e-6)
+    assert 0.0 <= fixer.meta["blend"] <= 1.0
+    fixed, _ = fit_and_gate(noisy_pairs, dataclasses.replace(TINY, steps=2, blend=0.3), progress=False)
+    assert fixed.meta["blend"] == 0.3

@@ -140,3 +140,54 @@ def test_random_crops_are_crops_of_the_pairs(scene):
         assert found
     with pytest.raises(DataError, match="smaller than"):
         random_crops(ps.pairs, 1, 64, torch.Generator())
+
+
+@pytest.fixture(scope="module")
+def fitted(scene):
+    """(split, raw parameters, background) of 100 training steps on the split's views: a model whose error
+    grows with attribute noise (an untrained one can get better by chance)."""
+    from recon.train.trainer import Trainer
+
+    config = _config(**{"iterations": 100, "sparse.enabled": False})
+    split = make_split(scene, config.data)
+    trainer = Trainer(config, scene, split, None)
+    trainer.init_from_cloud(initial_cloud(scene, split.train, config.init, 0))
+    trainer.train(install_sigint=False)
+    return split, {k: p.detach() for k, p in trainer.params.items()}, trainer.background
+
+
+def test_noise_error_of_a_masked_protocol_is_measured_against_the_composited_target(scene, fitted):
+    """Masked (DTU-style) pairs target the photo on the training background: calibrating against the
+    raw photo would count the photo's own background as error (and pick almost no noise on DTU)."""
+    from recon.render import render
+    from recon.repair.pairs import calibrate_strength, noise_error
+
+    split, params, trained_bg = fitted
+    sub = training_scene(scene, split, 1.0)
+    bg = 1 - trained_bg  # a training background unlike the photo's
+    hand_masked = hand_raw = 0.0
+    for v in (0, 1):
+        rgb = render("gaussian", params, sub.cameras[v], sh_degree=0, backgrounds=bg.reshape(1, 3)).rgb[0].clamp(0, 1)
+        m = sub.masks[v][..., None]
+        hand_masked += float((rgb - (sub.images[v] * m + bg * (1 - m))).abs().mean()) / 2
+        hand_raw += float((rgb - sub.images[v]).abs().mean()) / 2
+    own = noise_error("gaussian", params, 0, sub, [0, 1], 0.0, bg, masked=True)
+    assert own == pytest.approx(hand_masked, rel=1e-5) and own != pytest.approx(hand_raw, rel=1e-3)
+    assert noise_error("gaussian", params, 0, sub, [0, 1], 0.0, bg) == pytest.approx(hand_raw, rel=1e-5)
+    s = calibrate_strength("gaussian", params, 0, sub, own + 0.03, bg, masked=True)
+    assert s > 0.01 and noise_error("gaussian", params, 0, sub, [0, 1], s, bg, masked=True) == pytest.approx(
+        own + 0.03, abs=0.025  # bisection on a noisy, nearly monotone error
+    )
+
+
+def test_noise_levels_make_pairs_from_mild_to_leave_one_out_damage(scene, fitted):
+    config = _config()
+    split, params, bg = fitted
+    pc = dataclasses.replace(PAIRS, noise_levels=(0.0, 0.5, 1.0))
+    ps = make_pairs(config, scene, split, params, background=bg, pair_config=pc)
+    noise = [p for p in ps.pairs if p.kind == "noise"]
+    assert len(noise) == 3 * len(split.train) and len(ps.meta["noise_strengths"]) == 3
+    s0, s_half, s1 = ps.meta["noise_strengths"]
+    assert ps.meta["own_l1"] < ps.meta["loo_l1"]  # the model sees its training views better than the sub-runs
+    assert s0 < 0.05 and s0 <= s_half <= s1  # level 0 = the trained model as it is (up to the bisection)
+    assert ps.meta["noise_strength"] == s1

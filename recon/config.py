@@ -311,7 +311,7 @@ class WildConfig:
     """Quantile of an image's residual that sets its error level."""
     robust_scale: float = 3.0
     """An outlier's residual exceeds this multiple of the error level ..."""
-    robust_floor: float = 0.05
+    robust_floor: float = 0.1
     """... and this absolute colour error."""
     robust_cell: int = 4
     """Side in pixels of the cells the mask is decided on (whole objects drop, not speckle)."""

@@ -45,7 +45,7 @@ def robust_mask(
     residual: Tensor,
     quantile: float = 0.5,
     scale: float = 3.0,
-    floor: float = 0.05,
+    floor: float = 0.1,
     cell: int = 4,
     fraction: float = 0.5,
 ) -> Tensor:

@@ -34,7 +34,7 @@ def test_pasted_occluders_are_masked_and_clean_pixels_kept():
         if name in occluders:
             ious.append(mask_iou(drop, truth))
         false_drops.append(float((drop & ~truth).sum() / (~truth).sum()))
-    assert len(ious) == 7 and min(ious) >= 0.7, ious  # measured: 0.79-0.93
+    assert len(ious) == 7 and min(ious) >= 0.7, ious  # measured: 0.81-0.90
     assert max(false_drops) < 0.03, false_drops  # measured: 0 on clean views, at most 2.7 % beside an occluder
 
 

@@ -63,8 +63,7 @@ class ExportArgs:
     format: Format = "ply"
     """ply/splat (Gaussians), mesh (triangles), tsdf (any), points, colmap, transforms, video"""
     out: Path | None = None
-    """output file (a folder for colmap); default RUN/export/<gaussians.ply, mesh.ply, colmap, ...>; meshes
-    take their type from the suffix: .ply, .obj or .glb"""
+    """output file, a folder for colmap (default RUN/export/gaussians.ply, mesh.ply, ...); meshes: .ply, .obj or .glb"""
     overwrite: bool = False
     """replace an existing output"""
     checkpoint: int | None = None

@@ -48,6 +48,7 @@ FORMATS: dict[str, tuple[tuple[str, ...] | None, str]] = {
     "transforms": (None, "transforms.json"),
     "video": (None, "video.mp4"),
 }
+COLMAP_FILES = tuple(f"{name}.{ext}" for name in ("cameras", "images", "points3D") for ext in ("txt", "bin"))
 _OPTIONAL = {name: "pip install 'recon[export]'" for name in ("trimesh", "open3d", "scipy")}
 _INSTEAD = {"gaussian": "ply, splat or tsdf", "triangle": "mesh or tsdf", "convex": "tsdf"}
 
@@ -101,7 +102,7 @@ def check_args(args: ExportArgs) -> Path:
         from recon.export.mesh import mesh_file_type
 
         mesh_file_type(out)
-    check_output(out, args.overwrite)
+    check_output(out, args.overwrite, folder=args.format == "colmap", replaceable=COLMAP_FILES)
     return out
 
 
@@ -194,7 +195,7 @@ def _scene_export(args: ExportArgs, out: Path) -> str:
         cloud = run_point_cloud(args.run)
     except ConfigError:
         cloud = None
-    with atomic_output(out, args.overwrite, folder=True) as tmp:
+    with atomic_output(out, args.overwrite, folder=True, replaceable=COLMAP_FILES) as tmp:
         write_colmap_text(tmp, cameras, names, cloud)
     return f"{len(cameras)} cameras, {0 if cloud is None else len(cloud)} points"
 

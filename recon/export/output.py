@@ -15,16 +15,33 @@ from pathlib import Path
 from recon.errors import ConfigError
 
 
-def check_output(path: Path, overwrite: bool) -> None:
-    """Rejects an output that exists (without ``overwrite``) or whose folder cannot be written.
+def check_output(path: Path, overwrite: bool, folder: bool = False, replaceable: tuple[str, ...] = ()) -> None:
+    """Rejects an output that exists (without ``overwrite``), is of the other kind (a folder where
+    a file goes, or the reverse), or whose folder cannot be written.
+
+    Args:
+        path: the output file or folder.
+        overwrite: an existing output may be replaced.
+        folder: the output is a folder; with ``overwrite`` an existing one is replaced only when
+            it holds nothing but files named in ``replaceable`` (a previous export, never a folder
+            of the user's).
+        replaceable: the file names an export of this folder writes.
 
     Raises:
         ConfigError: naming ``path`` and what to do.
     """
     if path.exists() and not overwrite:
         raise ConfigError("already exists", path=path, hint="pass --overwrite to replace it, or choose another --out")
-    if path.is_dir() and not path.is_symlink() and path.suffix:
-        raise ConfigError("is a folder, expected a file", path=path, hint="choose another --out")
+    if path.exists() and path.is_dir() != folder:
+        want, got = ("folder", "file") if folder else ("file", "folder")
+        raise ConfigError(f"is a {got}, expected a {want}", path=path, hint="choose another --out")
+    if folder and path.is_dir():
+        others = sorted(p.name for p in path.iterdir() if p.name not in replaceable)
+        if others:
+            raise ConfigError(
+                f"holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})",
+                path=path, hint="--overwrite replaces only a previous export; choose another --out",
+            )  # fmt: skip
     parent = _existing_parent(path.parent)
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(
@@ -40,19 +57,22 @@ def _existing_parent(folder: Path) -> Path:
 
 
 @contextmanager
-def atomic_output(path: str | Path, overwrite: bool = False, folder: bool = False) -> Iterator[Path]:
+def atomic_output(
+    path: str | Path, overwrite: bool = False, folder: bool = False, replaceable: tuple[str, ...] = ()
+) -> Iterator[Path]:
     """Yields a temporary path beside ``path``; on success it replaces ``path``, on failure it is deleted.
 
     Args:
         path: the final file (or folder, with ``folder=True``).
         overwrite: replace an existing ``path``; otherwise its existence is an error.
         folder: the output is a folder (the temporary folder is created empty).
+        replaceable: for a folder, the file names an existing one may hold to be replaced.
 
     Raises:
         ConfigError: ``path`` exists without ``overwrite``, or its folder is not writable.
     """
     path = Path(path)
-    check_output(path, overwrite)
+    check_output(path, overwrite, folder, replaceable)
     # a plain name (not mkstemp): the finished file gets the usual permissions, not 0600
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
     try:

@@ -81,10 +81,25 @@ def test_existing_folder_output_needs_overwrite(gaussian_run, tmp_path, capsys):
     out.mkdir()
     (out / "mine.txt").write_text("keep")
     assert_one_line_error(*run_cli(capsys, gaussian_run, "--format", "colmap", "--out", out), "already exists")
+    # --overwrite never deletes a folder of the user's, only a previous export
+    status, err = run_cli(capsys, gaussian_run, "--format", "colmap", "--out", out, "--overwrite")
+    assert_one_line_error(status, err, "holds other files (mine.txt)")
     assert leftovers(out) == ["mine.txt"]
+    (out / "mine.txt").unlink()
+    (out / "cameras.bin").write_bytes(b"an older binary model")
     assert run_cli(capsys, gaussian_run, "--format", "colmap", "--out", out, "--overwrite")[0] == 0
     assert leftovers(out) == ["cameras.txt", "images.txt", "points3D.txt"]
     assert leftovers(tmp_path) == ["sparse"]
+
+
+def test_output_of_the_other_kind(gaussian_run, tmp_path, capsys):
+    (tmp_path / "g.ply").mkdir()
+    status, err = run_cli(capsys, gaussian_run, "--format", "ply", "--out", tmp_path / "g.ply", "--overwrite")
+    assert_one_line_error(status, err, "is a folder, expected a file")
+    (tmp_path / "sparse").write_text("a file")
+    status, err = run_cli(capsys, gaussian_run, "--format", "colmap", "--out", tmp_path / "sparse", "--overwrite")
+    assert_one_line_error(status, err, "is a file, expected a folder")
+    assert leftovers(tmp_path) == ["g.ply", "sparse"]
 
 
 def test_unwritable_path(gaussian_run, tmp_path, capsys):

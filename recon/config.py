@@ -317,6 +317,8 @@ class WildConfig:
     """Side in pixels of the cells the mask is decided on (whole objects drop, not speckle)."""
     robust_fraction: float = 0.5
     """Share of outlier pixels that drops a cell."""
+    streaks: bool = False
+    """Weather: also mask thin outliers sharing one direction (rain, snow streaks), after the warm-up too."""
     masks: str = "auto"
     """User masks (0 = ignore): auto = a masks/ folder beside the photos when wild is on, none, or a folder."""
 

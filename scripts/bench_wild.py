@@ -2,7 +2,8 @@
 
 For each variant of the demo scene (clean, ``wild-appearance``, ``wild-occluders``, ``wild-rain``,
 ``wild``) and each seed, the demo preset trains twice in this process (``wild.mode`` off and on,
-everything else identical; one torch thread) and the clean test views are scored:
+everything else identical; one torch thread; ``--modes off on streaks`` adds a third run with
+``wild.streaks``, the rain filter of :mod:`recon.wild.weather`) and the clean test views are scored:
 
 * ``psnr`` / ``ssim``: the whole image, rendered in the run's reference appearance (the mean of
   the training transforms; the render itself without appearance);
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 VARIANTS = ("clean", "wild-appearance", "wild-occluders", "wild-rain", "wild")
-MODES = ("off", "on")
+MODES = ("off", "on", "streaks")  # streaks = on + wild.streaks (recon.wild.weather)
 
 
 @dataclass
@@ -55,7 +56,8 @@ def _config(variant: str, mode: str, seed: int, iterations: int | None):
     from recon.config import load_preset, override, scale_schedule
 
     path = "synthetic" if variant == "clean" else f"synthetic:{variant}"
-    config = override(load_preset("demo"), **{"data.path": path, "wild.mode": mode, "seed": seed})
+    wild = {"wild.mode": "on", "wild.streaks": True} if mode == "streaks" else {"wild.mode": mode}
+    config = override(load_preset("demo"), **{"data.path": path, "seed": seed, **wild})
     return config if iterations is None else scale_schedule(config, iterations)
 
 
@@ -157,6 +159,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--modes", nargs="+", default=["off", "on"], choices=MODES)
     parser.add_argument("--iterations", type=int, default=None, help="override the demo preset's 500 steps")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -165,7 +168,7 @@ def main() -> None:
     records: list[Record] = []
     for variant in args.variants:
         for seed in args.seeds:
-            for mode in MODES:
+            for mode in args.modes:
                 rec = run_one(variant, mode, seed, args.out, args.iterations)
                 records.append(rec)
                 print(json.dumps(asdict(rec)), flush=True)

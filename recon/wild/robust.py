@@ -35,7 +35,7 @@ def _neighbour_count(cells: Tensor) -> Tensor:
     return F.avg_pool2d(cells[None, None], 3, stride=1, padding=1, count_include_pad=True)[0, 0] * 9
 
 
-def _opening(x: Tensor) -> Tensor:
+def opening(x: Tensor) -> Tensor:
     """Morphological opening (3x3 erosion then dilation) of an [H, W] 0/1 image."""
     eroded = -F.max_pool2d(-x[None, None], 3, stride=1, padding=1)
     return F.max_pool2d(eroded, 3, stride=1, padding=1)[0, 0]
@@ -64,7 +64,7 @@ def robust_mask(
     """
     h, w = residual.shape
     candidate = (residual > outlier_threshold(residual, quantile, scale, floor)).float()  # [H, W]
-    blobs = _opening(candidate)  # thin lines (edges the render has not learnt yet) removed, objects kept
+    blobs = opening(candidate)  # thin lines (edges the render has not learnt yet) removed, objects kept
     share = F.avg_pool2d(blobs[None, None], cell, ceil_mode=True)[0, 0]  # [h, w], partial cells averaged
     dropped = (share >= fraction).float()
     count = _neighbour_count(dropped)

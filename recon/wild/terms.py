@@ -13,6 +13,7 @@ from recon.errors import ConfigError
 from recon.wild.appearance import IDENTITY, AffineAppearance
 from recon.wild.masks import MASK_FOLDER, find_mask_folder, read_user_masks, save_mask_png
 from recon.wild.robust import robust_mask
+from recon.wild.weather import streak_mask
 
 
 def wild_enabled(config: WildConfig, scene: SceneData) -> bool:
@@ -93,7 +94,7 @@ class WildTerms:
         return rgb if self.appearance is None else self.appearance(v, rgb)
 
     def pixel_weight(self, v: int, rgb: Tensor, target: Tensor, step: int) -> Tensor | None:
-        """[H, W] loss weights of view ``v`` at ``step`` (user mask x robust mask), None = all ones.
+        """[H, W] loss weights of view ``v`` at ``step`` (user mask x robust mask x streak mask), None = all ones.
 
         Args:
             rgb: [H, W, 3] render in the view's appearance (detached here).
@@ -108,6 +109,8 @@ class WildTerms:
             robust = robust_mask(
                 residual, c.robust_quantile, c.robust_scale, c.robust_floor, c.robust_cell, c.robust_fraction
             )
+            if c.streaks:  # rain / snow: thin outliers along one direction (recon.wild.weather)
+                robust = robust * ~streak_mask(residual, c.robust_floor)
             self.last_masks[v] = robust.cpu()
             weight = robust if weight is None else weight * robust
         return weight

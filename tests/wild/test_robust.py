@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from recon.data.synthetic_wild import make_synthetic_variant
 from recon.wild.robust import mask_iou, robust_mask
-
-
-def _imperfect_render(image):
-    """A stand-in for a trained render: 0.7 x the photo 3x3-blurred + 0.3 x the photo, plus noise
-    (errors on every edge; 30 dB, the training PSNR of a 500-step demo run)."""
-    x = image.permute(2, 0, 1)[None]
-    blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)[0].permute(1, 2, 0)
-    noise = 0.01 * torch.randn(image.shape, generator=torch.Generator().manual_seed(0))
-    return 0.7 * blurred + 0.3 * image + noise
+from tests.wild.conftest import imperfect_render
 
 
 def test_pasted_occluders_are_masked_and_clean_pixels_kept():
@@ -28,7 +19,7 @@ def test_pasted_occluders_are_masked_and_clean_pixels_kept():
     for i, name in enumerate(wild.names):
         if i in wild.split["test"]:
             continue
-        residual = (_imperfect_render(clean.images[i]) - wild.images[i]).abs().mean(-1)
+        residual = (imperfect_render(clean.images[i]) - wild.images[i]).abs().mean(-1)
         drop = robust_mask(residual) < 0.5
         truth = occluders.get(name, torch.zeros_like(drop))
         if name in occluders:

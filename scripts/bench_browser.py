@@ -84,7 +84,9 @@ def snapshot(browser, renderer) -> np.ndarray:
     )
 
 
-def measure(app, browser, seconds: float, rate: float, span: tuple[float, float] | None, y: float = 0.0) -> dict:
+def measure(
+    app, browser, seconds: float, rate: float, span: tuple[float, float] | None, y: float = 0.0, warmup: float = 2.0
+) -> dict:
     """Frame rates and CPU in the app's current view while a left drag sweeps the page's camera back and
     forth over ``span`` (x pixels) at ``rate`` mouse moves per second; a still camera when ``span`` is None."""
     renderer = next(iter(app.renderers.values()))
@@ -92,7 +94,7 @@ def measure(app, browser, seconds: float, rate: float, span: tuple[float, float]
     if span is not None:
         mouse(browser, "mousePressed", x, y)
     try:
-        for phase, phase_seconds in enumerate((2.0, seconds)):  # warm-up (sorting, first renders), then measured
+        for phase_seconds in (warmup, seconds):  # warm-up (sorting, first renders), then measured
             start, moves = snapshot(browser, renderer), 0
             end = time.perf_counter() + phase_seconds
             while (now := time.perf_counter()) < end:
@@ -121,6 +123,7 @@ def main() -> None:
     ap.add_argument("run", type=Path, help="run directory (e.g. from `recon demo --out runs/demo`)")
     ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per view")
     ap.add_argument("--rate", type=float, default=30.0, help="mouse moves per second of the camera drag")
+    ap.add_argument("--warmup", type=float, default=2.0, help="seconds before each measurement (2.5x after loading)")
     ap.add_argument("--rounds", type=int, default=2, help="measurements per view (alternating order)")
     ap.add_argument("--size", type=int, nargs=2, default=(800, 600), help="browser window")
     ap.add_argument("--max-resolution", type=int, default=512, help="server render size (recon view's default)")
@@ -168,7 +171,7 @@ def main() -> None:
         deadline = time.time() + 120
         while app.num_clients == 0 and time.time() < deadline:
             time.sleep(0.2)
-        time.sleep(5.0)  # the page loads, the splats fade in
+        time.sleep(2.5 * args.warmup)  # the page loads, the splats fade in
         browser.evaluate(
             "window.__frames = 0; (function tick() { window.__frames++; requestAnimationFrame(tick); })(); 0"
         )
@@ -177,7 +180,9 @@ def main() -> None:
         for r in range(args.rounds):  # order A B C, C B A, ... cancels slow drifts of the machine's load
             for view, drag in views if r % 2 == 0 else views[::-1]:
                 app.splats.active = view.startswith("splats")
-                results.setdefault(view, []).append(measure(app, browser, args.seconds, args.rate, drag, y))
+                results.setdefault(view, []).append(
+                    measure(app, browser, args.seconds, args.rate, drag, y, args.warmup)
+                )
     finally:
         browser.close()
         app.stop()

@@ -108,3 +108,27 @@ def test_browser_draws_the_splats_of_a_run(chromium, grid_run, tmp_path):
         assert not app.splats.handle.visible
     finally:
         app.stop()
+
+
+@pytest.mark.slow
+def test_bench_browser_counts_server_images_only_in_the_server_view(chromium, grid_run):
+    """scripts/bench_browser.py end to end (1 s per view): its drag moves the page's camera, the
+    server view streams images, the splat view none; the CPU of Chromium's process tree is counted."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, str(repo / "scripts" / "bench_browser.py"), str(grid_run), "--seconds", "1", "--rounds", "1", "--warmup", "0.5",
+         "--backend", "reference", "--max-resolution", "128", "--port", str(free_port())],
+        env=env, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["gaussians"] == 27
+    (still,), (moving,), (server,) = result["splats, still"], result["splats, moving"], result["server, moving"]
+    assert still["mouse_moves_per_s"] == 0 and moving["mouse_moves_per_s"] > 0 and server["mouse_moves_per_s"] > 0
+    assert still["server_fps"] == moving["server_fps"] == 0 and server["server_fps"] > 0
+    assert min(still["chromium_cpu_s"], moving["chromium_cpu_s"], server["chromium_cpu_s"]) > 0

@@ -4,7 +4,9 @@
 ``render_fn(camera, settings) -> [H, W, 3] uint8`` (see :mod:`viewer.render`) and a
 :class:`SceneContext` (cameras, thumbnails, prior points) and gives each connected client its own
 render thread (:class:`viewer.client.ClientRenderer`). Training controls are added by
-:mod:`viewer.live`; camera-path recording by :mod:`viewer.recording`.
+:mod:`viewer.live`; camera-path recording by :mod:`viewer.recording`. For Gaussian scenes
+(``SceneContext.splats``) the pages draw the splats themselves (:mod:`viewer.splats`) and the
+render threads idle until the View dropdown switches back to the server render.
 """
 
 from __future__ import annotations

@@ -134,17 +134,16 @@ def export_run(args: ExportArgs) -> tuple[Path, str]:
         if args.format == "ply":
             from recon.export.ply import write_gaussian_ply
 
-            what = (
-                f"{write_gaussian_ply(tmp, active_sh(run.params, run.sh_degree))} Gaussians, SH degree {run.sh_degree}"
-            )
+            count = write_gaussian_ply(tmp, active_sh(run.params, run.sh_degree))
+            what = f"{count} Gaussians, SH degree {run.sh_degree}"
         elif args.format == "splat":
             from recon.export.ply import write_splat
 
             what = f"{write_splat(tmp, run.params)} Gaussians"
         else:
-            mesh = _mesh(args, run)
             from recon.export.mesh import mesh_file_type, save_mesh
 
+            mesh = _mesh(args, run)
             save_mesh(mesh, tmp, mesh_file_type(out))
             what = f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces"
     return out, what

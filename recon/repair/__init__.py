@@ -15,7 +15,9 @@ The pieces, each usable alone:
 * :mod:`~recon.repair.fixer`: a small diffusers ``UNet2DModel`` fitted on those pairs on the CPU.
   It repairs in one step from the render (optionally a few DDIM steps from a start strength), and
   a gate compares it with the identity on a held-out leave-one-out view: repair is used only where
-  it helps, and the reason is reported either way. Saved under ``RUN/repair/model/``.
+  it helps, and the reason is reported either way. Its change can be blended back towards the
+  render (``render + s (fixed - render)``, ``s`` calibrated on milder held-out pairs: novel views
+  of the main run are less damaged than leave-one-out renders). Saved under ``RUN/repair/model/``.
 * :mod:`~recon.repair.pretrained`: a local diffusers folder instead (``--repair PATH``): an
   img2img pipeline such as sd-turbo, the same model as a one-step fixer, or a fixer fitted by
   recon on other scenes. Never downloads.
@@ -38,7 +40,16 @@ diffusers is optional (``pip install 'recon[diffusion]'``): only :mod:`~recon.re
 """
 
 from recon.repair.dataset import PairSet, load_pairs, make_pairs, random_crops, save_pairs
-from recon.repair.fixer import Fixer, FixerConfig, GateResult, evaluate_gate, fit_and_gate, fit_fixer, split_held_out
+from recon.repair.fixer import (
+    Fixer,
+    FixerConfig,
+    GateResult,
+    calibrate_blend,
+    evaluate_gate,
+    fit_and_gate,
+    fit_fixer,
+    split_held_out,
+)
 from recon.repair.pairs import PairConfig, RepairPair, leave_one_out_pairs, noise_pairs
 from recon.repair.pretrained import Img2ImgRepair, OneStepRepair, load_repair_model
 from recon.repair.source import (
@@ -66,6 +77,7 @@ __all__ = [
     "RepairPair",
     "RepairedViews",
     "between_cameras",
+    "calibrate_blend",
     "evaluate_gate",
     "fit_and_gate",
     "fit_fixer",

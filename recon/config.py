@@ -320,7 +320,7 @@ class WildConfig:
     streaks: bool = False
     """Weather: also mask thin outliers sharing one direction (rain, snow streaks), after the warm-up too."""
     masks: str = "auto"
-    """User masks (0 = ignore): auto = a masks/ folder beside the photos when wild is on, none, or a folder."""
+    """User masks (0 = ignore): auto = the masks/ folder of a photo folder when wild is on, none, or a folder."""
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ class TrainArgs:
     appearance: str | None = None
     """Reference appearance of renders and evaluation: mean, or a training image name (with --wild)."""
     masks: str | None = None
-    """User masks of transients (0 = ignore): auto (a masks/ folder beside the photos when wild is on),
+    """User masks of transients (0 = ignore): auto (the masks/ folder of a photo folder when wild is on),
     none, or a folder of 0/1 PNGs named like the photos."""
 
 

@@ -11,7 +11,7 @@ from recon.config import TrainConfig, WildConfig
 from recon.data.scene import SceneData
 from recon.errors import ConfigError
 from recon.wild.appearance import IDENTITY, AffineAppearance
-from recon.wild.masks import MASK_FOLDER, find_mask_folder, read_user_masks, save_mask_png
+from recon.wild.masks import MASK_FOLDER, read_user_masks, save_mask_png
 from recon.wild.robust import robust_mask
 from recon.wild.weather import streak_mask
 
@@ -24,15 +24,15 @@ def wild_enabled(config: WildConfig, scene: SceneData) -> bool:
 def user_masks(config: TrainConfig, scene: SceneData, ids: list[int], enabled: bool) -> list[Tensor] | None:
     """The user masks of views ``ids`` ([H, W] 0/1 each), or None.
 
-    ``wild.masks`` auto reads, when wild is on, the undistorted masks our SfM wrote for a photo
-    folder, else a ``masks/`` folder beside the photos of ``data.path``; a folder path is always
-    read; ``none`` never.
+    ``wild.masks`` auto reads, when wild is on, the undistorted copies our SfM wrote of a photo
+    folder's ``masks/`` (:func:`recon.priors.sfm.ensure_poses`); a folder path is always read;
+    ``none`` never.
     """
     option = config.wild.masks
     if option == "none" or (option == "auto" and not enabled):
         return None
     if option == "auto":
-        folder = _auto_mask_folder(config.data.path, scene)
+        folder = _auto_mask_folder(scene)
         if folder is None:
             return None
     else:
@@ -43,16 +43,13 @@ def user_masks(config: TrainConfig, scene: SceneData, ids: list[int], enabled: b
     return read_user_masks(folder, [scene.names[i] for i in ids], sizes)
 
 
-def _auto_mask_folder(data_path: str, scene: SceneData) -> Path | None:
-    """The undistorted masks our SfM wrote (``SFM/masks``), else ``masks/`` beside the photos."""
-    if "sfm" in scene.meta and (Path(scene.root) / MASK_FOLDER).is_dir():
-        return Path(scene.root) / MASK_FOLDER
-    from recon.data.folder import photo_folder
+def _auto_mask_folder(scene: SceneData) -> Path | None:
+    """The undistorted user masks our SfM wrote for a photo folder (``SFM/masks``), or None.
 
-    root = Path(data_path)
-    if not root.is_dir():
-        return None
-    return find_mask_folder(photo_folder(root) or root)
+    Only photo folders: a ``masks/`` folder of a benchmark format (LLFF, DTU) holds object masks.
+    """
+    folder = Path(scene.root) / MASK_FOLDER
+    return folder if "sfm" in scene.meta and folder.is_dir() else None
 
 
 class WildTerms:

@@ -11,6 +11,9 @@ The region and the voxel size come from the scene: the box holding the 1-99 % qu
 reference points (the run's prior point cloud, else the primitives' centres), grown by 10 %,
 is split into ``resolution`` voxels along its diagonal; the truncation distance is 4 voxels.
 The fused mesh is cropped to that box.
+
+open3d's legacy ``pipelines.integration.ScalableTSDFVolume`` is not used: with open3d-cpu 0.20 it
+returns an empty mesh even for one flat depth map, where ``VoxelBlockGrid`` recovers the plane.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from PIL import Image
 
 from recon.errors import DataError
 from recon.train.losses import photometric_loss
+from recon.train.setup import load_training_scene
 from recon.wild.masks import read_user_masks
 from tests.wild.conftest import make_trainer, wild_config
 
@@ -71,8 +72,7 @@ def test_weighted_loss_with_unit_weights_is_the_plain_loss():
 def test_trainer_ignores_photo_pixels_under_user_masks(tmp_path):
     """--masks DIR: with a photo scribbled over under its mask, training takes exactly the same step."""
     cfg = wild_config(**{"wild.mode": "off", "wild.masks": str(tmp_path), "loss.ssim_lambda": 0.0})
-    base = make_trainer(wild_config(**{"wild.mode": "off"}))
-    scene = base.scene
+    scene = load_training_scene(cfg.data)
     mask = np.ones((24, 32))
     mask[4:14, 8:20] = 0
     for name in scene.names:

@@ -13,6 +13,7 @@ Example:
 """
 
 from recon.ops.dispatch import resolve_backend
+from recon.ops.family import FAMILIES, RasterFamily
 from recon.ops.rasterize import (
     RasterOutput,
     rasterize_convexes,
@@ -22,6 +23,8 @@ from recon.ops.rasterize import (
 from recon.ops.validate import RasterInputError
 
 __all__ = [
+    "FAMILIES",
+    "RasterFamily",
     "RasterInputError",
     "RasterOutput",
     "rasterize_convexes",

@@ -7,12 +7,15 @@ stays stateless, and returns a :class:`RasterOutput`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from recon.ops.dispatch import resolve_backend
+from recon.ops.family import CONVEX, GAUSSIAN, TRIANGLE, RasterFamily, raster_family
 from recon.ops.sh import eval_sh_colors
 from recon.ops.validate import InputChecker, RasterInputError, check_image_size, check_planes
 
@@ -43,9 +46,7 @@ class RasterOutput:
     max_weights: Tensor | None
 
 
-def _features(
-    chk: InputChecker, colors: object, sh_degree: int | None, centers: Tensor, viewmats: Tensor
-) -> Tensor:
+def _features(chk: InputChecker, colors: object, sh_degree: int | None, centers: Tensor, viewmats: Tensor) -> Tensor:
     """Per-view features [V, N, C] from colours [N, C], features [V, N, C] or SH [N, K, C]."""
     if sh_degree is not None:
         if isinstance(sh_degree, bool) or not isinstance(sh_degree, int) or not 0 <= sh_degree <= 3:
@@ -63,15 +64,7 @@ def _features(
     return feats[None].expand(chk.dims["V"], -1, -1)
 
 
-def _check_cameras(chk: InputChecker, viewmats: object, Ks: object) -> tuple[Tensor, Tensor]:
-    viewmats = chk.tensor("viewmats", viewmats, ("V", 4, 4))
-    Ks = chk.tensor("Ks", Ks, ("V", 3, 3))
-    return viewmats, Ks
-
-
-def _append_depth(
-    features: Tensor, depths: Tensor, backgrounds: Tensor | None
-) -> tuple[Tensor, Tensor | None]:
+def _append_depth(features: Tensor, depths: Tensor, backgrounds: Tensor | None) -> tuple[Tensor, Tensor | None]:
     """Appends the depth channel to features [V,N,C] and a zero channel to backgrounds [V,C]."""
     feats = torch.cat([features, depths[..., None].to(features.dtype)], dim=-1)
     if backgrounds is not None:
@@ -104,20 +97,9 @@ def _wants_grad(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def _common(
-    op: str, width: object, height: object, near_plane: float, far_plane: float
-) -> tuple[InputChecker, int, int]:
-    width, height = check_image_size(op, width, height)
-    check_planes(op, near_plane, far_plane)
-    return InputChecker(op), width, height
-
-
-# ----------------------------------------------------------------------------- Gaussians
-def rasterize_gaussians(
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
+def rasterize(
+    family: RasterFamily | str,
+    inputs: Mapping[str, Tensor],
     colors: Tensor,
     viewmats: Tensor,
     Ks: Tensor,
@@ -128,10 +110,84 @@ def rasterize_gaussians(
     backgrounds: Tensor | None = None,
     near_plane: float = 0.01,
     far_plane: float = 1e10,
-    eps2d: float = 0.3,
     tile_size: int = 16,
     backend: str = "auto",
+    **options: float,
 ) -> RasterOutput:
+    """Renders primitives of any family: validate, colour, project, bin, composite (ENGINE.md).
+
+    Args:
+        family: a :class:`~recon.ops.family.RasterFamily` or its name (``"gaussian"``, ...).
+        inputs: the family's activated per-primitive tensors by name (``family.inputs``:
+            Gaussians ``means, quats, scales, opacities``; triangles ``vertices, opacities,
+            sigma``; convexes ``points, opacities, delta, sigma``).
+        colors: [N, C] colours, [V, N, C] per-view features, or [N, K, C] SH coefficients (with
+            ``sh_degree``; ``K >= (sh_degree + 1)^2``; seen from the camera centre to the
+            primitive's centre).
+        viewmats: [V, 4, 4] world-to-camera matrices (OpenCV axes).
+        Ks: [V, 3, 3] pinhole intrinsics in pixels.
+        width: image width in pixels.
+        height: image height in pixels.
+        sh_degree: evaluate ``colors`` as SH of this degree (0..3) per view, ``+ 0.5`` and
+            clamped at 0; None = plain colours.
+        backgrounds: [V, C] background colours (zeros when None).
+        near_plane: primitives closer than this (camera z) are culled.
+        far_plane: primitives farther than this are culled.
+        tile_size: tile side in pixels.
+        backend: ``"auto" | "cuda" | "cpu" | "reference"``, and ``"gsplat"`` for Gaussians.
+        **options: the family's projection options (``family.options``: Gaussians ``eps2d``).
+
+    Returns:
+        A :class:`RasterOutput`.
+
+    Raises:
+        RasterInputError: (a ``ValueError``) on a wrong shape, dtype, device, value or option.
+    """
+    family = raster_family(family)
+    width, height = check_image_size(family.op_name, width, height)
+    check_planes(family.op_name, near_plane, far_plane)
+    chk = InputChecker(family.op_name)
+    unknown = set(options) - set(family.options)
+    if unknown:
+        raise chk.fail(f"unknown option(s) {sorted(unknown)}; {family.plural} take {sorted(family.options)}")
+    opts = {**family.options, **options}
+    prims = {spec.name: spec.check(chk, inputs.get(spec.name)) for spec in family.inputs}
+    if family.check is not None:
+        family.check(chk, prims)
+    viewmats = chk.tensor("viewmats", viewmats, ("V", 4, 4))
+    Ks = chk.tensor("Ks", Ks, ("V", 3, 3))
+    if backend == "gsplat":
+        if family.name != "gaussian":
+            raise chk.fail("backend='gsplat' renders Gaussians only; use 'auto', 'cpu', 'cuda' or 'reference'")
+        return _rasterize_gsplat(chk, prims, colors, viewmats, Ks, width, height, sh_degree, backgrounds,
+                                 near_plane, far_plane, opts["eps2d"], tile_size)  # fmt: skip
+    features = _features(chk, colors, sh_degree, family.centers(prims), viewmats)  # [V, N, C]
+    backgrounds = chk.optional("backgrounds", backgrounds, ("V", "C"))
+    engine = resolve_backend(backend, chk.device)
+
+    means2d, depths, *geometry, radii = engine.project(
+        family, [prims[k] for k in family.project_inputs], viewmats, Ks, width, height, near_plane, far_plane,
+        *opts.values(),
+    )  # fmt: skip
+    tile_offsets, flatten_ids = engine.isect_tiles(means2d, radii, depths, width, height, tile_size)
+    if family.footprint_handle:
+        means2d, shift = _translation_handle(means2d, _wants_grad(prims[family.position]))
+        if shift is not None:  # move every projected point with the handle
+            geometry[0] = geometry[0] + shift[..., None, :]
+    elif means2d.requires_grad:
+        means2d.retain_grad()
+    feats, bgs = _append_depth(features, depths, backgrounds)
+    window = family.window(means2d, depths, tuple(geometry), prims)
+    image, alphas, max_weights = engine.rasterize_to_pixels(
+        family, window, feats, prims["opacities"], width, height, tile_offsets, flatten_ids, bgs, tile_size
+    )
+    return _split_output(image, alphas, max_weights, means2d, radii)
+
+
+def rasterize_gaussians(
+    means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor,
+    width: int, height: int, **kwargs: Any,
+) -> RasterOutput:  # fmt: skip
     """Renders 3D Gaussians (3DGS / gsplat 1.5 conventions, pinhole, "classic" mode).
 
     Args:
@@ -139,79 +195,64 @@ def rasterize_gaussians(
         quats: [N, 4] rotations ``(w, x, y, z)``, any non-zero norm.
         scales: [N, 3] activated (positive) standard deviations.
         opacities: [N] activated opacities in [0, 1].
-        colors: [N, C] colours, [V, N, C] per-view features, or [N, K, C] SH coefficients
-            (with ``sh_degree``; ``K >= (sh_degree + 1)^2``).
-        viewmats: [V, 4, 4] world-to-camera matrices (OpenCV axes).
-        Ks: [V, 3, 3] pinhole intrinsics in pixels.
-        width: image width in pixels.
-        height: image height in pixels.
-        sh_degree: evaluate ``colors`` as SH of this degree (0..3) per view, from the camera
-            centre to the mean, ``+ 0.5`` and clamped at 0.
-        backgrounds: [V, C] background colours (zeros when None).
-        near_plane: Gaussians closer than this (camera z) are culled.
-        far_plane: Gaussians farther than this are culled.
-        eps2d: dilation of the 2D covariance in pixels^2.
-        tile_size: tile side in pixels.
-        backend: ``"auto" | "cuda" | "cpu" | "reference" | "gsplat"``.
+        colors, viewmats, Ks, width, height: as :func:`rasterize`.
+        **kwargs: keywords of :func:`rasterize` (``sh_degree``, ``backgrounds``, ``near_plane``,
+            ``far_plane``, ``tile_size``, ``backend``, incl. ``"gsplat"``) and ``eps2d``, the
+            dilation of the 2D covariance in pixels^2 (0.3).
 
     Returns:
-        A :class:`RasterOutput` (colors [V, H, W, C], alphas and depths [V, H, W, 1], means2d
-        [V, N, 2], radii [V, N, 2], max_weights [V, N]).
-
-    Raises:
-        RasterInputError: (a ``ValueError``) on a wrong shape, dtype, device or value.
+        A :class:`RasterOutput` (``means2d``: the projected means, grad retained).
     """
-    op = "rasterize_gaussians"
-    chk, width, height = _common(op, width, height, near_plane, far_plane)
-    means = chk.tensor("means", means, ("N", 3))
-    quats = chk.tensor("quats", quats, ("N", 4))
-    scales = chk.tensor("scales", scales, ("N", 3), min_value=0.0)
-    opacities = chk.tensor("opacities", opacities, ("N",), min_value=0.0, max_value=1.0)
-    if chk.check_values and quats.numel() and bool((quats.detach().norm(dim=-1) == 0).any()):
-        raise chk.fail("quats must have non-zero norm (w, x, y, z); found a zero quaternion")
-    viewmats, Ks = _check_cameras(chk, viewmats, Ks)
-    if backend == "gsplat":
-        return _rasterize_gsplat(
-            chk,
-            means,
-            quats,
-            scales,
-            opacities,
-            colors,
-            viewmats,
-            Ks,
-            width,
-            height,
-            sh_degree,
-            backgrounds,
-            near_plane,
-            far_plane,
-            eps2d,
-            tile_size,
-        )
-    features = _features(chk, colors, sh_degree, means, viewmats)  # [V, N, C]
-    backgrounds = chk.optional("backgrounds", backgrounds, ("V", "C"))
-    engine = resolve_backend(backend, means.device)
+    inputs = {"means": means, "quats": quats, "scales": scales, "opacities": opacities}
+    return rasterize(GAUSSIAN, inputs, colors, viewmats, Ks, width, height, **kwargs)
 
-    means2d, depths, conics, radii = engine.project_gaussians(
-        means, quats, scales, viewmats, Ks, width, height, near_plane, far_plane, eps2d
-    )
-    tile_offsets, flatten_ids = engine.isect_tiles(means2d, radii, depths, width, height, tile_size)
-    feats, bgs = _append_depth(features, depths, backgrounds)
-    image, alphas, max_weights = engine.rasterize_gaussians_to_pixels(
-        means2d, conics, feats, opacities, width, height, tile_offsets, flatten_ids, bgs, tile_size
-    )
-    if means2d.requires_grad:
-        means2d.retain_grad()
-    return _split_output(image, alphas, max_weights, means2d, radii)
+
+def rasterize_triangles(
+    vertices: Tensor, colors: Tensor, opacities: Tensor, sigma: Tensor, viewmats: Tensor, Ks: Tensor, width: int,
+    height: int, **kwargs: Any,
+) -> RasterOutput:  # fmt: skip
+    """Renders triangles with the Triangle Splatting window ``(phi(p) / phi(incentre))^sigma``.
+
+    Args:
+        vertices: [N, 3, 3] world-space vertices (triangle, vertex, xyz); culled when a vertex is
+            closer than ``near_plane`` or the centroid farther than ``far_plane``.
+        colors: as :func:`rasterize` (SH seen towards the 3D centroid).
+        opacities: [N] activated opacities in [0, 1].
+        sigma: [N] window exponents (> 0; small = sharp, 1 = linear).
+        viewmats, Ks, width, height, **kwargs: as :func:`rasterize`.
+
+    Returns:
+        A :class:`RasterOutput`; ``means2d`` are the centres of the projected bounding boxes.
+    """
+    inputs = {"vertices": vertices, "opacities": opacities, "sigma": sigma}
+    return rasterize(TRIANGLE, inputs, colors, viewmats, Ks, width, height, **kwargs)
+
+
+def rasterize_convexes(
+    points: Tensor, colors: Tensor, opacities: Tensor, delta: Tensor, sigma: Tensor, viewmats: Tensor, Ks: Tensor,
+    width: int, height: int, **kwargs: Any,
+) -> RasterOutput:  # fmt: skip
+    """Renders smooth convexes (3D Convex Splatting): 2D hull, log-sum-exp indicator.
+
+    Args:
+        points: [N, K, 3] world-space points per convex (3 <= K <= 8); culled when a point is
+            closer than ``near_plane`` or the centroid farther than ``far_plane``.
+        colors: as :func:`rasterize` (SH seen towards the 3D centroid of the points).
+        opacities: [N] activated opacities in [0, 1].
+        delta: [N] smoothness (> 0) of the log-sum-exp over hull edges.
+        sigma: [N] sharpness (> 0) of the sigmoid.
+        viewmats, Ks, width, height, **kwargs: as :func:`rasterize`.
+
+    Returns:
+        A :class:`RasterOutput`; ``means2d`` are the centres of the conservative footprint boxes.
+    """
+    inputs = {"points": points, "opacities": opacities, "delta": delta, "sigma": sigma}
+    return rasterize(CONVEX, inputs, colors, viewmats, Ks, width, height, **kwargs)
 
 
 def _rasterize_gsplat(
     chk: InputChecker,
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
+    prims: Mapping[str, Tensor],
     colors: object,
     viewmats: Tensor,
     Ks: Tensor,
@@ -225,6 +266,7 @@ def _rasterize_gsplat(
     tile_size: int,
 ) -> RasterOutput:
     """``gsplat.rasterization`` with the equivalent arguments (CUDA only, comparison backend)."""
+    means, quats, scales, opacities = (prims[k] for k in ("means", "quats", "scales", "opacities"))
     if means.device.type != "cuda":
         raise RasterInputError(
             f"{chk.op}: backend='gsplat' needs CUDA tensors (gsplat's rasterizer is CUDA-only), "
@@ -233,9 +275,7 @@ def _rasterize_gsplat(
     try:
         from gsplat import rasterization
     except ImportError as err:
-        raise RuntimeError(
-            f"{chk.op}: backend='gsplat' needs the gsplat package: pip install 'recon[gsplat]'"
-        ) from err
+        raise RuntimeError(f"{chk.op}: backend='gsplat' needs the gsplat package: pip install 'recon[gsplat]'") from err
     if sh_degree is None:
         colors = chk.tensor(
             "colors",
@@ -254,165 +294,4 @@ def _rasterize_gsplat(
     if means2d.requires_grad:
         means2d.retain_grad()
     depth = torch.where(alphas > 0, image[..., -1:], torch.zeros_like(alphas))
-    return RasterOutput(
-        image[..., :-1], alphas, depth, means2d, meta["radii"].to(torch.int32), None
-    )
-
-
-# ----------------------------------------------------------------------------- triangles
-def rasterize_triangles(
-    vertices: Tensor,
-    colors: Tensor,
-    opacities: Tensor,
-    sigma: Tensor,
-    viewmats: Tensor,
-    Ks: Tensor,
-    width: int,
-    height: int,
-    *,
-    sh_degree: int | None = None,
-    backgrounds: Tensor | None = None,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    tile_size: int = 16,
-    backend: str = "auto",
-) -> RasterOutput:
-    """Renders triangles with the Triangle Splatting window ``(phi(p) / phi(incentre))^sigma``.
-
-    Args:
-        vertices: [N, 3, 3] world-space vertices (triangle, vertex, xyz).
-        colors: [N, C], [V, N, C] or SH [N, K, C] with ``sh_degree`` (view direction to the
-            3D centroid).
-        opacities: [N] activated opacities in [0, 1].
-        sigma: [N] window exponents (> 0; small = sharp, 1 = linear).
-        viewmats: [V, 4, 4] world-to-camera matrices.
-        Ks: [V, 3, 3] intrinsics.
-        width: image width in pixels.
-        height: image height in pixels.
-        sh_degree: SH degree of ``colors`` (None = plain colours).
-        backgrounds: [V, C] background colours (zeros when None).
-        near_plane: triangles with a vertex closer than this are culled.
-        far_plane: triangles whose centroid is farther than this are culled.
-        tile_size: tile side in pixels.
-        backend: ``"auto" | "cuda" | "cpu" | "reference"``.
-
-    Returns:
-        A :class:`RasterOutput`; ``means2d`` are the centres of the projected bounding boxes.
-
-    Raises:
-        RasterInputError: (a ``ValueError``) on a wrong shape, dtype, device or value.
-    """
-    op = "rasterize_triangles"
-    chk, width, height = _common(op, width, height, near_plane, far_plane)
-    vertices = chk.tensor("vertices", vertices, ("N", 3, 3))
-    opacities = chk.tensor("opacities", opacities, ("N",), min_value=0.0, max_value=1.0)
-    sigma = chk.tensor("sigma", sigma, ("N",), min_value=0.0, exclusive_min=True)
-    viewmats, Ks = _check_cameras(chk, viewmats, Ks)
-    if backend == "gsplat":
-        raise chk.fail(
-            "backend='gsplat' renders Gaussians only; use 'auto', 'cpu', 'cuda' or 'reference'"
-        )
-    features = _features(chk, colors, sh_degree, vertices.mean(1), viewmats)
-    backgrounds = chk.optional("backgrounds", backgrounds, ("V", "C"))
-    engine = resolve_backend(backend, vertices.device)
-
-    means2d, depths, verts2d, radii = engine.project_triangles(
-        vertices, viewmats, Ks, width, height, near_plane, far_plane
-    )
-    tile_offsets, flatten_ids = engine.isect_tiles(means2d, radii, depths, width, height, tile_size)
-    means2d, shift = _translation_handle(means2d, _wants_grad(vertices))
-    if shift is not None:
-        verts2d = verts2d + shift[..., None, :]
-    feats, bgs = _append_depth(features, depths, backgrounds)
-    image, alphas, max_weights = engine.rasterize_triangles_to_pixels(
-        verts2d, sigma, feats, opacities, width, height, tile_offsets, flatten_ids, bgs, tile_size
-    )
-    return _split_output(image, alphas, max_weights, means2d, radii)
-
-
-# ----------------------------------------------------------------------------- convexes
-def rasterize_convexes(
-    points: Tensor,
-    colors: Tensor,
-    opacities: Tensor,
-    delta: Tensor,
-    sigma: Tensor,
-    viewmats: Tensor,
-    Ks: Tensor,
-    width: int,
-    height: int,
-    *,
-    sh_degree: int | None = None,
-    backgrounds: Tensor | None = None,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    tile_size: int = 16,
-    backend: str = "auto",
-) -> RasterOutput:
-    """Renders smooth convexes (3D Convex Splatting): 2D hull, log-sum-exp indicator.
-
-    Args:
-        points: [N, K, 3] world-space points per convex (3 <= K <= 8).
-        colors: [N, C], [V, N, C] or SH [N, K', C] with ``sh_degree`` (view direction to the
-            3D centroid of the points).
-        opacities: [N] activated opacities in [0, 1].
-        delta: [N] smoothness (> 0) of the log-sum-exp over hull edges.
-        sigma: [N] sharpness (> 0) of the sigmoid.
-        viewmats: [V, 4, 4] world-to-camera matrices.
-        Ks: [V, 3, 3] intrinsics.
-        width: image width in pixels.
-        height: image height in pixels.
-        sh_degree: SH degree of ``colors`` (None = plain colours).
-        backgrounds: [V, C] background colours (zeros when None).
-        near_plane: convexes with a point closer than this are culled.
-        far_plane: convexes whose centroid is farther than this are culled.
-        tile_size: tile side in pixels.
-        backend: ``"auto" | "cuda" | "cpu" | "reference"``.
-
-    Returns:
-        A :class:`RasterOutput`; ``means2d`` are the centres of the conservative footprint boxes.
-
-    Raises:
-        RasterInputError: (a ``ValueError``) on a wrong shape, dtype, device or value.
-    """
-    op = "rasterize_convexes"
-    chk, width, height = _common(op, width, height, near_plane, far_plane)
-    points = chk.tensor("points", points, ("N", "K", 3))
-    if not 3 <= points.shape[1] <= 8:
-        raise chk.fail(f"points must be [N, K, 3] with 3 <= K <= 8, got {list(points.shape)}")
-    opacities = chk.tensor("opacities", opacities, ("N",), min_value=0.0, max_value=1.0)
-    delta = chk.tensor("delta", delta, ("N",), min_value=0.0, exclusive_min=True)
-    sigma = chk.tensor("sigma", sigma, ("N",), min_value=0.0, exclusive_min=True)
-    viewmats, Ks = _check_cameras(chk, viewmats, Ks)
-    if backend == "gsplat":
-        raise chk.fail(
-            "backend='gsplat' renders Gaussians only; use 'auto', 'cpu', 'cuda' or 'reference'"
-        )
-    features = _features(chk, colors, sh_degree, points.mean(1), viewmats)
-    backgrounds = chk.optional("backgrounds", backgrounds, ("V", "C"))
-    engine = resolve_backend(backend, points.device)
-
-    means2d, depths, points2d, hull, radii = engine.project_convexes(
-        points, delta, sigma, opacities, viewmats, Ks, width, height, near_plane, far_plane
-    )
-    tile_offsets, flatten_ids = engine.isect_tiles(means2d, radii, depths, width, height, tile_size)
-    means2d, shift = _translation_handle(means2d, _wants_grad(points))
-    if shift is not None:
-        points2d = points2d + shift[..., None, :]
-    feats, bgs = _append_depth(features, depths, backgrounds)
-    image, alphas, max_weights = engine.rasterize_convexes_to_pixels(
-        points2d,
-        hull,
-        delta,
-        sigma,
-        depths,
-        feats,
-        opacities,
-        width,
-        height,
-        tile_offsets,
-        flatten_ids,
-        bgs,
-        tile_size,
-    )
-    return _split_output(image, alphas, max_weights, means2d, radii)
+    return RasterOutput(image[..., :-1], alphas, depth, means2d, meta["radii"].to(torch.int32), None)

@@ -11,14 +11,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from recon.geometry import normalize_quats
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "identity": lambda x: x,
     "exp": torch.exp,
     "sigmoid": torch.sigmoid,
-    "normalize": lambda x: F.normalize(x, dim=-1),
+    "normalize": normalize_quats,
     "exp_plus_0.01": lambda x: 0.01 + torch.exp(x),
 }
 INVERSES: dict[str, Callable[[Tensor], Tensor]] = {
@@ -83,15 +84,3 @@ def fibonacci_sphere(k: int, dtype: torch.dtype = torch.float32) -> Tensor:
     r = (1.0 - z * z).clamp_min(0.0).sqrt()
     phi = i * torch.pi * (3.0 - 5.0**0.5)
     return torch.stack([r * phi.cos(), r * phi.sin(), z], dim=-1).to(dtype)
-
-
-def random_rotations(n: int, generator: torch.Generator | None = None) -> Tensor:
-    """[n, 3, 3] uniformly random rotation matrices (from random unit quaternions)."""
-    q = F.normalize(torch.randn(n, 4, generator=generator), dim=-1)
-    w, x, y, z = q.unbind(-1)
-    rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]  # fmt: skip
-    return torch.stack(rows, -1).reshape(n, 3, 3)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from recon.geometry import random_rotations
 from recon.primitives.knn import mean_sq_knn_dist
 from recon.primitives.sh import sh_params
-from recon.primitives.spec import PrimitiveSpec, fibonacci_sphere, random_rotations
+from recon.primitives.spec import PrimitiveSpec, fibonacci_sphere
 
 SPEC = PrimitiveSpec(
     name="triangle",

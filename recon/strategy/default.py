@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from recon.errors import ConfigError
-from recon.ops.reference.project import quat_to_rotmat
+from recon.geometry import quat_to_rotmat
 from recon.strategy import ops
 from recon.strategy.base import visible
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from recon.ops.reference.project import quat_to_rotmat
+from recon.geometry import quat_to_rotmat
 from recon.strategy import ops
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from recon.ops import kernels
+from recon.ops import _extension, kernels
 from tests.ops.test_kernels_gaussians import cameras, gaussians, render
 
 CUDA_SRC = Path(kernels.CUDA_DIR) / "src"
@@ -22,13 +22,13 @@ def test_cpu_extension_available_and_cached():
     assert ok, why
     ext = kernels.load_extension()
     assert kernels.load_extension() is ext  # loaded once per process
-    assert ext.with_cuda == (torch.cuda.is_available() and kernels._want_cuda())
-    build_dir = kernels._build_dir(ext.with_cuda)
+    assert ext.with_cuda == (torch.cuda.is_available() and _extension._want_cuda())
+    build_dir = _extension._build_dir(ext.with_cuda)
     assert any(build_dir.glob("*.so"))  # cached build: later processes only load it
 
 
 def test_no_compiler_gives_a_clear_reason(monkeypatch):
-    monkeypatch.setattr(kernels.shutil, "which", lambda name: None)
+    monkeypatch.setattr(_extension.shutil, "which", lambda name: None)
     monkeypatch.setenv("CXX", "no-such-compiler")
     ok, why = kernels.available("cpu")
     assert not ok and "no C++ compiler" in why and "reference" in why

@@ -77,7 +77,8 @@ def test_gaussian_bad_inputs_raise_before_any_kernel(change, pattern, monkeypatc
     def boom(*args, **kwargs):
         raise AssertionError("a kernel ran before validation")
 
-    monkeypatch.setattr(reference, "project_gaussians", boom)
+    for stage in ("project", "isect_tiles", "rasterize_to_pixels"):  # what the pipeline calls
+        monkeypatch.setattr(reference, stage, boom)
     args = _gauss_args()
     args.update(change)
     with pytest.raises(RasterInputError, match=pattern) as info:

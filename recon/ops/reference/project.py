@@ -7,29 +7,12 @@ finite (but meaningless) 2D values, so that zero cotangents never turn into NaN 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from recon.geometry import quat_to_rotmat
 
 # Degenerate triangles: doubled projected area below this (px^2) are culled.
 MIN_TRIANGLE_CROSS = 1e-6
-
-
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """Rotation matrices from (possibly unnormalised) quaternions ``(w, x, y, z)``.
-
-    Args:
-        quats: [..., 4] quaternions, normalised inside.
-
-    Returns:
-        [..., 3, 3] rotation matrices.
-    """
-    w, x, y, z = F.normalize(quats, p=2, dim=-1).unbind(-1)
-    rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]  # fmt: skip
-    return torch.stack(rows, dim=-1).reshape(quats.shape[:-1] + (3, 3))
 
 
 def world_to_camera(points: Tensor, viewmats: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from recon.ops.reference import composite
-from recon.ops.reference.composite import composite_tiles
+from recon.ops.reference.composite import WindowFn, composite_tiles
 from recon.ops.reference.convex import hull_lines
 
 
@@ -73,9 +73,9 @@ def convex_window(
     return torch.sigmoid(-z[..., 0] * sigma[ids % N][..., None] * phi)
 
 
-def rasterize_gaussians_to_pixels(
-    means2d: Tensor,  # [V, N, 2]
-    conics: Tensor,  # [V, N, 3]
+def composite_window(
+    window_fn: WindowFn,
+    window: tuple[Tensor, ...],
     features: Tensor,  # [V, N, C]
     opacities: Tensor,  # [N]
     width: int,
@@ -84,88 +84,42 @@ def rasterize_gaussians_to_pixels(
     flatten_ids: Tensor,  # [M]
     backgrounds: Tensor | None = None,  # [V, C]
     tile_size: int = 16,
+    cost: int = 1,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Composites projected Gaussians; returns colors [V,H,W,C], alphas [V,H,W,1], max_weights [V,N]."""
-    V, N = conics.shape[:2]
-    params = (means2d.reshape(V * N, 2), conics.reshape(V * N, 3))
+    """Stage 3 for any family: composites the window ``window_fn`` of the tensors ``window``.
+
+    Args:
+        window_fn: the family's window (:data:`~recon.ops.reference.composite.WindowFn`).
+        window: the window tensors, per view ``[V, N, ...]`` or per primitive ``[N]``; the
+            per-view ones are flattened to ``[V * N, ...]`` (the window's ``ids`` index them).
+        cost: elements the window evaluates per (primitive, pixel) pair; chunks shrink by it.
+        The other arguments are those of :func:`~recon.ops.reference.composite.composite_tiles`.
+
+    Returns:
+        colors [V, H, W, C], alphas [V, H, W, 1], max_weights [V, N].
+    """
+    V, N = features.shape[:2]
+    params = tuple(t.reshape(V * N, *t.shape[2:]) if t.dim() >= 2 else t for t in window)
     return composite_tiles(
-        gaussian_window,
-        params,
-        features,
-        opacities,
-        width,
-        height,
-        tile_offsets,
-        flatten_ids,
-        backgrounds,
-        tile_size,
-    )
+        window_fn, params, features, opacities, width, height, tile_offsets, flatten_ids, backgrounds, tile_size,
+        composite.CHUNK_ELEMENTS // cost,
+    )  # fmt: skip
 
 
-def rasterize_triangles_to_pixels(
-    verts2d: Tensor,  # [V, N, 3, 2]
-    sigma: Tensor,  # [N]
-    features: Tensor,  # [V, N, C]
-    opacities: Tensor,  # [N]
-    width: int,
-    height: int,
-    tile_offsets: Tensor,  # [V, TH, TW]
-    flatten_ids: Tensor,  # [M]
-    backgrounds: Tensor | None = None,  # [V, C]
-    tile_size: int = 16,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Composites projected triangles; returns colors [V,H,W,C], alphas [V,H,W,1], max_weights [V,N]."""
-    V, N = verts2d.shape[:2]
-    params = (verts2d.reshape(V * N, 3, 2), sigma)
-    return composite_tiles(
-        triangle_window,
-        params,
-        features,
-        opacities,
-        width,
-        height,
-        tile_offsets,
-        flatten_ids,
-        backgrounds,
-        tile_size,
-        composite.CHUNK_ELEMENTS // 4,
-    )
+# ENGINE.md stage 3 per family: the window tensors, then the arguments of composite_window.
+def rasterize_gaussians_to_pixels(means2d: Tensor, conics: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor, Tensor]:
+    """Gaussians: means2d [V, N, 2], conics [V, N, 3]; colors, alphas, max_weights."""
+    return composite_window(gaussian_window, (means2d, conics), *args, **kwargs)
+
+
+def rasterize_triangles_to_pixels(verts2d: Tensor, sigma: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor, Tensor]:
+    """Triangles: verts2d [V, N, 3, 2], sigma [N]; colors, alphas, max_weights."""
+    return composite_window(triangle_window, (verts2d, sigma), *args, cost=4, **kwargs)
 
 
 def rasterize_convexes_to_pixels(
-    points2d: Tensor,  # [V, N, K, 2]
-    hull: Tensor,  # [V, N, K]
-    delta: Tensor,  # [N]
-    sigma: Tensor,  # [N]
-    depths: Tensor,  # [V, N]
-    features: Tensor,  # [V, N, C]
-    opacities: Tensor,  # [N]
-    width: int,
-    height: int,
-    tile_offsets: Tensor,  # [V, TH, TW]
-    flatten_ids: Tensor,  # [M]
-    backgrounds: Tensor | None = None,  # [V, C]
-    tile_size: int = 16,
+    points2d: Tensor, hull: Tensor, delta: Tensor, sigma: Tensor, depths: Tensor, *args, **kwargs
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Composites projected convexes; returns colors [V,H,W,C], alphas [V,H,W,1], max_weights [V,N]."""
-    V, N, K = hull.shape
-    params = (
-        points2d.reshape(V * N, K, 2),
-        hull.reshape(V * N, K).long(),
-        depths.reshape(V * N),
-        delta,
-        sigma,
-    )
-    return composite_tiles(
-        convex_window,
-        params,
-        features,
-        opacities,
-        width,
-        height,
-        tile_offsets,
-        flatten_ids,
-        backgrounds,
-        tile_size,
-        composite.CHUNK_ELEMENTS // (2 * max(K, 1)),
-    )
+    """Convexes: points2d [V, N, K, 2], hull [V, N, K], delta, sigma [N], depths [V, N] (constant)."""
+    window = (points2d, hull, depths, delta, sigma)  # convex_window's order
+    return composite_window(convex_window, window, *args, cost=2 * max(hull.shape[-1], 1), **kwargs)

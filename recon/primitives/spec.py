@@ -55,6 +55,10 @@ class PrimitiveSpec:
             raise KeyError(f"{self.name} parameters miss {sorted(missing)}")
         return {k: ACTIVATIONS[a](params[k]) for k, a in self.activations.items()}
 
+    def activate_one(self, name: str, raw: Tensor) -> Tensor:
+        """Activated value of one raw parameter (any rows of ``params[name]``)."""
+        return ACTIVATIONS[self.activations[name]](raw)
+
     def inverse(self, name: str, value: Tensor) -> Tensor:
         """Raw parameter whose activation is ``value``."""
         return INVERSES[self.activations[name]](value)

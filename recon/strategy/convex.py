@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from recon.primitives.convex import SPEC
 from recon.strategy import ops
 from recon.strategy.base import visible
 
@@ -71,8 +72,8 @@ class ConvexStrategy:
             grad = params["sigma"].grad
         if grad is not None:
             vis = visible(info).any(0).float()  # [N]
-            # d L / d sigma = d L / d raw / sigma, as sigma = exp(raw)
-            state["sigma_grad"] += grad.detach() / torch.exp(params["sigma"].detach()) * vis
+            # d L / d sigma = d L / d raw / sigma, as sigma = exp(raw) (SPEC)
+            state["sigma_grad"] += grad.detach() / SPEC.activate_one("sigma", params["sigma"].detach()) * vis
             state["count"] += vis
         refine = self.refine_start < step < self.refine_stop and step % self.refine_every == 0
         prune_only = step >= self.refine_stop and step % 1000 == 0
@@ -103,8 +104,8 @@ class ConvexStrategy:
             if key == "points":
                 new[key] = split_convexes(parent, self.shrink)
             elif key == "opacities":
-                opa = torch.sigmoid(parent) * self.opacity_factor
-                new[key] = torch.logit(opa.clamp(1e-6, 1 - 1e-6)).repeat(k)
+                opa = SPEC.activate_one(key, parent) * self.opacity_factor
+                new[key] = SPEC.inverse(key, opa.clamp(1e-6, 1 - 1e-6)).repeat(k)
             elif key == "sigma":
                 new[key] = (parent * self.sigma_raw_factor).repeat(k)
             else:
@@ -114,7 +115,7 @@ class ConvexStrategy:
 
     @torch.no_grad()
     def _prune(self, params, optimizers, state, step: int) -> None:
-        prune = torch.sigmoid(params["opacities"]) < self.prune_opacity
+        prune = SPEC.activate_one("opacities", params["opacities"]) < self.prune_opacity
         if step > 3000:
             pts = params["points"]
             size = (pts - pts.mean(1, keepdim=True)).norm(dim=-1).amax(1)

@@ -9,6 +9,7 @@ import torch
 
 from recon.errors import ConfigError
 from recon.geometry import quat_to_rotmat
+from recon.primitives.gaussian import SPEC
 from recon.strategy import ops
 from recon.strategy.base import visible
 
@@ -54,8 +55,10 @@ class DefaultStrategy:
         grad = getattr(m2d, "absgrad", None) if self.absgrad else m2d.grad
         if grad is None:
             if self.absgrad:
-                raise ConfigError("strategy.absgrad needs a backend that provides means2d.absgrad",
-                                  hint="set strategy.absgrad false or use the gsplat backend on CUDA")
+                raise ConfigError(
+                    "strategy.absgrad needs a backend that provides means2d.absgrad",
+                    hint="set strategy.absgrad false or use the gsplat backend on CUDA",
+                )
             return
         grad = grad.detach().clone()  # [V, N, 2]
         grad[..., 0] *= info["width"] / 2.0 * info["n_cameras"]
@@ -81,7 +84,7 @@ class DefaultStrategy:
     def _grow(self, params, optimizers, state) -> None:
         grads = state["grad2d"] / state["count"].clamp_min(1)
         high = grads > self.grow_grad2d
-        small = torch.exp(params["scales"]).max(-1).values <= self.grow_scale3d * self.scene_scale
+        small = SPEC.activate_one("scales", params["scales"]).max(-1).values <= self.grow_scale3d * self.scene_scale
         ops.duplicate(params, optimizers, state, high & small)
         n_dup = int((high & small).sum())
         split = high & ~small
@@ -91,11 +94,14 @@ class DefaultStrategy:
 
     @torch.no_grad()
     def _prune(self, params, optimizers, state, step: int) -> None:
-        prune = torch.sigmoid(params["opacities"]) < self.prune_opa
+        opacities = SPEC.activate_one("opacities", params["opacities"])
+        prune = opacities < self.prune_opa
         if step > self.reset_every:
-            prune |= torch.exp(params["scales"]).max(-1).values > self.prune_scale3d * self.scene_scale
+            prune |= (
+                SPEC.activate_one("scales", params["scales"]).max(-1).values > self.prune_scale3d * self.scene_scale
+            )
         if bool(prune.all()):
-            prune[torch.sigmoid(params["opacities"]).argmax()] = False  # never remove everything
+            prune[opacities.argmax()] = False  # never remove everything
         if bool(prune.any()):
             ops.remove(params, optimizers, state, prune)
 
@@ -103,14 +109,12 @@ class DefaultStrategy:
 @torch.no_grad()
 def split_gaussians(params: ops.Params, optimizers: ops.Optimizers, state: dict[str, Any], mask: torch.Tensor) -> None:
     """Replaces each selected Gaussian by 2 samples from it with scales / 1.6 (3DGS split)."""
-    scales = torch.exp(params["scales"][mask])  # [M, 3]
+    scales = SPEC.activate_one("scales", params["scales"][mask])  # [M, 3]
     R = quat_to_rotmat(params["quats"][mask])  # [M, 3, 3]
     noise = torch.randn(2, *scales.shape, device=scales.device)  # [2, M, 3]
     samples = torch.einsum("mij,smj->smi", R, scales * noise)  # [2, M, 3]
     new = {k: v[mask].repeat(2, *([1] * (v.dim() - 1))) for k, v in params.items()}
     new["means"] = (params["means"][mask][None] + samples).reshape(-1, 3)
-    new["scales"] = (scales / 1.6).log().repeat(2, 1)
+    new["scales"] = SPEC.inverse("scales", scales / 1.6).repeat(2, 1)
     ops.remove(params, optimizers, state, mask)
     ops.append(params, optimizers, state, new)
-
-

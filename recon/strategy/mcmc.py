@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from recon.geometry import quat_to_rotmat
+from recon.primitives.gaussian import SPEC
 from recon.strategy import ops
 
 
@@ -78,19 +79,21 @@ class MCMCStrategy:
     def _copy_from(self, params, optimizers, src: Tensor) -> dict[str, Tensor]:
         """Values for copies of rows ``src`` [M] (repeats allowed); the sources get the same
         reduced opacity and scale, so each source and its copies render like the source did."""
-        opa = torch.sigmoid(params["opacities"])
+        opa = SPEC.activate_one("opacities", params["opacities"])
         counts = torch.bincount(src, minlength=opa.shape[0])[src] + 1  # copies incl. the source
-        new_o, new_s = relocation_values(opa[src], torch.exp(params["scales"][src]), counts)
+        new_o, new_s = relocation_values(opa[src], SPEC.activate_one("scales", params["scales"][src]), counts)
         values = {k: v[src].clone() for k, v in params.items()}
-        values["opacities"] = torch.logit(new_o)
-        values["scales"] = new_s.log()
+        values["opacities"] = SPEC.inverse("opacities", new_o)
+        values["scales"] = SPEC.inverse("scales", new_s)
         uniq, first = _first_occurrence(src)
-        ops.set_rows(params, optimizers, {"opacities": values["opacities"][first], "scales": values["scales"][first]}, uniq)
+        ops.set_rows(
+            params, optimizers, {"opacities": values["opacities"][first], "scales": values["scales"][first]}, uniq
+        )
         return values
 
     @torch.no_grad()
     def relocate(self, params, optimizers, state) -> int:
-        opa = torch.sigmoid(params["opacities"])
+        opa = SPEC.activate_one("opacities", params["opacities"])
         dead = opa <= self.min_opacity
         n_dead = int(dead.sum())
         alive = (~dead).nonzero().squeeze(-1)
@@ -108,7 +111,7 @@ class MCMCStrategy:
         n_new = max(0, min(self.cap_max, int(1.05 * n)) - n)
         if n_new == 0:
             return 0
-        opa = torch.sigmoid(params["opacities"])
+        opa = SPEC.activate_one("opacities", params["opacities"])
         src = torch.multinomial(opa, n_new, replacement=True)
         values = self._copy_from(params, optimizers, src)
         ops.append(params, optimizers, state, values)
@@ -116,8 +119,8 @@ class MCMCStrategy:
 
     @torch.no_grad()
     def inject_noise(self, params, lr_means: float) -> None:
-        opa = torch.sigmoid(params["opacities"])
-        scales = torch.exp(params["scales"])
+        opa = SPEC.activate_one("opacities", params["opacities"])
+        scales = SPEC.activate_one("scales", params["scales"])
         R = quat_to_rotmat(params["quats"])  # [N, 3, 3]
         covars = R @ torch.diag_embed(scales.square()) @ R.transpose(1, 2)  # [N, 3, 3]
         gate = torch.sigmoid(-100.0 * (opa - 0.005))[:, None]  # ~1 for nearly transparent Gaussians

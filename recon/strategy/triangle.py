@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from recon.primitives.triangle import SPEC
 from recon.strategy import ops
 from recon.strategy.base import visible
 
@@ -77,7 +78,7 @@ class TriangleStrategy:
         state["max_radius"].zero_()
 
     def _dead(self, params: ops.Params, state: dict[str, Any]) -> Tensor:
-        opa = torch.sigmoid(params["opacities"].detach())
+        opa = SPEC.activate_one("opacities", params["opacities"].detach())
         return (state["max_blend"] < self.dead_blend) | (opa <= self.dead_opacity)
 
     @torch.no_grad()
@@ -86,8 +87,8 @@ class TriangleStrategy:
         n_dead = int(dead.sum())
         n_add = max(0, min(self.cap_max, int(self.growth * n)) - n + n_dead)
         state["round"] += 1
-        opa = torch.sigmoid(params["opacities"])
-        sigma = 0.01 + torch.exp(params["sigma"])
+        opa = SPEC.activate_one("opacities", params["opacities"])
+        sigma = SPEC.activate_one("sigma", params["sigma"])
         weights = (opa if state["round"] % 2 == 1 else 1.0 / sigma).clone()
         weights[dead] = 0.0
         n_add = min(n_add, int((weights > 0).sum()))
@@ -108,11 +109,13 @@ class TriangleStrategy:
         out: dict[str, list[Tensor]] = {k: [] for k in params}
         if split_ids.numel():
             for k, v in params.items():
-                out[k].append(subdivide(v[split_ids]) if k == "vertices" else v[split_ids].repeat(4, *[1] * (v.dim() - 1)))
+                out[k].append(
+                    subdivide(v[split_ids]) if k == "vertices" else v[split_ids].repeat(4, *[1] * (v.dim() - 1))
+                )
         if clone_ids.numel():
             verts = params["vertices"][clone_ids]  # [C, 3, 3]
-            opa = torch.sigmoid(params["opacities"][clone_ids])
-            halved = torch.logit((1.0 - (1.0 - opa).sqrt()).clamp(1e-6, 1 - 1e-6))  # two copies = one
+            opa = SPEC.activate_one("opacities", params["opacities"][clone_ids])
+            halved = SPEC.inverse("opacities", (1.0 - (1.0 - opa).sqrt()).clamp(1e-6, 1 - 1e-6))  # two copies = one
             for k, v in params.items():
                 if k == "vertices":
                     out[k].append(torch.cat([verts, verts + in_plane_noise(verts)[:, None, :]]))

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from types import ModuleType
-
-from recon.primitives import convex, gaussian, triangle
+from recon.primitives.family import FAMILIES, Family
 from recon.primitives.spec import PrimitiveSpec
 
-FAMILIES: dict[str, ModuleType] = {"gaussian": gaussian, "triangle": triangle, "convex": convex}
 
-
-def family(name: str) -> ModuleType:
-    """The module of a primitive family (``SPEC``, ``init_from_points``, ``centers``)."""
+def family(name: str) -> Family:
+    """The record of a primitive family (``spec``, ``raster``, ``init_from_points``, ``centers``)."""
     if name not in FAMILIES:
         raise ValueError(f"unknown primitive {name!r}; expected one of {', '.join(FAMILIES)}")
     return FAMILIES[name]
@@ -19,7 +15,7 @@ def family(name: str) -> ModuleType:
 
 def spec(name: str) -> PrimitiveSpec:
     """The activation spec of a primitive family."""
-    return family(name).SPEC
+    return family(name).spec
 
 
-__all__ = ["FAMILIES", "PrimitiveSpec", "family", "spec"]
+__all__ = ["FAMILIES", "Family", "PrimitiveSpec", "family", "spec"]

@@ -1,8 +1,8 @@
 """``render(primitive, params, cameras)``: raw parameters in, images out.
 
 Activates the raw parameters with the family's spec, slices the SH coefficients to the active
-degree, and calls the family's public rasterization op (:mod:`recon.ops`), which owns backend
-choice and input validation.
+degree, and calls the one rasterization pipeline (:func:`recon.ops.rasterize.rasterize`) with the
+family's record, which owns backend choice and input validation.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from recon.cameras import Cameras
-from recon.primitives import spec as primitive_spec
+from recon.ops.rasterize import rasterize
+from recon.primitives import family
 from recon.primitives.sh import num_sh_bases
 
 
@@ -60,7 +61,7 @@ def render(
 
     Args:
         primitive: ``"gaussian"``, ``"triangle"`` or ``"convex"``.
-        params: the family's raw parameters (see ``recon.primitives.<family>.SPEC``).
+        params: the family's raw parameters (see ``recon.primitives.FAMILIES[primitive].spec``).
         cameras: V cameras of one size.
         sh_degree: active SH degree (0..stored degree).
         backgrounds: [V, 3] background colours (black when None).
@@ -69,37 +70,22 @@ def render(
     Returns:
         A :class:`RenderOutput`.
     """
-    import recon.ops as ops  # the ops layer loads the compiled extension lazily
-
-    spec = primitive_spec(primitive)
-    act = spec.activate(params)
+    fam = family(primitive)
+    act = fam.spec.activate(params)
     colors = _sh_colors(act, sh_degree)  # [N, (d+1)^2, 3]
     device = next(iter(params.values())).device
-    viewmats = cameras.viewmats.to(device=device, dtype=torch.float32)  # [V, 4, 4]
-    Ks = cameras.Ks.to(device=device, dtype=torch.float32)  # [V, 3, 3]
-    common = dict(
-        viewmats=viewmats,
-        Ks=Ks,
-        width=cameras.width,
-        height=cameras.height,
+    out = rasterize(
+        fam.raster,
+        fam.raster_inputs(act),
+        colors,
+        cameras.viewmats.to(device=device, dtype=torch.float32),  # [V, 4, 4]
+        cameras.Ks.to(device=device, dtype=torch.float32),  # [V, 3, 3]
+        cameras.width,
+        cameras.height,
         sh_degree=sh_degree,
         backgrounds=None if backgrounds is None else backgrounds.to(device=device, dtype=torch.float32),
         backend=backend,
     )
-    if primitive == "gaussian":
-        out = ops.rasterize_gaussians(
-            means=act["means"], quats=act["quats"], scales=act["scales"], opacities=act["opacities"],
-            colors=colors, **common,
-        )  # fmt: skip
-    elif primitive == "triangle":
-        out = ops.rasterize_triangles(
-            vertices=act["vertices"], colors=colors, opacities=act["opacities"], sigma=act["sigma"], **common
-        )
-    else:
-        out = ops.rasterize_convexes(
-            points=act["points"], colors=colors, opacities=act["opacities"], delta=act["delta"],
-            sigma=act["sigma"], **common,
-        )  # fmt: skip
     return RenderOutput(
         rgb=out.colors[..., :3],
         depth=out.depths,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from recon.ops._extension import CUDA_DIR, ExtensionBuildError, available, ext_for, load_extension
+from recon.ops._extension import CUDA_DIR, ExtensionBuildError, available, ext_for, load_extension  # noqa: F401 (re-exported)
 from recon.ops.family import CONVEX, GAUSSIAN, TRIANGLE, RasterFamily
 
 
@@ -61,17 +61,11 @@ class _Project(torch.autograd.Function):
 
 
 def project(
-    family: RasterFamily,
-    inputs: Sequence[Tensor],
-    viewmats: Tensor,  # [V, 4, 4]
-    Ks: Tensor,  # [V, 3, 3]
-    width: int,
-    height: int,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    *options: float,
-) -> tuple[Tensor, ...]:
-    """Stage 1 of ``family``: ``inputs`` in ``family.project_inputs`` order, then ``options``.
+    family: RasterFamily, inputs: Sequence[Tensor], viewmats: Tensor, Ks: Tensor, width: int, height: int,
+    near_plane: float = 0.01, far_plane: float = 1e10, *options: float,
+) -> tuple[Tensor, ...]:  # fmt: skip
+    """Stage 1 of ``family``: ``inputs`` in ``family.project_inputs`` order, cameras (``viewmats``
+    [V, 4, 4], ``Ks`` [V, 3, 3]) and planes as ENGINE.md, then the family's ``options``.
 
     Returns:
         ``(means2d [V, N, 2], depths [V, N], *geometry, radii [V, N, 2] int32)`` as the reference
@@ -100,24 +94,17 @@ def project_convexes(points, delta, sigma, opacities, viewmats, Ks, width, heigh
 
 
 @torch.no_grad()
-def isect_tiles(
-    means2d: Tensor,  # [V, N, 2]
-    radii: Tensor,  # [V, N, 2]
-    depths: Tensor,  # [V, N]
-    width: int,
-    height: int,
-    tile_size: int = 16,
-) -> tuple[Tensor, Tensor]:
-    """Bins footprints into tiles sorted by (view, tile, depth), stable in the primitive index.
+def isect_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height: int, tile_size: int = 16):
+    """Kernel twin of :func:`recon.ops.reference.isect_tiles`: footprints binned into tiles, sorted
+    by (view, tile, depth) and stable in the primitive index.
 
     Returns:
         tile_offsets [V, tile_height, tile_width] int32, flatten_ids [M] int32.
     """
     ext = ext_for(means2d)
     return ext.isect_tiles(
-        _f32(means2d), radii.to(torch.int32).contiguous(), _f32(depths), int(width), int(height),
-        int(tile_size),
-    )  # fmt: skip
+        _f32(means2d), radii.to(torch.int32).contiguous(), _f32(depths), int(width), int(height), int(tile_size)
+    )
 
 
 # ---- stage 3: rasterization ------------------------------------------------------------------
@@ -160,18 +147,11 @@ class _Rasterize(torch.autograd.Function):
 
 
 def rasterize_to_pixels(
-    family: RasterFamily,
-    window: Sequence[Tensor],
-    features: Tensor,  # [V, N, C]
-    opacities: Tensor,  # [N]
-    width: int,
-    height: int,
-    tile_offsets: Tensor,  # [V, TH, TW]
-    flatten_ids: Tensor,  # [M]
-    backgrounds: Tensor | None = None,  # [V, C]
-    tile_size: int = 16,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Stage 3 of ``family``: composites its ``window`` tensors (packed by ``family.pack_window``).
+    family: RasterFamily, window: Sequence[Tensor], features: Tensor, opacities: Tensor, width: int, height: int,
+    tile_offsets: Tensor, flatten_ids: Tensor, backgrounds: Tensor | None = None, tile_size: int = 16,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """Stage 3 of ``family``: composites its ``window`` tensors (packed by ``family.pack_window``);
+    ``features`` [V, N, C], ``opacities`` [N], tiles from :func:`isect_tiles`, ``backgrounds`` [V, C].
 
     Returns:
         colors [V, H, W, C], alphas [V, H, W, 1], max_weights [V, N].
@@ -199,20 +179,3 @@ def rasterize_convexes_to_pixels(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Kernel twin of :func:`recon.ops.reference.rasterize_convexes_to_pixels` (depth is a constant)."""
     return rasterize_to_pixels(CONVEX, (points2d, hull, delta, sigma, depths), *args, **kwargs)
-
-
-__all__ = [
-    "CUDA_DIR",
-    "ExtensionBuildError",
-    "available",
-    "isect_tiles",
-    "load_extension",
-    "project",
-    "project_convexes",
-    "project_gaussians",
-    "project_triangles",
-    "rasterize_convexes_to_pixels",
-    "rasterize_gaussians_to_pixels",
-    "rasterize_to_pixels",
-    "rasterize_triangles_to_pixels",
-]

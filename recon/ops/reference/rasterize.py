@@ -74,17 +74,7 @@ def convex_window(
 
 
 def composite_window(
-    window_fn: WindowFn,
-    window: tuple[Tensor, ...],
-    features: Tensor,  # [V, N, C]
-    opacities: Tensor,  # [N]
-    width: int,
-    height: int,
-    tile_offsets: Tensor,  # [V, TH, TW]
-    flatten_ids: Tensor,  # [M]
-    backgrounds: Tensor | None = None,  # [V, C]
-    tile_size: int = 16,
-    cost: int = 1,
+    window_fn: WindowFn, window: tuple[Tensor, ...], features: Tensor, *args, cost: int = 1, **kwargs
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Stage 3 for any family: composites the window ``window_fn`` of the tensors ``window``.
 
@@ -92,8 +82,10 @@ def composite_window(
         window_fn: the family's window (:data:`~recon.ops.reference.composite.WindowFn`).
         window: the window tensors, per view ``[V, N, ...]`` or per primitive ``[N]``; the
             per-view ones are flattened to ``[V * N, ...]`` (the window's ``ids`` index them).
+        features: [V, N, C] per-view features.
+        *args: the remaining arguments of :func:`~recon.ops.reference.composite.composite_tiles`
+            (``opacities, width, height, tile_offsets, flatten_ids, backgrounds, tile_size``).
         cost: elements the window evaluates per (primitive, pixel) pair; chunks shrink by it.
-        The other arguments are those of :func:`~recon.ops.reference.composite.composite_tiles`.
 
     Returns:
         colors [V, H, W, C], alphas [V, H, W, 1], max_weights [V, N].
@@ -101,9 +93,8 @@ def composite_window(
     V, N = features.shape[:2]
     params = tuple(t.reshape(V * N, *t.shape[2:]) if t.dim() >= 2 else t for t in window)
     return composite_tiles(
-        window_fn, params, features, opacities, width, height, tile_offsets, flatten_ids, backgrounds, tile_size,
-        composite.CHUNK_ELEMENTS // cost,
-    )  # fmt: skip
+        window_fn, params, features, *args, chunk_elements=composite.CHUNK_ELEMENTS // cost, **kwargs
+    )
 
 
 # ENGINE.md stage 3 per family: the window tensors, then the arguments of composite_window.

@@ -256,6 +256,10 @@ class RepairConfig:
     """-1 = auto: on object captures (masked, or cameras looking at a common centre) the pseudo
     cameras move on the orbit through the training cameras (around the centre, looking at it)
     instead of the straight line between them; N > 0 = N extra cameras on the whole orbit; 0 = none."""
+    orbit_beyond: float = 0.0
+    """Object captures: two more pseudo cameras on the orbit past the ends of the capture's arc, the
+    last round this many neighbour gaps beyond the outermost training cameras (0 = none; 1 = as far
+    as a leave-one-out view is from the cameras its sub-run saw)."""
     distance_gain: float = 2.0
     """Gain of the distance weight min(1, gain d / (1.2 D)) (GaussianObject 2, LM-Gaussian 16)."""
     color_match: bool = True

@@ -33,12 +33,20 @@ from recon.repair.schedule import (
     loss_weight,
     object_centred,
     orbit_between,
+    orbit_beyond,
     orbit_cameras,
     round_at,
     round_fraction,
     round_steps,
 )
-from recon.repair.source import PseudoView, PseudoViewConfig, RepairedViews, RepairModel, between_cameras
+from recon.repair.source import (
+    PseudoView,
+    PseudoViewConfig,
+    RepairedViews,
+    RepairModel,
+    between_cameras,
+    stack_cameras,
+)
 
 ModelFn = Callable[[int], "RepairModel | None"]
 
@@ -87,19 +95,17 @@ class RepairRounds:
 
     def cameras_for_round(self, k: int) -> Cameras:
         """Round ``k``'s pseudo cameras: between neighbours from both ends (on the orbit for object
-        captures with ``orbit`` -1, else on the straight line), then ``orbit`` > 0 cameras on the orbit."""
+        captures with ``orbit`` -1, else on the straight line), then ``orbit_beyond`` cameras past the
+        ends of the capture's arc (object captures), then ``orbit`` > 0 cameras on the whole orbit."""
         t = round_fraction(self.config, k)
         between = orbit_between if self.on_orbit else between_cameras
         cams = between(self.train_cameras, (t,) if t >= 0.5 else (t, 1 - t))
+        extra = []
+        if self.on_orbit and self.config.orbit_beyond > 0:  # past the arc's ends, farther each round
+            extra.append(orbit_beyond(self.train_cameras, 2 * t * self.config.orbit_beyond))
         if self.config.orbit > 0:
-            orbit = orbit_cameras(self.train_cameras, self.config.orbit).to(cams.device)
-            cams = Cameras(
-                Ks=torch.cat([cams.Ks, orbit.Ks]),
-                viewmats=torch.cat([cams.viewmats, orbit.viewmats]),
-                widths=torch.cat([cams.widths, orbit.widths]),
-                heights=torch.cat([cams.heights, orbit.heights]),
-            )
-        return cams
+            extra.append(orbit_cameras(self.train_cameras, self.config.orbit))
+        return stack_cameras([cams, *(c.to(cams.device) for c in extra)])
 
     def views(self, step: int) -> list[PseudoView]:
         """At most one repaired view for ``step``, its weight scaled by the schedule (empty = none)."""

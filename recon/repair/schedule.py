@@ -127,6 +127,28 @@ def orbit_between(cameras: Cameras, fractions: tuple[float, ...] = (0.5,)) -> Ca
     return _looking_at_centre(cameras, torch.stack(rows), center, up, a, b)
 
 
+def orbit_beyond(cameras: Cameras, reach: float) -> Cameras:
+    """Two pseudo cameras on the orbit past the ends of the capture's arc: beyond each outermost
+    training camera (the two bordering the widest azimuth gap) by ``reach`` x its angular gap to
+    its neighbour on the arc (at most half the widest gap), at that camera's distance and height,
+    looking at the centre. Leave-one-out renders imitate views one neighbour gap away from the
+    cameras a model saw, so the fixer knows these views' damage at ``reach`` 1."""
+    center, up, a, b, cyl = _orbit_frame(cameras)
+    order = torch.argsort(cyl[:, 0])
+    az = cyl[order, 0]  # [V] ascending
+    gaps = torch.remainder(az.roll(-1) - az, 2 * torch.pi)  # [V] gap k: from az[k] to az[k + 1]
+    k = int(gaps.argmax())  # the arc runs from az[k + 1] (first) round to az[k] (last)
+    last, first = int(order[k]), int(order[(k + 1) % len(az)])
+    limit = 0.5 * float(gaps[k])
+    inner_first = float(gaps[(k + 1) % len(az)]) if len(az) > 1 else limit
+    inner_last = float(gaps[k - 1]) if len(az) > 1 else limit
+    rows = [
+        torch.stack([cyl[first, 0] - min(reach * inner_first, limit), cyl[first, 1], cyl[first, 2]]),
+        torch.stack([cyl[last, 0] + min(reach * inner_last, limit), cyl[last, 1], cyl[last, 2]]),
+    ]
+    return _looking_at_centre(cameras, torch.stack(rows), center, up, a, b)
+
+
 def object_centred(cameras: Cameras, max_angle_deg: float = 20.0, min_spread_deg: float = 10.0) -> bool:
     """Whether the cameras look at a common centre from different directions (an object capture).
 

@@ -57,7 +57,8 @@ class PseudoViewSource(Protocol):
     def views(self, step: int) -> list[PseudoView]: ...
 
 
-def _stack(cams: list[Cameras]) -> Cameras:
+def stack_cameras(cams: list[Cameras]) -> Cameras:
+    """One batch of cameras from several (their Ks, viewmats and sizes concatenated)."""
     return Cameras(Ks=torch.cat([c.Ks for c in cams]), viewmats=torch.cat([c.viewmats for c in cams]),
                    widths=torch.cat([c.widths for c in cams]), heights=torch.cat([c.heights for c in cams]))
 
@@ -86,7 +87,7 @@ def neighbour_pairs(cameras: Cameras) -> list[tuple[int, int]]:
 def between_cameras(cameras: Cameras, fractions: tuple[float, ...] = (0.5,)) -> Cameras:
     """Pseudo cameras on the straight line between each training camera and its nearest neighbour
     (each pair once, :func:`neighbour_pairs`)."""
-    return _stack([interpolate_camera(cameras[i], cameras[j], t) for i, j in neighbour_pairs(cameras) for t in fractions])
+    return stack_cameras([interpolate_camera(cameras[i], cameras[j], t) for i, j in neighbour_pairs(cameras) for t in fractions])
 
 
 def distance_weights(pseudo: Cameras, train: Cameras, gain: float = 2.0) -> Tensor:

@@ -147,8 +147,10 @@ def _model_fn(
 
         fixer, gate = fit_for_run(run_dir, config, progress=True, on_step=on_step)  # nested under the training bar
         if fixer.meta.get("blend", 1.0) != 1.0 or c.blend < 0:
-            say(f"repair: blend {fixer.meta['blend']:.2f} of the fixer's change"
-                + (" (calibrated on the held-out view's noise pairs)" if c.blend < 0 else ""))
+            say(
+                f"repair: blend {fixer.meta['blend']:.2f} of the fixer's change"
+                + (" (calibrated on the held-out view's noise pairs)" if c.blend < 0 else "")
+            )
         if fixer.meta.get("stopped_early"):
             say(
                 f"repair: the fixer fit reached its {cap:.0f} CPU s cap after {fixer.meta['fit_steps']} of "

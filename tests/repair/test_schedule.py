@@ -15,6 +15,7 @@ from recon.repair.schedule import (
     loss_weight,
     object_centred,
     orbit_between,
+    orbit_beyond,
     orbit_cameras,
     round_at,
     round_fraction,
@@ -127,3 +128,25 @@ def test_rounds_put_object_captures_on_the_orbit(orbit, capture, on_circle):
     assert torch.allclose(radius, torch.full_like(radius, 3.0), atol=1e-4) == on_circle
     auto = RepairRounds(RepairConfig(), 100, 0, lambda step: None, None, cams, [], None, lambda line: None)
     assert auto.on_orbit  # decided from the cameras when not told
+
+
+def test_orbit_beyond_goes_past_the_ends_of_the_arc():
+    cams = _arc()  # 10, 50, 95, 140 degrees: ends 10 (inner gap 40) and 140 (inner gap 45)
+    out = _cylindrical(orbit_beyond(cams, 0.5))
+    assert torch.allclose(out[:, 0], torch.tensor([10.0 - 20.0, 140.0 + 22.5], dtype=torch.float64), atol=1e-3)
+    assert torch.allclose(out[:, 1:], torch.tensor([3.0, 1.2], dtype=torch.float64).expand(2, 2), atol=1e-4)
+    far = _cylindrical(orbit_beyond(_arc((0.0, 100.0, 160.0, 220.0)), 5.0))  # widest gap 220 -> 360: 70 past each
+    assert torch.allclose(far[:, 0], torch.tensor([0.0 - 70.0, 220.0 + 70.0 - 360.0], dtype=torch.float64), atol=1e-3)
+    uv, _ = orbit_beyond(cams, 1.0).project(TARGET.float()[None])
+    assert torch.allclose(uv[:, 0], torch.tensor([24.0, 20.0]).expand(2, 2), atol=1e-3)
+
+
+def test_rounds_add_the_cameras_beyond_the_arc_farther_each_round():
+    cams = _arc()
+    config = RepairConfig(rounds=2, farthest=0.5, orbit_beyond=1.0)
+    rounds = RepairRounds(config, 100, 0, lambda step: None, None, cams, [], None, print, object_capture=True)
+    plain = RepairRounds(RepairConfig(rounds=2, farthest=0.5), 100, 0, lambda step: None, None, cams, [], None, print)
+    for k, t in ((0, 0.25), (1, 0.5)):
+        got, base = rounds.cameras_for_round(k), plain.cameras_for_round(k)
+        assert len(got) == len(base) + 2 and torch.equal(got.viewmats[: len(base)], base.viewmats)
+        assert torch.equal(got.viewmats[len(base) :], orbit_beyond(cams, 2 * t).viewmats)

@@ -260,6 +260,10 @@ class RepairConfig:
     """Object captures: two more pseudo cameras on the orbit past the ends of the capture's arc, the
     last round this many neighbour gaps beyond the outermost training cameras (0 = none; 1 = as far
     as a leave-one-out view is from the cameras its sub-run saw)."""
+    orbit_tilt: float = 0.0
+    """Object captures: each training camera also moved up and down on the sphere around the object,
+    by this many degrees of elevation in the last round (0 = none; DTU's test views span about
+    -25 to +30 degrees around its 3-view ring)."""
     distance_gain: float = 2.0
     """Gain of the distance weight min(1, gain d / (1.2 D)) (GaussianObject 2, LM-Gaussian 16)."""
     color_match: bool = True

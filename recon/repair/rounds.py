@@ -35,6 +35,7 @@ from recon.repair.schedule import (
     orbit_between,
     orbit_beyond,
     orbit_cameras,
+    orbit_tilted,
     round_at,
     round_fraction,
     round_steps,
@@ -96,13 +97,16 @@ class RepairRounds:
     def cameras_for_round(self, k: int) -> Cameras:
         """Round ``k``'s pseudo cameras: between neighbours from both ends (on the orbit for object
         captures with ``orbit`` -1, else on the straight line), then ``orbit_beyond`` cameras past the
-        ends of the capture's arc (object captures), then ``orbit`` > 0 cameras on the whole orbit."""
+        ends of the capture's arc and ``orbit_tilt`` cameras above and below each training camera
+        (object captures), then ``orbit`` > 0 cameras on the whole orbit."""
         t = round_fraction(self.config, k)
         between = orbit_between if self.on_orbit else between_cameras
         cams = between(self.train_cameras, (t,) if t >= 0.5 else (t, 1 - t))
         extra = []
         if self.on_orbit and self.config.orbit_beyond > 0:  # past the arc's ends, farther each round
             extra.append(orbit_beyond(self.train_cameras, 2 * t * self.config.orbit_beyond))
+        if self.on_orbit and self.config.orbit_tilt > 0:  # above and below the capture's ring
+            extra.append(orbit_tilted(self.train_cameras, 2 * t * self.config.orbit_tilt))
         if self.config.orbit > 0:
             extra.append(orbit_cameras(self.train_cameras, self.config.orbit))
         return stack_cameras([cams, *(c.to(cams.device) for c in extra)])

@@ -149,6 +149,21 @@ def orbit_beyond(cameras: Cameras, reach: float) -> Cameras:
     return _looking_at_centre(cameras, torch.stack(rows), center, up, a, b)
 
 
+def orbit_tilted(cameras: Cameras, degrees: float) -> Cameras:
+    """Each training camera moved up and down by ``degrees`` of elevation on the sphere around the
+    centre (its distance to the centre and its azimuth kept), looking at the centre: ``2 V`` cameras,
+    the raised ones first. Object captures often ring the object at one height while the views to
+    render lie above and below the ring (DTU: the test views span about -25 to +30 degrees)."""
+    center, up, a, b, cyl = _orbit_frame(cameras)
+    az, radius, height = cyl.unbind(-1)
+    dist, elevation = torch.hypot(radius, height), torch.atan2(height, radius)  # [V]
+    rows = []
+    for sign in (1.0, -1.0):
+        e = elevation + sign * math.radians(degrees)
+        rows.append(torch.stack([az, dist * e.cos(), dist * e.sin()], -1))
+    return _looking_at_centre(cameras, torch.cat(rows), center, up, a, b)
+
+
 def object_centred(cameras: Cameras, max_angle_deg: float = 20.0, min_spread_deg: float = 10.0) -> bool:
     """Whether the cameras look at a common centre from different directions (an object capture).
 

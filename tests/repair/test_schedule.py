@@ -17,6 +17,7 @@ from recon.repair.schedule import (
     orbit_between,
     orbit_beyond,
     orbit_cameras,
+    orbit_tilted,
     round_at,
     round_fraction,
     round_steps,
@@ -150,3 +151,19 @@ def test_rounds_add_the_cameras_beyond_the_arc_farther_each_round():
         got, base = rounds.cameras_for_round(k), plain.cameras_for_round(k)
         assert len(got) == len(base) + 2 and torch.equal(got.viewmats[: len(base)], base.viewmats)
         assert torch.equal(got.viewmats[len(base) :], orbit_beyond(cams, 2 * t).viewmats)
+
+
+def test_orbit_tilted_moves_each_camera_up_and_down_on_its_sphere():
+    cams = _arc()  # elevation atan2(1.2, 3) above the centre, distance hypot(3, 1.2)
+    out = _cylindrical(orbit_tilted(cams, 10.0))  # [8, 3]: 4 raised, then 4 lowered
+    dist, e0 = math.hypot(3.0, 1.2), math.atan2(1.2, 3.0)
+    for rows, e in ((out[:4], e0 + math.radians(10)), (out[4:], e0 - math.radians(10))):
+        assert torch.allclose(rows[:, 0], _cylindrical(cams)[:, 0], atol=1e-3)  # same azimuths
+        assert torch.allclose(rows[:, 1], torch.full((4,), dist * math.cos(e), dtype=torch.float64), atol=1e-4)
+        assert torch.allclose(rows[:, 2], torch.full((4,), dist * math.sin(e), dtype=torch.float64), atol=1e-4)
+    uv, z = orbit_tilted(cams, 10.0).project(TARGET.float()[None])
+    assert torch.allclose(uv[:, 0], torch.tensor([24.0, 20.0]).expand(8, 2), atol=1e-3) and bool((z > 0).all())
+    rounds = RepairRounds(RepairConfig(rounds=2, orbit_tilt=20.0), 100, 0, lambda step: None, None, cams, [], None,
+                          print, object_capture=True)  # fmt: skip
+    last = rounds.cameras_for_round(1)  # farthest round: the whole tilt
+    assert torch.equal(last.viewmats[-8:], orbit_tilted(cams, 20.0).viewmats)

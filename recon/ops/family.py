@@ -63,9 +63,10 @@ class RasterFamily:
     """What the rasterization pipeline needs to know about one primitive family.
 
     Attributes:
-        name: ``"gaussian"``, ``"triangle"``, ``"convex"`` (keys of :data:`FAMILIES`).
+        name: ``"gaussian"``, ``"triangle"``, ``"convex"``, ``"ges"`` (keys of :data:`FAMILIES`).
         plural: names the public op ``rasterize_<plural>`` and the kernels ``project_<plural>_*``.
-        kernel_id: family id of the extension's ``rasterize_fwd`` / ``rasterize_bwd``.
+        kernel_id: family id of the extension's ``rasterize_fwd`` / ``rasterize_bwd``; None when the
+            family has no compiled kernel yet (``backend="auto"`` then renders with the reference).
         inputs: per-primitive inputs of the public op, validated in this order.
         position: the input that places the primitive: its centre (mean over the points of a
             triangle or convex) is where SH colours are looked at from.
@@ -87,7 +88,7 @@ class RasterFamily:
 
     name: str
     plural: str
-    kernel_id: int
+    kernel_id: int | None
     inputs: tuple[Input, ...]
     position: str
     project_inputs: tuple[str, ...]
@@ -118,6 +119,10 @@ def _per_view(x: Tensor, views: int, dtype: torch.dtype) -> Tensor:
 
 def _pack_gaussian(means2d: Tensor, conics: Tensor) -> tuple[Tensor, None]:
     return torch.cat([means2d, conics], dim=-1), None  # [V, N, 5]
+
+
+def _pack_ges(means2d: Tensor, conics: Tensor, shape: Tensor) -> tuple[Tensor, None]:
+    return torch.cat([means2d, conics, _per_view(shape, means2d.shape[0], means2d.dtype)], dim=-1), None  # [V, N, 6]
 
 
 def _pack_triangle(verts2d: Tensor, sigma: Tensor) -> tuple[Tensor, None]:
@@ -191,7 +196,24 @@ CONVEX = RasterFamily(
     check=_check_points,
 )
 
-FAMILIES: dict[str, RasterFamily] = {f.name: f for f in (GAUSSIAN, TRIANGLE, CONVEX)}
+GES = RasterFamily(
+    name="ges",
+    plural="ges",
+    kernel_id=None,
+    inputs=GAUSSIAN.inputs + (Input("shape", ("N",), min_value=0.0, exclusive_min=True),),
+    position="means",
+    project_inputs=("means", "quats", "scales", "shape", "opacities"),
+    num_grad_inputs=3,
+    options={"eps2d": 0.3},
+    reference_project=reference.project_ges,
+    reference_to_pixels=reference.rasterize_ges_to_pixels,
+    window=lambda means2d, depths, geometry, inputs: (means2d, geometry[0], inputs["shape"]),
+    pack_window=_pack_ges,
+    footprint_handle=False,
+    check=_check_quats,
+)
+
+FAMILIES: dict[str, RasterFamily] = {f.name: f for f in (GAUSSIAN, TRIANGLE, CONVEX, GES)}
 
 
 def raster_family(family: RasterFamily | str) -> RasterFamily:
@@ -203,4 +225,4 @@ def raster_family(family: RasterFamily | str) -> RasterFamily:
     return FAMILIES[family]
 
 
-__all__ = ["CONVEX", "FAMILIES", "GAUSSIAN", "TRIANGLE", "Input", "RasterFamily", "raster_family"]
+__all__ = ["CONVEX", "FAMILIES", "GAUSSIAN", "GES", "TRIANGLE", "Input", "RasterFamily", "raster_family"]

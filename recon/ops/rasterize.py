@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from recon.ops import reference
 from recon.ops.dispatch import resolve_backend
 from recon.ops.family import CONVEX, GAUSSIAN, TRIANGLE, RasterFamily, raster_family
 from recon.ops.sh import eval_sh_colors
@@ -163,7 +164,12 @@ def rasterize(
                                  near_plane, far_plane, opts["eps2d"], tile_size)  # fmt: skip
     features = _features(chk, colors, sh_degree, family.centers(prims), viewmats)  # [V, N, C]
     backgrounds = chk.optional("backgrounds", backgrounds, ("V", "C"))
-    engine = resolve_backend(backend, chk.device)
+    if family.kernel_id is None:  # no compiled kernel: the reference twin renders the family
+        if backend not in ("auto", "reference"):
+            raise chk.fail(f"backend={backend!r}: {family.plural} have no compiled kernel; use 'auto' or 'reference'")
+        engine = reference
+    else:
+        engine = resolve_backend(backend, chk.device)
 
     means2d, depths, *geometry, radii = engine.project(
         family, [prims[k] for k in family.project_inputs], viewmats, Ks, width, height, near_plane, far_plane,

@@ -13,6 +13,7 @@ from typing import Any
 from torch import Tensor
 
 from recon.ops.reference.convex import convex_hull_2d, project_convexes
+from recon.ops.reference.ges import project_ges, rasterize_ges_to_pixels
 from recon.ops.reference.project import project_gaussians, project_triangles
 from recon.ops.reference.rasterize import (
     rasterize_convexes_to_pixels,
@@ -40,9 +41,11 @@ __all__ = [
     "project",
     "project_convexes",
     "project_gaussians",
+    "project_ges",
     "project_triangles",
     "rasterize_convexes_to_pixels",
     "rasterize_gaussians_to_pixels",
+    "rasterize_ges_to_pixels",
     "rasterize_to_pixels",
     "rasterize_triangles_to_pixels",
 ]

@@ -74,6 +74,7 @@ def project_gaussians(
     near_plane: float = 0.01,
     far_plane: float = 1e10,
     eps2d: float = 0.3,
+    extent: Tensor | float = 3.33,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Projects 3D Gaussians to 2D exactly as gsplat 1.5 ``_fully_fused_projection`` (pinhole).
 
@@ -88,10 +89,13 @@ def project_gaussians(
         near_plane: Gaussians with camera ``z <= near_plane`` are culled.
         far_plane: Gaussians with camera ``z >= far_plane`` are culled.
         eps2d: isotropic dilation added to the 2D covariance (pixels^2).
+        extent: footprint half size in standard deviations of the dilated 2D covariance, a float
+            or [N] per primitive (GES: larger for heavy tails, 0 culls); not part of ENGINE.md's
+            signature.
 
     Returns:
         means2d [V, N, 2], depths [V, N] (camera z), conics [V, N, 3] (``a, b, c`` of the inverse
-        dilated 2D covariance), radii [V, N, 2] int32 (0 when culled).
+        dilated 2D covariance), radii [V, N, 2] int32 (``ceil(extent sqrt(diag))``, 0 when culled).
     """
     R = quat_to_rotmat(quats)  # [N, 3, 3]
     M = R * scales[:, None, :]  # [N, 3, 3]
@@ -132,8 +136,8 @@ def project_gaussians(
     with torch.no_grad():
         radii = torch.stack(
             [
-                torch.ceil(3.33 * torch.sqrt(c00.clamp_min(0))),
-                torch.ceil(3.33 * torch.sqrt(c11.clamp_min(0))),
+                torch.ceil(extent * torch.sqrt(c00.clamp_min(0))),
+                torch.ceil(extent * torch.sqrt(c11.clamp_min(0))),
             ],
             dim=-1,
         )  # [V, N, 2]

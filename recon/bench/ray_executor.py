@@ -107,7 +107,8 @@ class RayExecutor:
         self.jobs, self.address, self.retries, self.runner = jobs, address, retries, runner
         self.ray = import_ray()
         self._started = False  # whether this executor started the Ray instance (and stops it)
-        self._connect()
+        if address is not None and not self.ray.is_initialized():
+            check_reachable(address)  # fail before anything runs; Ray itself starts when a cell needs it
 
     def _connect(self) -> None:
         ray = self.ray
@@ -136,7 +137,9 @@ class RayExecutor:
         self._started = False
 
     def threads_per_job(self, jobs: int) -> int:
-        """Threads (= Ray CPUs) of each cell when ``jobs`` cells are to run."""
+        """Threads (= Ray CPUs) of each cell when ``jobs`` cells are to run (no Ray start for none)."""
+        if jobs < 1:
+            return 1
         self._connect()
         cpus = [int(n["Resources"].get("CPU", 0)) for n in self.ray.nodes() if n.get("Alive")]
         n = max(1, sum(cpus) // max(1, min(self.jobs, jobs)))
@@ -146,6 +149,8 @@ class RayExecutor:
 
     def run(self, jobs: list[CellJob]) -> Iterator[dict[str, Any]]:
         """Submits every job, yields records as they finish; failed attempts are retried ``retries`` times."""
+        if not jobs:
+            return
         ray = self.ray
         self._connect()
         # a fresh worker per cell (its threads, its peak memory); max_retries=0: a worker's death is

@@ -92,3 +92,23 @@ def test_markdown_tables_mean_std_failed_and_skipped(tmp_path):
     assert "`a-triangle-default-s0`: boom" in text and "scene z: /nope not found" in text
     write_results(tmp_path / "r.jsonl", records)
     assert read_results(tmp_path / "r.jsonl") == records
+
+
+def test_results_file_is_replaced_whole(tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "results.jsonl"
+    first = [_rec("a", "gaussian", 20.0)]
+    write_results(path, first)
+    before = path.read_text()
+
+    def killed(src, dst):  # the driver dies after writing the new text, before it replaces the file
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_results(path, [*first, _rec("a", "gaussian", 21.0, seed=1)])
+    assert path.read_text() == before and read_results(path) == first
+    monkeypatch.undo()
+    write_results(path, [*first, _rec("a", "gaussian", 21.0, seed=1)])  # the next start rewrites it whole
+    assert [r["seed"] for r in read_results(path)] == [0, 1]

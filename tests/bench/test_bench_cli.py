@@ -188,3 +188,33 @@ def test_executor_and_jobs_errors(finished):
     matrix, out, _ = finished
     with pytest.raises(ConfigError, match="--jobs 0"):
         main(["--verbose", "bench", str(matrix), "--out", str(out), "--jobs", "0"])
+
+
+def test_a_driver_killed_after_one_cell_leaves_its_result_and_resumes(bench, training_calls, monkeypatch):
+    import recon.bench.cli as bench_cli
+
+    matrix, out = bench
+    shutil.rmtree(out / "cells")
+    (out / "results.jsonl").unlink()
+
+    class DiesAfterFirstCell(LocalExecutor):
+        def run(self, jobs):
+            for record in super().run(jobs):
+                yield record
+                raise KeyboardInterrupt  # the driver dies once the first cell is reported
+
+    real = bench_cli.make_executor
+    monkeypatch.setattr(bench_cli, "make_executor", lambda name, jobs, address=None: DiesAfterFirstCell(jobs))
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert main(["bench", str(matrix), "--out", str(out)]) == 130
+    first = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(first) == 1 and first[0]["status"] == "done"  # written as soon as the cell finished
+    assert [name for name, _ in training_calls] == [first[0]["id"]]
+    monkeypatch.setattr(bench_cli, "make_executor", real)
+    assert main(["bench", str(matrix), "--out", str(out)]) == 0  # the next start runs only the other cell
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and first[0]["id"] in {r["id"] for r in records}
+    assert [name for name, _ in training_calls] == [
+        first[0]["id"],
+        *(r["id"] for r in records if r["id"] != first[0]["id"]),
+    ]

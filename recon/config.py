@@ -27,8 +27,8 @@ from recon.resources import shipped_dir
 SCHEMA_VERSION = 1
 PRESET_DIR = shipped_dir("configs") / "train"
 
-Primitive = Literal["gaussian", "triangle", "convex"]
-PRIMITIVES: tuple[str, ...] = ("gaussian", "triangle", "convex")
+Primitive = Literal["gaussian", "triangle", "convex", "ges"]
+PRIMITIVES: tuple[str, ...] = ("gaussian", "triangle", "convex", "ges")
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,8 @@ class OptimConfig:
     """Convex log-sigma LR."""
     convex_opacity_lr: float = 0.01
     """Convex opacity logit LR."""
+    shape_lr: float = 1e-3
+    """GES shape LR (on the raw shape; beta = 2 exp(ln4 tanh(raw / ln4)) in (0.5, 8)); GES takes the Gaussian LRs."""
     sh_degree: int = 3
     """Maximum SH degree."""
     sh_increase_every: int = 1000
@@ -144,6 +146,9 @@ class LossConfig:
     """Weight of mean triangle opacity."""
     convex_mask_reg: float = 0.0
     """Weight of mean convex opacity (3DCS mask term, simplified)."""
+    ges_frequency: float = 0.5
+    """GES: weight of the frequency-modulated L1 (DoG mask of the render), taken from L1's share
+    (0.3 L1 + 0.2 D-SSIM + 0.5 masked L1 with ssim_lambda 0.2); 0 = off. GES takes the Gaussian regularisers."""
     background: Literal["auto", "white", "black", "random"] = "auto"
     """Background: auto (random on masked protocols such as DTU, where targets are composited with
     the object masks; else the scene's own colour, else black), white, black, random."""

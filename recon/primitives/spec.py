@@ -7,6 +7,7 @@ optimizer, densification or file I/O.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -15,12 +16,25 @@ from torch import Tensor
 
 from recon.geometry import normalize_quats
 
+_LN4 = math.log(4.0)
+
+
+def _log_bounded(x: Tensor) -> Tensor:
+    """``2 exp(ln4 tanh(x / ln4))``: in (0.5, 8), exactly 2 at 0, like ``2 exp(x)`` near 0 (GES' beta)."""
+    return 2.0 * torch.exp(_LN4 * torch.tanh(x / _LN4))
+
+
+def _log_bounded_inverse(y: Tensor) -> Tensor:
+    return _LN4 * torch.atanh((torch.log(y / 2.0) / _LN4).clamp(-1 + 1e-6, 1 - 1e-6))
+
+
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "identity": lambda x: x,
     "exp": torch.exp,
     "sigmoid": torch.sigmoid,
     "normalize": normalize_quats,
     "exp_plus_0.01": lambda x: 0.01 + torch.exp(x),
+    "2exp_bounded": _log_bounded,
 }
 INVERSES: dict[str, Callable[[Tensor], Tensor]] = {
     "identity": lambda y: y,
@@ -28,6 +42,7 @@ INVERSES: dict[str, Callable[[Tensor], Tensor]] = {
     "sigmoid": torch.logit,
     "normalize": lambda y: y,
     "exp_plus_0.01": lambda y: torch.log((y - 0.01).clamp_min(1e-8)),
+    "2exp_bounded": _log_bounded_inverse,
 }
 
 
@@ -36,7 +51,7 @@ class PrimitiveSpec:
     """Activations of one primitive family.
 
     Attributes:
-        name: ``"gaussian"``, ``"triangle"`` or ``"convex"``.
+        name: ``"gaussian"``, ``"triangle"``, ``"convex"`` or ``"ges"``.
         activations: raw parameter name -> activation name (keys of :data:`ACTIVATIONS`).
             SH coefficients (``sh0``, ``shN``) are listed as ``identity``.
     """

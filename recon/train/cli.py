@@ -11,7 +11,7 @@ from typing import Literal
 import tyro
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from recon.config import TrainConfig, load_config, load_preset, override, save_config, scale_schedule
+from recon.config import Primitive, TrainConfig, load_config, load_preset, override, save_config, scale_schedule
 from recon.errors import ConfigError
 from recon.priors._progress import stderr_console
 from recon.train.health import EtaEstimate
@@ -46,7 +46,7 @@ class TrainArgs:
     """Sparse-view protocol choosing train/test views."""
     views: int | None = None
     """Number of training views (protocol default when unset)."""
-    primitive: Literal["gaussian", "triangle", "convex"] = "gaussian"
+    primitive: Primitive = "gaussian"
     """Primitive family."""
     preset: str = "auto"
     """Preset name (configs/train) or YAML file path; auto = sparse-3view for <= 9 training views, else dense."""
@@ -103,7 +103,7 @@ class DemoArgs:
 
     out: str | None = None
     """Run folder (default: runs/demo-<primitive>-<time>)."""
-    primitive: Literal["gaussian", "triangle", "convex"] = "gaussian"
+    primitive: Primitive = "gaussian"
     """Primitive family."""
     iterations: int | None = None
     """Override the preset's number of steps."""

@@ -7,6 +7,7 @@ import math
 import torch
 
 from recon.config import TrainConfig
+from recon.primitives import family
 from recon.strategy import ConvexStrategy, DefaultStrategy, MCMCStrategy, NoStrategy, TriangleStrategy
 
 # parameters whose LR is multiplied by the scene scale and decays exponentially to /100 (or to
@@ -15,21 +16,16 @@ POSITION_PARAMS = {"means", "vertices", "points"}
 
 
 def base_lrs(config: TrainConfig, scene_scale: float) -> dict[str, float]:
-    """Initial LR per raw parameter name of ``config.primitive``."""
-    o = config.optim
-    if config.primitive == "gaussian":
-        return {"means": o.means_lr * scene_scale, "quats": o.quats_lr, "scales": o.scales_lr,
-                "opacities": o.opacities_lr, "sh0": o.sh0_lr, "shN": o.shN_lr}
-    if config.primitive == "triangle":
-        return {"vertices": o.vertices_lr * scene_scale, "sigma": o.sigma_lr, "opacities": o.triangle_opacity_lr,
-                "sh0": o.sh0_lr, "shN": o.shN_lr}
-    return {"points": o.points_lr * scene_scale, "delta": o.delta_lr, "sigma": o.convex_sigma_lr,
-            "opacities": o.convex_opacity_lr, "sh0": o.sh0_lr, "shN": o.shN_lr}
+    """Initial LR per raw parameter name of ``config.primitive`` (the family's ``lrs`` table); the
+    position's LR is multiplied by the scene scale."""
+    fam = family(config.primitive)
+    return {k: getattr(config.optim, f) * (scene_scale if k == fam.position else 1.0) for k, f in fam.lrs.items()}
 
 
 def position_lr(config: TrainConfig, initial: float, scene_scale: float, step: int) -> float:
     """Log-linear decay over the run (3DGS ``get_expon_lr_func`` without delay)."""
-    final = config.optim.means_lr_final * scene_scale if config.primitive == "gaussian" else initial / 100.0
+    gaussian = family(config.primitive).config_family == "gaussian"
+    final = config.optim.means_lr_final * scene_scale if gaussian else initial / 100.0
     t = min(max(step / max(config.iterations, 1), 0.0), 1.0)
     return math.exp((1 - t) * math.log(initial) + t * math.log(final))
 
@@ -44,7 +40,7 @@ def make_strategy(config: TrainConfig, scene_scale: float):
     s = config.strategy
     name = s.name
     if name == "auto":
-        name = {"gaussian": "default", "triangle": "triangle", "convex": "convex"}[config.primitive]
+        name = family(config.primitive).strategies[0]
     stop = min(s.refine_stop, config.iterations)
     if name == "none":
         return NoStrategy()

@@ -107,9 +107,9 @@ class Trainer:
         self.params: dict[str, torch.nn.Parameter] = {}
         self.optimizers: dict[str, torch.optim.Adam] = {}
         self.lrs0: dict[str, float] = {}
-        if config.strategy.name in ("default", "mcmc") and config.primitive != "gaussian":
-            raise ConfigError(f"strategy.name {config.strategy.name} is for Gaussians, not {config.primitive}s",
-                              hint="use strategy.name auto")
+        if config.strategy.name not in ("auto", "none", *self.family.strategies):
+            raise ConfigError(f"strategy.name {config.strategy.name} is not made for {config.primitive}s",
+                              hint=f"use strategy.name auto or one of {', '.join(self.family.strategies)}")
         self.strategy = make_strategy(config, self.scene_scale)
         self.strategy_state: dict[str, Any] = {}
         self.step = 0
@@ -124,7 +124,7 @@ class Trainer:
         """Fresh parameters from a point cloud and a fresh RNG/optimizer state."""
         torch.manual_seed(self.config.seed)
         c, i, o = self.config, self.config.init, self.config.optim
-        if c.primitive == "gaussian":
+        if self.family.config_family == "gaussian":
             raw = self.family.init_from_points(cloud.points, cloud.colors, sh_degree=o.sh_degree,
                                                opacity=i.opacity, scale_mult=i.scale_mult)
         elif c.primitive == "triangle":
@@ -194,7 +194,7 @@ class Trainer:
 
     def _regularisers(self) -> dict[str, Tensor]:
         c, p, terms = self.config.loss, self.params, {}
-        if self.config.primitive == "gaussian":
+        if self.family.config_family == "gaussian":
             if c.opacity_reg > 0:
                 terms["opacity_reg"] = c.opacity_reg * torch.sigmoid(p["opacities"]).mean()
             if c.scale_reg > 0:
@@ -305,6 +305,8 @@ class Trainer:
         weight = None if self.wild is None else self.wild.pixel_weight(v, rgb[0], target[0], step)
         loss, l1 = losses.photometric_loss(rgb, target, c.loss.ssim_lambda, weight)
         terms = {"l1": l1, **self._regularisers(), **(self.wild.regularisers(v) if self.wild is not None else {})}
+        if self.family.loss_terms is not None:  # e.g. GES' frequency-modulated L1
+            terms.update(self.family.loss_terms(c.loss, rgb, target, l1, step / max(c.iterations, 1)))
         if self.sparse:
             terms.update(self._sparse_terms(v, out.depth[0, ..., 0], out.alpha[0, ..., 0], step))
         for key, value in terms.items():

@@ -3,11 +3,14 @@ called with hand-activated parameters (the per-family branches the table replace
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from recon.cameras import Cameras
 from recon.ops import rasterize_convexes, rasterize_gaussians, rasterize_triangles
+from recon.ops.rasterize import rasterize
 from recon.primitives import FAMILIES, family
 from recon.render.render import render
 from tests.ops.scenes import cameras
@@ -19,8 +22,12 @@ def _by_hand(name: str, raw: dict[str, torch.Tensor], viewmats, Ks, colors):
     """The op each family used to be branched to, with its activations written out."""
     opac = torch.sigmoid(raw["opacities"])
     common = {"sh_degree": 1, "backend": "reference"}
-    if name == "gaussian":
+    if name in ("gaussian", "ges"):
         quats = raw["quats"] / raw["quats"].norm(dim=-1, keepdim=True)
+        if name == "ges":  # beta = 2 exp(ln4 tanh(raw / ln4))
+            beta = 2 * torch.exp(math.log(4) * torch.tanh(raw["shape"] / math.log(4)))
+            inputs = {"means": raw["means"], "quats": quats, "scales": raw["scales"].exp(), "opacities": opac}
+            return rasterize("ges", {**inputs, "shape": beta}, colors, viewmats, Ks, W, H, **common)
         return rasterize_gaussians(raw["means"], quats, raw["scales"].exp(), opac, colors, viewmats, Ks, W, H, **common)
     if name == "triangle":
         sigma = 0.01 + raw["sigma"].exp()
@@ -35,8 +42,8 @@ def test_table_entries_agree_with_their_modules():
         assert {i.name for i in fam.raster.inputs} <= set(fam.spec.param_names)
         assert fam.spec.activations[fam.position] == "identity"  # positions are world coordinates
         assert fam.strategies
-    with pytest.raises(ValueError, match="unknown primitive 'ges'"):
-        family("ges")
+    with pytest.raises(ValueError, match="unknown primitive 'splat'"):
+        family("splat")
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
@@ -47,6 +54,9 @@ def test_render_through_the_table_equals_the_hand_activated_op(name):
     pts, cols = torch.rand(30, 3) - 0.5, torch.rand(30, 3)
     raw = fam.init_from_points(pts, cols, sh_degree=1)
     raw["opacities"] = raw["opacities"] + 2.0  # well visible
+    if "shape" in raw:
+        assert (fam.spec.activate_one("shape", raw["shape"]) == 2.0).all()  # starts as the Gaussian
+        raw["shape"] = torch.randn(30)
     out = render(name, raw, Cameras.create(Ks, viewmats, W, H), sh_degree=1, backend="reference")
     colors = torch.cat([raw["sh0"], raw["shN"]], 1)
     expected = _by_hand(name, raw, viewmats, Ks, colors)

@@ -42,26 +42,17 @@ def ges_extent(shape: Tensor, opacities: Tensor) -> Tensor:
 
 
 def project_ges(
-    means: Tensor,  # [N, 3]
-    quats: Tensor,  # [N, 4]
-    scales: Tensor,  # [N, 3]
-    shape: Tensor,  # [N]
-    opacities: Tensor,  # [N]
-    viewmats: Tensor,  # [V, 4, 4]
-    Ks: Tensor,  # [V, 3, 3]
-    width: int,
-    height: int,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    eps2d: float = 0.3,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    means: Tensor, quats: Tensor, scales: Tensor, shape: Tensor, opacities: Tensor, viewmats: Tensor, Ks: Tensor,
+    width: int, height: int, near_plane: float = 0.01, far_plane: float = 1e10, eps2d: float = 0.3,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     """Projects GES primitives: the Gaussian projection with the GES footprint (:func:`ges_extent`).
 
     Args:
-        means, quats, scales: as :func:`~recon.ops.reference.project.project_gaussians`.
+        means, quats, scales: [N, 3], [N, 4], [N, 3] as :func:`~recon.ops.reference.project.project_gaussians`.
         shape: [N] ``beta`` (only sizes the footprint here: no gradient).
         opacities: [N] (only sizes the footprint: no gradient).
-        viewmats, Ks, width, height, near_plane, far_plane, eps2d: as ``project_gaussians``.
+        viewmats, Ks, width, height, near_plane, far_plane, eps2d: cameras [V, 4, 4], [V, 3, 3] and
+            options as ``project_gaussians``.
 
     Returns:
         means2d [V, N, 2], depths [V, N], conics [V, N, 3], radii [V, N, 2] int32.

@@ -140,7 +140,7 @@ def test_sparse_points_bound_the_plane_sweep_without_masks(monkeypatch):
 
     scene, _ = _scene(3, with_masks=False)
     seen = []
-    monkeypatch.setattr(init_mod, "run_mvs", lambda images, Ks, viewmats, bounds, *a: seen.append(bounds) or "res")
+    monkeypatch.setattr(init_mod, "run_mvs", lambda images, Ks, viewmats, bounds, *a, **k: seen.append(bounds) or "res")
     init_mod._MVS_CACHE.clear()
     init_mod.mvs_prior(scene, [0, 1, 2])
     unbounded = seen.pop()

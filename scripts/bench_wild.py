@@ -10,8 +10,9 @@ everything else identical; one torch thread; ``--modes off on streaks`` adds a t
 * ``psnr_nerfw`` / ``ssim_nerfw``: the NeRF-W protocol for both modes (an affine colour transform
   fitted on the left half of each test image, scored on the right half), which removes the
   global colour ambiguity a run without appearance cannot resolve either;
-* ``recall`` / ``false_drop``: on the training views with pasted occluders (or rain), the share of
-  their pixels the final robust masks drop, and the share of the other pixels they drop;
+* ``recall_occluders`` / ``recall_rain`` / ``false_drop``: on the training views, the share of the
+  pasted occluders' (rain streaks') pixels the final masks drop, and the share of the other
+  pixels they drop;
 * ``cpu_s`` / ``wall_s``: training time (process CPU seconds, wall seconds).
 
 Writes ``results.json`` and ``table.md`` under ``--out`` (run folders in ``--out/runs``)::
@@ -46,7 +47,8 @@ class Record:
     ssim: float = math.nan
     psnr_nerfw: float = math.nan
     ssim_nerfw: float = math.nan
-    recall: float | None = None
+    recall_occluders: float | None = None
+    recall_rain: float | None = None
     false_drop: float | None = None
     cpu_s: float = math.nan
     wall_s: float = math.nan
@@ -95,22 +97,25 @@ def _scores(trainer) -> dict[str, float]:
     return dict(zip(keys, np.mean(rows, axis=0).tolist(), strict=True))
 
 
-def _mask_scores(trainer) -> tuple[float | None, float | None]:
-    """Recall on the perturbed pixels of the training views and false-drop rate elsewhere."""
+def _mask_scores(trainer) -> tuple[float | None, float | None, float | None]:
+    """Recall on the occluder and on the rain pixels of the training views (final masks), and the
+    false-drop rate on their other pixels."""
     truth = trainer.scene.meta.get("wild", {})
     if trainer.wild is None or not trainer.wild.last_masks:
-        return None, None
-    caught = total = dropped = clean = 0
+        return None, None, None
+    caught, total, dropped, clean = {"occluders": 0, "rain": 0}, {"occluders": 0, "rain": 0}, 0, 0
     for v, weights in trainer.wild.last_masks.items():
         name = trainer.wild.names[v]
         drop = weights < 0.5
         bad = torch.zeros_like(drop)
-        for kind in ("occluders", "rain"):
+        for kind in caught:
             if name in truth.get(kind, {}):
                 bad |= truth[kind][name]
-        caught, total = caught + int((drop & bad).sum()), total + int(bad.sum())
+                caught[kind] += int((drop & truth[kind][name]).sum())
+                total[kind] += int(truth[kind][name].sum())
         dropped, clean = dropped + int((drop & ~bad).sum()), clean + int((~bad).sum())
-    return (caught / total if total else None), dropped / max(clean, 1)
+    recall = [caught[k] / total[k] if total[k] else None for k in ("occluders", "rain")]
+    return recall[0], recall[1], dropped / max(clean, 1)
 
 
 def run_one(variant: str, mode: str, seed: int, out: Path, iterations: int | None) -> Record:
@@ -124,7 +129,7 @@ def run_one(variant: str, mode: str, seed: int, out: Path, iterations: int | Non
     rec = Record(variant, mode, seed, cpu_s=time.process_time() - cpu0, wall_s=time.perf_counter() - wall0)
     for key, value in _scores(trainer).items():
         setattr(rec, key, value)
-    rec.recall, rec.false_drop = _mask_scores(trainer)
+    rec.recall_occluders, rec.recall_rain, rec.false_drop = _mask_scores(trainer)
     return rec
 
 
@@ -138,8 +143,8 @@ def table(records: list[Record]) -> str:
         return f"{np.mean(values):{fmt}} ± {np.std(values):{fmt}}" if len(values) > 1 else f"{values[0]:{fmt}}"
 
     lines = [
-        "| variant | wild | PSNR | SSIM | PSNR NeRF-W | SSIM NeRF-W | mask recall | false drop | CPU s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | wild | PSNR | SSIM | PSNR NeRF-W | SSIM NeRF-W | recall occl. | recall rain | false drop | CPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for variant in dict.fromkeys(r.variant for r in records):
         for mode in MODES:
@@ -149,7 +154,8 @@ def table(records: list[Record]) -> str:
                 lines.append(
                     f"| {variant} | {mode} | {stat(col('psnr'), '.2f')} | {stat(col('ssim'), '.3f')} | "
                     f"{stat(col('psnr_nerfw'), '.2f')} | {stat(col('ssim_nerfw'), '.3f')} | "
-                    f"{stat(col('recall'), '.3f')} | {stat(col('false_drop'), '.4f')} | "
+                    f"{stat(col('recall_occluders'), '.3f')} | {stat(col('recall_rain'), '.3f')} | "
+                    f"{stat(col('false_drop'), '.4f')} | "
                     f"{stat(col('cpu_s'), '.1f')} |"
                 )
     return "\n".join(lines) + "\n"

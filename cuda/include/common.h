@@ -20,9 +20,6 @@ constexpr float kMaxAlpha = 0.99f;
 constexpr float kAlphaThreshold = 1.0f / 255.0f;
 constexpr float kTransmittanceMin = 1e-4f;
 
-// Primitive families (the window policy used by the shared compositing template).
-enum Family : int { kGaussian = 0, kTriangle = 1, kConvex = 2 };
-
 // Largest number of points per convex (and of window parameters: 2 * 8 + 3).
 constexpr int kMaxConvexPoints = 8;
 constexpr int kMaxWindowParams = 2 * kMaxConvexPoints + 3;

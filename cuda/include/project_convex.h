@@ -8,6 +8,7 @@
 #pragma once
 
 #include "common.h"
+#include "projector.h"
 
 namespace recon {
 
@@ -156,5 +157,31 @@ RECON_HD void project_convex_vjp(const Camera& cam, const float* points, int K,
         world_to_cam_vjp(cam, v_xc, v_points + 3 * k);
     }
 }
+
+// Projector policy (projector.h). Inputs points [N,K,3] (differentiable), delta [N], sigma [N],
+// opacities [N] (they only size the footprint); shape2d: points2d [V,N,K,2]; hull [V,N,K].
+struct ConvexProjector {
+    static constexpr int kNumInputs = 4, kNumGradInputs = 1;
+    static constexpr bool kHasHull = true;
+    RECON_HD static bool accepts_points(int K) { return K >= 1 && K <= kMaxConvexPoints; }
+    RECON_HD static int input_width(int i, int K) { return i == 0 ? 3 * K : 1; }
+    RECON_HD static Shape2d shape2d(int K) { return Shape2d{2, {K, 2}}; }
+
+    RECON_HD static void forward(const ProjectArgs& a, const Camera& cam, int64_t n,
+                                 const ProjectRow& out) {
+        const int K = a.points_per_primitive;
+        project_convex(cam, a.inputs[0] + 3 * K * n, K, a.inputs[1][n], a.inputs[2][n],
+                       a.inputs[3][n], a.width, a.height, a.near_plane, a.far_plane, out.means2d,
+                       out.depth, out.shape2d, out.hull, out.radii);
+    }
+
+    // v_in [3K] = v_points.
+    RECON_HD static void vjp(const ProjectArgs& a, const Camera& cam, int64_t n,
+                             const CotangentRow& v, float* v_in) {
+        const int K = a.points_per_primitive;
+        project_convex_vjp(cam, a.inputs[0] + 3 * K * n, K, v.v_means2d, v.v_depth, v.v_shape2d,
+                           v_in);
+    }
+};
 
 }  // namespace recon

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "common.h"
+#include "projector.h"
 
 namespace recon {
 
@@ -226,5 +227,36 @@ RECON_HD void project_gaussian_vjp(const Camera& cam, const float* mean, const f
         for (int i = 0; i < 4; ++i) v_quat[i] += v_qn[i] / 1e-12f;
     }
 }
+
+// Projector policy (projector.h). Inputs means [N,3], quats [N,4], scales [N,3], all
+// differentiable; shape2d: conics [V,N,3].
+struct GaussianProjector {
+    static constexpr int kNumInputs = 3, kNumGradInputs = 3;
+    static constexpr bool kHasHull = false;
+    RECON_HD static bool accepts_points(int K) { return K == 0; }
+    RECON_HD static int input_width(int i, int /*K*/) { return i == 1 ? 4 : 3; }
+    RECON_HD static Shape2d shape2d(int /*K*/) { return Shape2d{1, {3, 0}}; }
+
+    RECON_HD static void forward(const ProjectArgs& a, const Camera& cam, int64_t n,
+                                 const ProjectRow& out) {
+        const GaussianProjection p =
+            project_gaussian(cam, a.inputs[0] + 3 * n, a.inputs[1] + 4 * n, a.inputs[2] + 3 * n,
+                             a.width, a.height, a.near_plane, a.far_plane, a.eps2d);
+        out.means2d[0] = p.means2d[0];
+        out.means2d[1] = p.means2d[1];
+        *out.depth = p.depth;
+        for (int k = 0; k < 3; ++k) out.shape2d[k] = p.conic[k];
+        out.radii[0] = p.radii[0];
+        out.radii[1] = p.radii[1];
+    }
+
+    // v_in [10] = [v_means (3), v_quats (4), v_scales (3)].
+    RECON_HD static void vjp(const ProjectArgs& a, const Camera& cam, int64_t n,
+                             const CotangentRow& v, float* v_in) {
+        project_gaussian_vjp(cam, a.inputs[0] + 3 * n, a.inputs[1] + 4 * n, a.inputs[2] + 3 * n,
+                             a.width, a.height, a.eps2d, v.v_means2d, v.v_depth, v.v_shape2d, v_in,
+                             v_in + 3, v_in + 7);
+    }
+};
 
 }  // namespace recon

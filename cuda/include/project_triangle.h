@@ -2,6 +2,7 @@
 #pragma once
 
 #include "common.h"
+#include "projector.h"
 
 namespace recon {
 
@@ -66,5 +67,33 @@ RECON_HD void project_triangle_vjp(const Camera& cam, const float* verts, const 
         world_to_cam_vjp(cam, v_xc, v_verts + 3 * i);
     }
 }
+
+// Projector policy (projector.h). Input vertices [N,3,3] (K = 3), differentiable; shape2d:
+// verts2d [V,N,3,2].
+struct TriangleProjector {
+    static constexpr int kNumInputs = 1, kNumGradInputs = 1;
+    static constexpr bool kHasHull = false;
+    RECON_HD static bool accepts_points(int K) { return K == 3; }
+    RECON_HD static int input_width(int /*i*/, int /*K*/) { return 9; }
+    RECON_HD static Shape2d shape2d(int /*K*/) { return Shape2d{2, {3, 2}}; }
+
+    RECON_HD static void forward(const ProjectArgs& a, const Camera& cam, int64_t n,
+                                 const ProjectRow& out) {
+        const TriangleProjection p = project_triangle(cam, a.inputs[0] + 9 * n, a.width, a.height,
+                                                      a.near_plane, a.far_plane);
+        out.means2d[0] = p.means2d[0];
+        out.means2d[1] = p.means2d[1];
+        *out.depth = p.depth;
+        for (int k = 0; k < 6; ++k) out.shape2d[k] = p.verts2d[k];
+        out.radii[0] = p.radii[0];
+        out.radii[1] = p.radii[1];
+    }
+
+    // v_in [9] = v_vertices.
+    RECON_HD static void vjp(const ProjectArgs& a, const Camera& cam, int64_t n,
+                             const CotangentRow& v, float* v_in) {
+        project_triangle_vjp(cam, a.inputs[0] + 9 * n, v.v_means2d, v.v_depth, v.v_shape2d, v_in);
+    }
+};
 
 }  // namespace recon

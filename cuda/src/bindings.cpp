@@ -1,9 +1,14 @@
 // Torch glue of the recon kernels: checks, allocation and dispatch to the CPU / CUDA launchers.
-// The only translation unit that includes torch headers.
+// The only translation unit that includes torch headers. Written once for every family: the
+// projection and rasterization entry points take a family id (families.h); the per-family
+// projection entry points of the Python API are one-line adapters at the end.
 #include <torch/extension.h>
 
+#include <string>
 #include <tuple>
+#include <vector>
 
+#include "families.h"
 #include "launchers.h"
 
 #ifdef RECON_WITH_CUDA
@@ -13,12 +18,12 @@
 
 namespace {
 
+namespace py = pybind11;
 using at::Tensor;
-using recon::GaussianProjectArgs;
-using recon::PointsProjectArgs;
+using recon::ProjectArgs;
 using recon::RasterArgs;
 
-void check(const Tensor& t, const char* name, at::ScalarType dtype) {
+void check(const Tensor& t, const std::string& name, at::ScalarType dtype) {
     TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
     TORCH_CHECK(t.scalar_type() == dtype, name, " must be ", dtype, ", got ", t.scalar_type());
 }
@@ -42,162 +47,116 @@ bool on_cuda(const Tensor& t) {
 #define DISPATCH(cuda_call, cpu_call) cpu_call;
 #endif
 
-std::tuple<Tensor, Tensor, Tensor, Tensor> project_gaussians_fwd(
-    const Tensor& means, const Tensor& quats, const Tensor& scales, const Tensor& viewmats,
-    const Tensor& Ks, int64_t width, int64_t height, double near_plane, double far_plane,
-    double eps2d) {
-    for (auto& [t, n] : {std::pair{means, "means"}, {quats, "quats"}, {scales, "scales"},
-                         {viewmats, "viewmats"}, {Ks, "Ks"}})
-        check(t, n, at::kFloat);
-    const int64_t V = viewmats.size(0), N = means.size(0);
-    auto f = means.options();
-    Tensor means2d = at::empty({V, N, 2}, f), depths = at::empty({V, N}, f);
-    Tensor conics = at::empty({V, N, 3}, f);
-    Tensor radii = at::empty({V, N, 2}, f.dtype(at::kInt));
-    GaussianProjectArgs a{means.data_ptr<float>(), quats.data_ptr<float>(), scales.data_ptr<float>(),
-                          viewmats.data_ptr<float>(), Ks.data_ptr<float>(), V, N, (int)width,
-                          (int)height, (float)near_plane, (float)far_plane, (float)eps2d};
-    const bool cuda = on_cuda(means);
-    (void)cuda;
-    DISPATCH(recon::cuda_project_gaussians_fwd(a, means2d.data_ptr<float>(), depths.data_ptr<float>(),
-                                               conics.data_ptr<float>(), radii.data_ptr<int>(),
-                                               RECON_STREAM()),
-             recon::cpu_project_gaussians_fwd(a, means2d.data_ptr<float>(), depths.data_ptr<float>(),
-                                              conics.data_ptr<float>(), radii.data_ptr<int>()));
-    return {means2d, depths, conics, radii};
+// Runs fn(Family<Projector, Window>{}) for the family id; an unknown id is an error.
+template <class Fn>
+void with_family(int64_t family, Fn&& fn) {
+    TORCH_CHECK(recon::dispatch_family((int)family, fn), "unknown primitive family id ", family);
 }
 
-std::tuple<Tensor, Tensor, Tensor> project_gaussians_bwd(
-    const Tensor& means, const Tensor& quats, const Tensor& scales, const Tensor& viewmats,
-    const Tensor& Ks, int64_t width, int64_t height, double eps2d, const Tensor& radii,
-    const Tensor& v_means2d, const Tensor& v_depths, const Tensor& v_conics) {
-    check(radii, "radii", at::kInt);
-    for (auto& [t, n] : {std::pair{v_means2d, "v_means2d"}, {v_depths, "v_depths"},
-                         {v_conics, "v_conics"}})
-        check(t, n, at::kFloat);
-    const int64_t V = viewmats.size(0), N = means.size(0);
-    Tensor v_means = at::zeros_like(means), v_quats = at::zeros_like(quats);
-    Tensor v_scales = at::zeros_like(scales);
-    GaussianProjectArgs a{means.data_ptr<float>(), quats.data_ptr<float>(), scales.data_ptr<float>(),
-                          viewmats.data_ptr<float>(), Ks.data_ptr<float>(), V, N, (int)width,
-                          (int)height, 0.f, 0.f, (float)eps2d};
-    const bool cuda = on_cuda(means);
-    (void)cuda;
-    DISPATCH(recon::cuda_project_gaussians_bwd(a, radii.data_ptr<int>(), v_means2d.data_ptr<float>(),
-                                               v_depths.data_ptr<float>(), v_conics.data_ptr<float>(),
-                                               v_means.data_ptr<float>(), v_quats.data_ptr<float>(),
-                                               v_scales.data_ptr<float>(), RECON_STREAM()),
-             recon::cpu_project_gaussians_bwd(a, radii.data_ptr<int>(), v_means2d.data_ptr<float>(),
-                                              v_depths.data_ptr<float>(), v_conics.data_ptr<float>(),
-                                              v_means.data_ptr<float>(), v_quats.data_ptr<float>(),
-                                              v_scales.data_ptr<float>()));
-    return {v_means, v_quats, v_scales};
-}
-
-PointsProjectArgs points_args(const Tensor& points, const Tensor* delta, const Tensor* sigma,
-                              const Tensor* opacities, const Tensor& viewmats, const Tensor& Ks,
-                              int64_t width, int64_t height, double near_plane, double far_plane) {
-    check(points, "points", at::kFloat);
+// Checks the per-primitive inputs of projector P and points the launcher arguments at them. K is
+// the second dimension of inputs[0] when it is [N,K,3] (points per primitive), else 0.
+template <class P>
+ProjectArgs project_args(int64_t family, const std::vector<Tensor>& inputs, size_t num_inputs,
+                         const Tensor& viewmats, const Tensor& Ks, int64_t width, int64_t height,
+                         double near_plane, double far_plane, double eps2d) {
+    TORCH_CHECK(inputs.size() == num_inputs, "family ", family, " takes ", num_inputs,
+                " input tensors, got ", inputs.size());
     check(viewmats, "viewmats", at::kFloat);
     check(Ks, "Ks", at::kFloat);
-    PointsProjectArgs a{points.data_ptr<float>(),
-                        delta ? delta->data_ptr<float>() : nullptr,
-                        sigma ? sigma->data_ptr<float>() : nullptr,
-                        opacities ? opacities->data_ptr<float>() : nullptr,
-                        viewmats.data_ptr<float>(),
-                        Ks.data_ptr<float>(),
-                        viewmats.size(0),
-                        points.size(0),
-                        (int)points.size(1),
-                        (int)width,
-                        (int)height,
-                        (float)near_plane,
-                        (float)far_plane};
+    const int64_t N = inputs[0].size(0);
+    const int K = inputs[0].dim() == 3 ? (int)inputs[0].size(1) : 0;
+    TORCH_CHECK(P::accepts_points(K), "family ", family, ": unsupported points per primitive ", K);
+    ProjectArgs a{};
+    for (size_t i = 0; i < num_inputs; ++i) {
+        const std::string name = "projection input " + std::to_string(i);
+        check(inputs[i], name, at::kFloat);
+        const int w = P::input_width((int)i, K);
+        TORCH_CHECK(inputs[i].numel() == N * w, name, " must be [", N, ", ", w, "] floats");
+        a.inputs[i] = inputs[i].data_ptr<float>();
+    }
+    a.family = (int)family;
+    a.viewmats = viewmats.data_ptr<float>();
+    a.intrinsics = Ks.data_ptr<float>();
+    a.num_views = viewmats.size(0);
+    a.num_primitives = N;
+    a.points_per_primitive = K;
+    a.width = (int)width;
+    a.height = (int)height;
+    a.near_plane = (float)near_plane;
+    a.far_plane = (float)far_plane;
+    a.eps2d = (float)eps2d;
     return a;
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor> project_triangles_fwd(
-    const Tensor& vertices, const Tensor& viewmats, const Tensor& Ks, int64_t width,
-    int64_t height, double near_plane, double far_plane) {
-    const auto a = points_args(vertices, nullptr, nullptr, nullptr, viewmats, Ks, width, height,
-                               near_plane, far_plane);
-    auto f = vertices.options();
-    Tensor means2d = at::empty({a.V, a.N, 2}, f), depths = at::empty({a.V, a.N}, f);
-    Tensor verts2d = at::empty({a.V, a.N, 3, 2}, f);
-    Tensor radii = at::empty({a.V, a.N, 2}, f.dtype(at::kInt));
-    const bool cuda = on_cuda(vertices);
-    (void)cuda;
-    DISPATCH(recon::cuda_project_triangles_fwd(a, means2d.data_ptr<float>(), depths.data_ptr<float>(),
-                                               verts2d.data_ptr<float>(), radii.data_ptr<int>(),
-                                               RECON_STREAM()),
-             recon::cpu_project_triangles_fwd(a, means2d.data_ptr<float>(), depths.data_ptr<float>(),
-                                              verts2d.data_ptr<float>(), radii.data_ptr<int>()));
-    return {means2d, depths, verts2d, radii};
+// Projection of any family: inputs (Projector::kNumInputs tensors [N, ...]) ->
+// [means2d [V,N,2], depths [V,N], shape2d [V,N,...], hull [V,N,K] (convexes only), radii [V,N,2]].
+std::vector<Tensor> project_fwd(int64_t family, const std::vector<Tensor>& inputs,
+                                const Tensor& viewmats, const Tensor& Ks, int64_t width,
+                                int64_t height, double near_plane, double far_plane,
+                                double eps2d) {
+    std::vector<Tensor> outs;
+    with_family(family, [&](auto fam) {
+        using P = typename decltype(fam)::Projector;
+        const ProjectArgs a = project_args<P>(family, inputs, P::kNumInputs, viewmats, Ks, width,
+                                              height, near_plane, far_plane, eps2d);
+        const int64_t V = a.num_views, N = a.num_primitives;
+        const int K = a.points_per_primitive;
+        const recon::Shape2d s = P::shape2d(K);
+        std::vector<int64_t> shape_sizes{V, N};
+        shape_sizes.insert(shape_sizes.end(), s.size, s.size + s.rank);
+        auto f = inputs[0].options();
+        Tensor means2d = at::empty({V, N, 2}, f), depths = at::empty({V, N}, f);
+        Tensor shape2d = at::empty(shape_sizes, f);
+        Tensor hull = P::kHasHull ? at::empty({V, N, K}, f.dtype(at::kInt)) : Tensor();
+        Tensor radii = at::empty({V, N, 2}, f.dtype(at::kInt));
+        const recon::ProjectOutputs out{means2d.data_ptr<float>(), depths.data_ptr<float>(),
+                                        shape2d.data_ptr<float>(),
+                                        P::kHasHull ? hull.data_ptr<int>() : nullptr,
+                                        radii.data_ptr<int>()};
+        const bool cuda = on_cuda(inputs[0]);
+        (void)cuda;
+        DISPATCH(recon::cuda_project_fwd(a, out, RECON_STREAM()), recon::cpu_project_fwd(a, out));
+        outs = {means2d, depths, shape2d};
+        if (P::kHasHull) outs.push_back(hull);
+        outs.push_back(radii);
+    });
+    return outs;
 }
 
-Tensor project_triangles_bwd(const Tensor& vertices, const Tensor& viewmats, const Tensor& Ks,
-                             int64_t width, int64_t height, const Tensor& radii,
-                             const Tensor& v_means2d, const Tensor& v_depths,
-                             const Tensor& v_verts2d) {
-    const auto a = points_args(vertices, nullptr, nullptr, nullptr, viewmats, Ks, width, height,
-                               0.0, 0.0);
-    check(radii, "radii", at::kInt);
-    Tensor v_vertices = at::zeros_like(vertices);
-    const bool cuda = on_cuda(vertices);
-    (void)cuda;
-    DISPATCH(recon::cuda_project_triangles_bwd(a, radii.data_ptr<int>(), v_means2d.data_ptr<float>(),
-                                               v_depths.data_ptr<float>(), v_verts2d.data_ptr<float>(),
-                                               v_vertices.data_ptr<float>(), RECON_STREAM()),
-             recon::cpu_project_triangles_bwd(a, radii.data_ptr<int>(), v_means2d.data_ptr<float>(),
-                                              v_depths.data_ptr<float>(), v_verts2d.data_ptr<float>(),
-                                              v_vertices.data_ptr<float>()));
-    return v_vertices;
-}
-
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> project_convexes_fwd(
-    const Tensor& points, const Tensor& delta, const Tensor& sigma, const Tensor& opacities,
-    const Tensor& viewmats, const Tensor& Ks, int64_t width, int64_t height, double near_plane,
-    double far_plane) {
-    TORCH_CHECK(points.size(1) <= recon::kMaxConvexPoints, "at most ", recon::kMaxConvexPoints,
-                " points per convex, got ", points.size(1));
-    check(delta, "delta", at::kFloat);
-    check(sigma, "sigma", at::kFloat);
-    check(opacities, "opacities", at::kFloat);
-    const auto a = points_args(points, &delta, &sigma, &opacities, viewmats, Ks, width, height,
-                               near_plane, far_plane);
-    auto f = points.options();
-    Tensor means2d = at::empty({a.V, a.N, 2}, f), depths = at::empty({a.V, a.N}, f);
-    Tensor points2d = at::empty({a.V, a.N, a.K, 2}, f);
-    Tensor hull = at::empty({a.V, a.N, a.K}, f.dtype(at::kInt));
-    Tensor radii = at::empty({a.V, a.N, 2}, f.dtype(at::kInt));
-    const bool cuda = on_cuda(points);
-    (void)cuda;
-    DISPATCH(recon::cuda_project_convexes_fwd(a, means2d.data_ptr<float>(), depths.data_ptr<float>(),
-                                              points2d.data_ptr<float>(), hull.data_ptr<int>(),
-                                              radii.data_ptr<int>(), RECON_STREAM()),
-             recon::cpu_project_convexes_fwd(a, means2d.data_ptr<float>(), depths.data_ptr<float>(),
-                                             points2d.data_ptr<float>(), hull.data_ptr<int>(),
-                                             radii.data_ptr<int>()));
-    return {means2d, depths, points2d, hull, radii};
-}
-
-Tensor project_convexes_bwd(const Tensor& points, const Tensor& viewmats, const Tensor& Ks,
-                            int64_t width, int64_t height, const Tensor& radii,
-                            const Tensor& v_means2d, const Tensor& v_depths,
-                            const Tensor& v_points2d) {
-    const auto a = points_args(points, nullptr, nullptr, nullptr, viewmats, Ks, width, height,
-                               0.0, 0.0);
-    check(radii, "radii", at::kInt);
-    Tensor v_points = at::zeros_like(points);
-    const bool cuda = on_cuda(points);
-    (void)cuda;
-    DISPATCH(recon::cuda_project_convexes_bwd(a, radii.data_ptr<int>(), v_means2d.data_ptr<float>(),
-                                              v_depths.data_ptr<float>(), v_points2d.data_ptr<float>(),
-                                              v_points.data_ptr<float>(), RECON_STREAM()),
-             recon::cpu_project_convexes_bwd(a, radii.data_ptr<int>(), v_means2d.data_ptr<float>(),
-                                             v_depths.data_ptr<float>(), v_points2d.data_ptr<float>(),
-                                             v_points.data_ptr<float>()));
-    return v_points;
+// Backward of project_fwd: inputs are the Projector::kNumGradInputs differentiable inputs; returns
+// their gradients. Culled rows (radii 0) get none.
+std::vector<Tensor> project_bwd(int64_t family, const std::vector<Tensor>& inputs,
+                                const Tensor& viewmats, const Tensor& Ks, int64_t width,
+                                int64_t height, double eps2d, const Tensor& radii,
+                                const Tensor& v_means2d, const Tensor& v_depths,
+                                const Tensor& v_shape2d) {
+    std::vector<Tensor> grads;
+    with_family(family, [&](auto fam) {
+        using P = typename decltype(fam)::Projector;
+        const ProjectArgs a = project_args<P>(family, inputs, P::kNumGradInputs, viewmats, Ks,
+                                              width, height, 0.0, 0.0, eps2d);
+        check(radii, "radii", at::kInt);
+        check(v_means2d, "v_means2d", at::kFloat);
+        check(v_depths, "v_depths", at::kFloat);
+        check(v_shape2d, "v_shape2d", at::kFloat);
+        const int64_t rows = a.num_views * a.num_primitives;
+        TORCH_CHECK(radii.numel() == 2 * rows && v_means2d.numel() == 2 * rows &&
+                        v_depths.numel() == rows &&
+                        v_shape2d.numel() == P::shape2d(a.points_per_primitive).width() * rows,
+                    "radii and cotangents must match the projection's outputs");
+        float* v_inputs[recon::kMaxProjectInputs] = {};
+        for (int i = 0; i < P::kNumGradInputs; ++i) {
+            grads.push_back(at::zeros_like(inputs[i]));
+            v_inputs[i] = grads.back().data_ptr<float>();
+        }
+        const recon::ProjectCotangents v{radii.data_ptr<int>(), v_means2d.data_ptr<float>(),
+                                         v_depths.data_ptr<float>(), v_shape2d.data_ptr<float>()};
+        const bool cuda = on_cuda(inputs[0]);
+        (void)cuda;
+        DISPATCH(recon::cuda_project_bwd(a, v, v_inputs, RECON_STREAM()),
+                 recon::cpu_project_bwd(a, v, v_inputs));
+    });
+    return grads;
 }
 
 std::tuple<Tensor, Tensor> isect_tiles(const Tensor& means2d, const Tensor& radii,
@@ -243,32 +202,40 @@ std::tuple<Tensor, Tensor> isect_tiles(const Tensor& means2d, const Tensor& radi
     return {offsets, flatten_ids};
 }
 
-RasterArgs raster_args(int64_t family, const Tensor& wparams, const c10::optional<Tensor>& iparams,
-                       const Tensor& features, const Tensor& opacities,
-                       const c10::optional<Tensor>& backgrounds, int64_t width, int64_t height,
-                       int64_t tile_size, const Tensor& tile_offsets, const Tensor& flatten_ids) {
-    check(wparams, "wparams", at::kFloat);
+RasterArgs raster_args(int64_t family, const Tensor& window_params,
+                       const c10::optional<Tensor>& window_indices, const Tensor& features,
+                       const Tensor& opacities, const c10::optional<Tensor>& backgrounds,
+                       int64_t width, int64_t height, int64_t tile_size,
+                       const Tensor& tile_offsets, const Tensor& flatten_ids) {
+    check(window_params, "window_params", at::kFloat);
     check(features, "features", at::kFloat);
     check(opacities, "opacities", at::kFloat);
     check(tile_offsets, "tile_offsets", at::kInt);
     check(flatten_ids, "flatten_ids", at::kInt);
-    if (iparams) check(*iparams, "hull", at::kInt);
+    if (window_indices) check(*window_indices, "window_indices", at::kInt);
     if (backgrounds) check(*backgrounds, "backgrounds", at::kFloat);
-    TORCH_CHECK(wparams.size(-1) <= recon::kMaxWindowParams, "too many window parameters");
+    const int num_params = (int)window_params.size(-1);
+    const int num_indices = window_indices ? (int)window_indices->size(-1) : 0;
+    with_family(family, [&](auto fam) {
+        using W = typename decltype(fam)::Window;
+        TORCH_CHECK(num_params == W::num_params(num_indices), "family ", family, " needs ",
+                    W::num_params(num_indices), " window parameters, got ", num_params);
+    });
+    TORCH_CHECK(num_params <= recon::kMaxWindowParams, "too many window parameters");
     TORCH_CHECK(!features.is_cuda() || (tile_size >= 1 && tile_size <= 32),
                 "CUDA kernels need 1 <= tile_size <= 32, got ", tile_size);
     RasterArgs a;
     a.family = (int)family;
-    a.wparams = wparams.data_ptr<float>();
-    a.iparams = iparams ? iparams->data_ptr<int>() : nullptr;
-    a.P = (int)wparams.size(-1);
-    a.K = iparams ? (int)iparams->size(-1) : 0;
+    a.window_params = window_params.data_ptr<float>();
+    a.window_indices = window_indices ? window_indices->data_ptr<int>() : nullptr;
+    a.num_window_params = num_params;
+    a.num_window_indices = num_indices;
     a.features = features.data_ptr<float>();
     a.opacities = opacities.data_ptr<float>();
     a.backgrounds = backgrounds ? backgrounds->data_ptr<float>() : nullptr;
-    a.V = features.size(0);
-    a.N = features.size(1);
-    a.C = (int)features.size(2);
+    a.num_views = features.size(0);
+    a.num_primitives = features.size(1);
+    a.num_channels = (int)features.size(2);
     a.width = (int)width;
     a.height = (int)height;
     a.tile_size = (int)tile_size;
@@ -276,23 +243,24 @@ RasterArgs raster_args(int64_t family, const Tensor& wparams, const c10::optiona
     a.tile_width = (int)tile_offsets.size(2);
     a.tile_offsets = tile_offsets.data_ptr<int>();
     a.flatten_ids = flatten_ids.data_ptr<int>();
-    a.M = flatten_ids.numel();
+    a.num_isects = flatten_ids.numel();
     return a;
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rasterize_fwd(
-    int64_t family, const Tensor& wparams, const c10::optional<Tensor>& iparams,
+    int64_t family, const Tensor& window_params, const c10::optional<Tensor>& window_indices,
     const Tensor& features, const Tensor& opacities, const c10::optional<Tensor>& backgrounds,
     int64_t width, int64_t height, int64_t tile_size, const Tensor& tile_offsets,
     const Tensor& flatten_ids) {
-    const RasterArgs a = raster_args(family, wparams, iparams, features, opacities, backgrounds,
-                                     width, height, tile_size, tile_offsets, flatten_ids);
+    const RasterArgs a = raster_args(family, window_params, window_indices, features, opacities,
+                                     backgrounds, width, height, tile_size, tile_offsets,
+                                     flatten_ids);
     auto f = features.options();
-    Tensor colors = at::empty({a.V, height, width, a.C}, f);
-    Tensor alphas = at::empty({a.V, height, width, 1}, f);
-    Tensor trans = at::empty({a.V, height, width}, f);
-    Tensor last_ids = at::empty({a.V, height, width}, f.dtype(at::kInt));
-    Tensor max_weights = at::zeros({a.V, a.N}, f);
+    Tensor colors = at::empty({a.num_views, height, width, a.num_channels}, f);
+    Tensor alphas = at::empty({a.num_views, height, width, 1}, f);
+    Tensor trans = at::empty({a.num_views, height, width}, f);
+    Tensor last_ids = at::empty({a.num_views, height, width}, f.dtype(at::kInt));
+    Tensor max_weights = at::zeros({a.num_views, a.num_primitives}, f);
     const bool cuda = on_cuda(features);
     (void)cuda;
     DISPATCH(recon::cuda_rasterize_fwd(a, colors.data_ptr<float>(), alphas.data_ptr<float>(),
@@ -305,44 +273,79 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rasterize_fwd(
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> rasterize_bwd(
-    int64_t family, const Tensor& wparams, const c10::optional<Tensor>& iparams,
+    int64_t family, const Tensor& window_params, const c10::optional<Tensor>& window_indices,
     const Tensor& features, const Tensor& opacities, const c10::optional<Tensor>& backgrounds,
     int64_t width, int64_t height, int64_t tile_size, const Tensor& tile_offsets,
     const Tensor& flatten_ids, const Tensor& transmittance, const Tensor& last_ids,
     const Tensor& v_colors, const Tensor& v_alphas) {
-    const RasterArgs a = raster_args(family, wparams, iparams, features, opacities, backgrounds,
-                                     width, height, tile_size, tile_offsets, flatten_ids);
+    const RasterArgs a = raster_args(family, window_params, window_indices, features, opacities,
+                                     backgrounds, width, height, tile_size, tile_offsets,
+                                     flatten_ids);
     check(transmittance, "transmittance", at::kFloat);
     check(last_ids, "last_ids", at::kInt);
     check(v_colors, "v_colors", at::kFloat);
     check(v_alphas, "v_alphas", at::kFloat);
-    Tensor v_wparams = at::zeros_like(wparams), v_features = at::zeros_like(features);
+    Tensor v_window_params = at::zeros_like(window_params), v_features = at::zeros_like(features);
     Tensor v_opacities = at::zeros_like(opacities);
-    Tensor v_backgrounds = at::zeros({a.V, a.C}, features.options());
+    Tensor v_backgrounds = at::zeros({a.num_views, a.num_channels}, features.options());
     const bool cuda = on_cuda(features);
     (void)cuda;
-    DISPATCH(recon::cuda_rasterize_bwd(a, transmittance.data_ptr<float>(), last_ids.data_ptr<int>(),
-                                       v_colors.data_ptr<float>(), v_alphas.data_ptr<float>(),
-                                       v_wparams.data_ptr<float>(), v_features.data_ptr<float>(),
-                                       v_opacities.data_ptr<float>(), v_backgrounds.data_ptr<float>(),
-                                       RECON_STREAM()),
-             recon::cpu_rasterize_bwd(a, transmittance.data_ptr<float>(), last_ids.data_ptr<int>(),
-                                      v_colors.data_ptr<float>(), v_alphas.data_ptr<float>(),
-                                      v_wparams.data_ptr<float>(), v_features.data_ptr<float>(),
-                                      v_opacities.data_ptr<float>(), v_backgrounds.data_ptr<float>()));
-    return {v_wparams, v_features, v_opacities, v_backgrounds};
+    const float* T = transmittance.data_ptr<float>();
+    const int* last = last_ids.data_ptr<int>();
+    const float *v_c = v_colors.data_ptr<float>(), *v_a = v_alphas.data_ptr<float>();
+    float* v_wp = v_window_params.data_ptr<float>();
+    float *v_f = v_features.data_ptr<float>(), *v_o = v_opacities.data_ptr<float>();
+    float* v_bg = v_backgrounds.data_ptr<float>();
+    DISPATCH(recon::cuda_rasterize_bwd(a, T, last, v_c, v_a, v_wp, v_f, v_o, v_bg, RECON_STREAM()),
+             recon::cpu_rasterize_bwd(a, T, last, v_c, v_a, v_wp, v_f, v_o, v_bg));
+    return {v_window_params, v_features, v_opacities, v_backgrounds};
 }
+
+// A fixed-size Python tuple of the outputs (the per-family entry points return tuples).
+py::tuple as_tuple(const std::vector<Tensor>& ts) { return py::tuple(py::cast(ts)); }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+    using recon::kConvex;
+    using recon::kGaussian;
+    using recon::kTriangle;
+    using T = const Tensor&;
     m.doc() = "recon rasterization kernels (CPU/OpenMP and CUDA)";
-    m.def("project_gaussians_fwd", &project_gaussians_fwd);
-    m.def("project_gaussians_bwd", &project_gaussians_bwd);
-    m.def("project_triangles_fwd", &project_triangles_fwd);
-    m.def("project_triangles_bwd", &project_triangles_bwd);
-    m.def("project_convexes_fwd", &project_convexes_fwd);
-    m.def("project_convexes_bwd", &project_convexes_bwd);
+    m.def("project_fwd", &project_fwd, "projection of any family (families.h)");
+    m.def("project_bwd", &project_bwd, "backward of project_fwd");
+    // Per-family projection entry points (recon/ops/kernels.py): adapters of project_fwd/bwd.
+    m.def("project_gaussians_fwd", [](T means, T quats, T scales, T viewmats, T Ks, int64_t width,
+                                      int64_t height, double near, double far, double eps2d) {
+        return as_tuple(project_fwd(kGaussian, {means, quats, scales}, viewmats, Ks, width, height,
+                                    near, far, eps2d));
+    });
+    m.def("project_gaussians_bwd", [](T means, T quats, T scales, T viewmats, T Ks, int64_t width,
+                                      int64_t height, double eps2d, T radii, T v_means2d,
+                                      T v_depths, T v_conics) {
+        return as_tuple(project_bwd(kGaussian, {means, quats, scales}, viewmats, Ks, width, height,
+                                    eps2d, radii, v_means2d, v_depths, v_conics));
+    });
+    m.def("project_triangles_fwd", [](T vertices, T viewmats, T Ks, int64_t width, int64_t height,
+                                      double near, double far) {
+        return as_tuple(
+            project_fwd(kTriangle, {vertices}, viewmats, Ks, width, height, near, far, 0.0));
+    });
+    m.def("project_triangles_bwd", [](T vertices, T viewmats, T Ks, int64_t width, int64_t height,
+                                      T radii, T v_means2d, T v_depths, T v_verts2d) {
+        return project_bwd(kTriangle, {vertices}, viewmats, Ks, width, height, 0.0, radii,
+                           v_means2d, v_depths, v_verts2d)[0];
+    });
+    m.def("project_convexes_fwd", [](T points, T delta, T sigma, T opacities, T viewmats, T Ks,
+                                     int64_t width, int64_t height, double near, double far) {
+        return as_tuple(project_fwd(kConvex, {points, delta, sigma, opacities}, viewmats, Ks,
+                                    width, height, near, far, 0.0));
+    });
+    m.def("project_convexes_bwd", [](T points, T viewmats, T Ks, int64_t width, int64_t height,
+                                     T radii, T v_means2d, T v_depths, T v_points2d) {
+        return project_bwd(kConvex, {points}, viewmats, Ks, width, height, 0.0, radii, v_means2d,
+                           v_depths, v_points2d)[0];
+    });
     m.def("isect_tiles", &isect_tiles);
     m.def("rasterize_fwd", &rasterize_fwd);
     m.def("rasterize_bwd", &rasterize_bwd);

@@ -3,7 +3,7 @@
 //
 // Same numbers as the per-pixel compositing template (composite.h) that the CUDA kernels run, but
 // the loops are swapped: the tile's primitives are the outer loop and the tile's pixels the inner
-// loop, 8 (AVX) or 4 pixels at a time (cpu_simd.h). Per pixel, every operation and its order are
+// loop, 8 (AVX) or 4 pixels at a time (cpu_simd_impl.h). Per pixel, every operation and its order are
 // those of composite_forward / composite_backward and GaussianWindow, so colours, alphas,
 // transmittances and last ids agree with them up to the exponential (a polynomial expf within
 // 1 ulp of libm's). Only the sums over a tile's pixels of a primitive's gradients are taken in
@@ -11,7 +11,7 @@
 //
 // Per primitive, the pixel loop covers only the tile rows where the Gaussian can reach the alpha
 // threshold (a conservative box of {exponent <= min(5.6, ln(255 opacity))}, see
-// cpu_gaussian_tiles.h); pixels outside it would be skipped by the threshold anyway. Rows whose
+// cpu_gaussian_tiles_impl.h); pixels outside it would be skipped by the threshold anyway. Rows whose
 // walks all stopped are dropped, and so are pixel vectors where the entry is composited nowhere.
 // Gradients are written once per intersection (no per-pixel accumulation, no atomics) and reduced
 // per primitive in a fixed order, so results do not depend on the thread count.
@@ -22,8 +22,8 @@
 #include <cmath>
 #include <vector>
 
-#include "cpu_gaussian_tiles.h"
-#include "cpu_simd.h"
+#include "cpu_gaussian_tiles_impl.h"
+#include "cpu_simd_impl.h"
 #include "launchers.h"
 #include "window_gaussian.h"
 
@@ -199,9 +199,9 @@ BackwardEntry pick_backward_entry() {
 
 void cpu_rasterize_gaussians_fwd(const RasterArgs& a, float* colors, float* alphas,
                                  float* transmittance, int32_t* last_ids, float* max_weights) {
-    const int64_t n_tiles = a.V * a.tile_width * a.tile_height;
-    const int C = a.C;
-    std::vector<float> maxw(a.M, 0.f);
+    const int64_t n_tiles = a.num_views * a.tile_width * a.tile_height;
+    const int C = a.num_channels;
+    std::vector<float> maxw(a.num_isects, 0.f);
     const std::vector<Box> boxes = visible_boxes(a);
     const ForwardEntry forward = pick_forward_entry();
 #pragma omp parallel num_threads(cpu_threads(n_tiles))
@@ -253,8 +253,8 @@ void cpu_rasterize_gaussians_fwd(const RasterArgs& a, float* colors, float* alph
             }
         }
     }
-    std::fill(max_weights, max_weights + a.V * a.N, 0.f);
-    for (int64_t i = 0; i < a.M; ++i) {
+    std::fill(max_weights, max_weights + a.num_views * a.num_primitives, 0.f);
+    for (int64_t i = 0; i < a.num_isects; ++i) {
         float& m = max_weights[a.flatten_ids[i]];
         m = std::max(m, maxw[i]);
     }
@@ -262,12 +262,12 @@ void cpu_rasterize_gaussians_fwd(const RasterArgs& a, float* colors, float* alph
 
 void cpu_rasterize_gaussians_bwd(const RasterArgs& a, const float* transmittance,
                                  const int32_t* last_ids, const float* v_colors,
-                                 const float* v_alphas, float* v_wparams, float* v_features,
+                                 const float* v_alphas, float* v_window_params, float* v_features,
                                  float* v_opacities, float* v_backgrounds) {
-    const int64_t n_tiles = a.V * a.tile_width * a.tile_height;
-    const int C = a.C, P = GaussianWindow::kParams;
+    const int64_t n_tiles = a.num_views * a.tile_width * a.tile_height;
+    const int C = a.num_channels, P = GaussianWindow::kParams;
     const int stride = 1 + C + P;  // per intersection: [opacity, features (C), window (P)]
-    std::vector<float> rows(a.M * stride, 0.f);
+    std::vector<float> rows(a.num_isects * stride, 0.f);
     std::vector<float> v_bg_tiles(a.backgrounds != nullptr ? n_tiles * C : 0, 0.f);
     const std::vector<Box> boxes = visible_boxes(a);
     const BackwardEntry backward = pick_backward_entry();
@@ -335,18 +335,18 @@ void cpu_rasterize_gaussians_bwd(const RasterArgs& a, const float* transmittance
             }
         }
     }
-    std::fill(v_wparams, v_wparams + a.V * a.N * P, 0.f);
-    std::fill(v_features, v_features + a.V * a.N * C, 0.f);
-    std::fill(v_opacities, v_opacities + a.N, 0.f);
-    for (int64_t i = 0; i < a.M; ++i) {
+    std::fill(v_window_params, v_window_params + a.num_views * a.num_primitives * P, 0.f);
+    std::fill(v_features, v_features + a.num_views * a.num_primitives * C, 0.f);
+    std::fill(v_opacities, v_opacities + a.num_primitives, 0.f);
+    for (int64_t i = 0; i < a.num_isects; ++i) {
         const int64_t flat = a.flatten_ids[i];
         const float* row = rows.data() + i * stride;
-        v_opacities[flat % a.N] += row[0];
+        v_opacities[flat % a.num_primitives] += row[0];
         for (int c = 0; c < C; ++c) v_features[flat * C + c] += row[1 + c];
-        for (int k = 0; k < P; ++k) v_wparams[flat * P + k] += row[1 + C + k];
+        for (int k = 0; k < P; ++k) v_window_params[flat * P + k] += row[1 + C + k];
     }
     if (v_backgrounds != nullptr) {
-        std::fill(v_backgrounds, v_backgrounds + a.V * C, 0.f);
+        std::fill(v_backgrounds, v_backgrounds + a.num_views * C, 0.f);
         const int64_t tiles_per_view = (int64_t)a.tile_width * a.tile_height;
         for (int64_t tile = 0; tile < (int64_t)v_bg_tiles.size() / std::max(C, 1); ++tile)
             for (int c = 0; c < C; ++c)

@@ -1,4 +1,4 @@
-// Tile setup of the blocked CPU Gaussian rasterizer (cpu_raster_gaussian.h): the pixel block of
+// Tile setup of the blocked CPU Gaussian rasterizer (cpu_raster_gaussian_impl.h): the pixel block of
 // a tile (padded to whole vectors), and per tile-list entry the block rows its Gaussian can reach
 // (a conservative box outside which alpha < 1/255).
 #pragma once
@@ -34,7 +34,7 @@ struct Block {
 
 void load_block(const RasterArgs& a, int64_t tile, Block& b) {
     const int64_t tiles_per_view = (int64_t)a.tile_width * a.tile_height;
-    const int64_t n_tiles = a.V * tiles_per_view;
+    const int64_t n_tiles = a.num_views * tiles_per_view;
     const int64_t t = tile % tiles_per_view;
     b.tile = tile;
     b.v = tile / tiles_per_view;
@@ -45,7 +45,7 @@ void load_block(const RasterArgs& a, int64_t tile, Block& b) {
     b.n = b.bw * b.bh;
     b.n_pad = (b.n + kLanes - 1) / kLanes * kLanes;
     b.begin = a.tile_offsets[tile];
-    b.end = tile + 1 < n_tiles ? a.tile_offsets[tile + 1] : a.M;
+    b.end = tile + 1 < n_tiles ? a.tile_offsets[tile + 1] : a.num_isects;
     b.px.assign(b.n_pad, 0.f);
     b.py.assign(b.n_pad, 0.f);
     for (int r = 0; r < b.bh; ++r)
@@ -87,12 +87,12 @@ Box visible_box(const GaussianWindow& g, float o) {
 
 // Boxes of every (view, primitive) [V * N].
 std::vector<Box> visible_boxes(const RasterArgs& a) {
-    std::vector<Box> boxes(a.V * a.N);
-#pragma omp parallel for schedule(static) num_threads(cpu_threads(a.V * a.N, 4096))
-    for (int64_t flat = 0; flat < a.V * a.N; ++flat)
+    std::vector<Box> boxes(a.num_views * a.num_primitives);
+#pragma omp parallel for schedule(static) num_threads(cpu_threads(a.num_views * a.num_primitives, 4096))
+    for (int64_t flat = 0; flat < a.num_views * a.num_primitives; ++flat)
         boxes[flat] = visible_box(
-            GaussianWindow::load(a.wparams + flat * GaussianWindow::kParams, nullptr, 0),
-            a.opacities[flat % a.N]);
+            GaussianWindow::load(a.window_params + flat * GaussianWindow::kParams, nullptr, 0),
+            a.opacities[flat % a.num_primitives]);
     return boxes;
 }
 
@@ -103,9 +103,9 @@ void load_entries(const RasterArgs& a, const std::vector<Box>& boxes, const Bloc
     for (int64_t k = 0; k < b.end - b.begin; ++k) {
         const int64_t flat = a.flatten_ids[b.begin + k];
         Entry& e = es[k];
-        e.g = GaussianWindow::load(a.wparams + flat * GaussianWindow::kParams, nullptr, 0);
-        e.o = a.opacities[flat % a.N];
-        e.f = a.features + flat * a.C;
+        e.g = GaussianWindow::load(a.window_params + flat * GaussianWindow::kParams, nullptr, 0);
+        e.o = a.opacities[flat % a.num_primitives];
+        e.f = a.features + flat * a.num_channels;
         const Box& box = boxes[flat];
         const int64_t r0 = std::max<int64_t>(0, (int64_t)box.y0 - b.y0);
         const int64_t r1 = std::min<int64_t>(b.bh, (int64_t)box.y1 - b.y0 + 1);

@@ -1,4 +1,5 @@
-// Small float SIMD layer for the CPU kernels, in GCC vector extensions (GCC and clang).
+// Small float SIMD layer of the blocked CPU Gaussian rasterizer (private to cpu_raster.cpp), in GCC
+// vector extensions (GCC and clang).
 //
 // Lanes<L> holds L-lane float vectors F and int32 vectors I (lane masks are -1 / 0). Kernels are
 // templates on L, always inlined into one function per instruction set: 4 lanes for the baseline

@@ -7,7 +7,9 @@
 # (default 460, so the whole check ends within 8 minutes):
 #   env     torch, CUDA, the GPU, optional packages, where the real scenes are
 #   build   builds the extension (C++ and CUDA kernels) from cuda/ with nvcc
-#   tests   pytest -m cuda (CUDA kernels against the CPU kernels and the reference, training on CUDA)
+#   tests   pytest -m cuda (CUDA kernels against the CPU kernels and the reference, training on CUDA);
+#           tests/ops/test_cuda_families.py: every family's projection and batched shared-memory
+#           rasterizer, tile sizes 8, 16 and 32, against the CPU kernels
 #   raster  scripts/bench_raster.py on recon's CUDA kernels: Gaussians 200k at 800x800 (and 20k at
 #           256 against the reference), triangles and convexes the same
 #   dtu     recon train DTU scan24, 3 views, 300 steps on CUDA, then recon eval --json
@@ -176,7 +178,7 @@ export -f stage_env stage_build stage_tests bench_cases stage_raster stage_gspla
 # ---- runner ------------------------------------------------------------------------------------
 
 STAGES="env build tests raster dtu gsplat"
-declare -A TIMEOUT=([env]=60 [build]=240 [tests]=120 [raster]=120 [dtu]=200 [gsplat]=150)
+declare -A TIMEOUT=([env]=60 [build]=240 [tests]=150 [raster]=120 [dtu]=200 [gsplat]=150)
 : > "$OUT_DIR/stages.jsonl"
 
 run_stage() {  # name: runs stage_<name> under its timeout (capped by the budget left), records rc/time

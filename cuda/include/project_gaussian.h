@@ -242,12 +242,7 @@ struct GaussianProjector {
         const GaussianProjection p =
             project_gaussian(cam, a.inputs[0] + 3 * n, a.inputs[1] + 4 * n, a.inputs[2] + 3 * n,
                              a.width, a.height, a.near_plane, a.far_plane, a.eps2d);
-        out.means2d[0] = p.means2d[0];
-        out.means2d[1] = p.means2d[1];
-        *out.depth = p.depth;
-        for (int k = 0; k < 3; ++k) out.shape2d[k] = p.conic[k];
-        out.radii[0] = p.radii[0];
-        out.radii[1] = p.radii[1];
+        store_row(p, p.conic, 3, out);
     }
 
     // v_in [10] = [v_means (3), v_quats (4), v_scales (3)].

@@ -81,12 +81,7 @@ struct TriangleProjector {
                                  const ProjectRow& out) {
         const TriangleProjection p = project_triangle(cam, a.inputs[0] + 9 * n, a.width, a.height,
                                                       a.near_plane, a.far_plane);
-        out.means2d[0] = p.means2d[0];
-        out.means2d[1] = p.means2d[1];
-        *out.depth = p.depth;
-        for (int k = 0; k < 6; ++k) out.shape2d[k] = p.verts2d[k];
-        out.radii[0] = p.radii[0];
-        out.radii[1] = p.radii[1];
+        store_row(p, p.verts2d, 6, out);
     }
 
     // v_in [9] = v_vertices.

@@ -70,6 +70,18 @@ RECON_HD CotangentRow cotangent_row(const ProjectArgs& a, const ProjectCotangent
     return CotangentRow{v.v_means2d + 2 * row, v.v_depths[row], v.v_shape2d + S * row};
 }
 
+// Writes a projection result with members means2d [2], depth and radii [2], and its 2D shape
+// shape [S], to one output row.
+template <class Projection>
+RECON_HD void store_row(const Projection& p, const float* shape, int S, const ProjectRow& out) {
+    out.means2d[0] = p.means2d[0];
+    out.means2d[1] = p.means2d[1];
+    *out.depth = p.depth;
+    for (int k = 0; k < S; ++k) out.shape2d[k] = shape[k];
+    out.radii[0] = p.radii[0];
+    out.radii[1] = p.radii[1];
+}
+
 // A culled row (both radii 0) contributes nothing and gets no gradient.
 RECON_HD bool is_culled(const int32_t* radii, int64_t row) {
     return radii[2 * row] <= 0 && radii[2 * row + 1] <= 0;

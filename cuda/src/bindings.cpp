@@ -13,6 +13,7 @@
 
 #ifdef RECON_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
 #define RECON_STREAM() ((void*)at::cuda::getCurrentCUDAStream().stream())
 #endif
 
@@ -37,11 +38,13 @@ bool on_cuda(const Tensor& t) {
 }
 
 #ifdef RECON_WITH_CUDA
-#define DISPATCH(cuda_call, cpu_call) \
-    if (cuda) {                       \
-        cuda_call;                    \
-    } else {                          \
-        cpu_call;                     \
+// Runs the CUDA launcher (then raises on a failed launch) or the CPU one.
+#define DISPATCH(cuda_call, cpu_call)     \
+    if (cuda) {                           \
+        cuda_call;                        \
+        C10_CUDA_KERNEL_LAUNCH_CHECK();   \
+    } else {                              \
+        cpu_call;                         \
     }
 #else
 #define DISPATCH(cuda_call, cpu_call) cpu_call;

@@ -39,9 +39,12 @@ struct BatchSrc {
     __device__ float window(int64_t i, float px, float py) const {
         return b.window[i - base].eval(px, py);
     }
-    __device__ const float* features(int64_t i) const { return feats + (int64_t)b.id[i - base] * C; }
+    __device__ const float* features(int64_t i) const {
+        return feats + (int64_t)b.id[i - base] * C;
+    }
     __device__ int num_params() const { return P; }
-    __device__ void window_vjp(int64_t i, float px, float py, float w, float v_w, float* v_wp) const {
+    __device__ void window_vjp(int64_t i, float px, float py, float w, float v_w,
+                               float* v_wp) const {
         b.window[i - base].vjp(px, py, w, v_w, v_wp);
     }
 };
@@ -65,7 +68,9 @@ struct AtomicGradSink {
     __device__ void add_feature(int64_t i, int c, float g) {
         atomicAdd(v_features + (int64_t)ids[i - base] * C + c, g);
     }
-    __device__ void add_opacity(int64_t i, float g) { atomicAdd(v_opacities + ids[i - base] % N, g); }
+    __device__ void add_opacity(int64_t i, float g) {
+        atomicAdd(v_opacities + ids[i - base] % N, g);
+    }
     __device__ void add_window(int64_t i, const float* v, int P) {
         float* row = v_window_params + (int64_t)ids[i - base] * P;
         for (int k = 0; k < P; ++k)
@@ -160,10 +165,11 @@ __global__ void rasterize_bwd_kernel(RasterArgs a, const float* trans, const int
     BackwardPixel s{};
     if (p.inside) {
         const float* v_color = v_colors + p.pix * C;
+        const float T = trans[p.pix];
         const float* bg = a.backgrounds != nullptr ? a.backgrounds + p.v * C : nullptr;
         if (bg != nullptr)
-            for (int c = 0; c < C; ++c) atomicAdd(v_backgrounds + p.v * C + c, trans[p.pix] * v_color[c]);
-        s = backward_pixel(C, trans[p.pix], v_color, v_alphas[p.pix], bg);
+            for (int c = 0; c < C; ++c) atomicAdd(v_backgrounds + p.v * C + c, T * v_color[c]);
+        s = backward_pixel(C, T, v_color, v_alphas[p.pix], bg);
     }
     __syncthreads();
     for (int64_t stop = (int64_t)block_last + 1; stop > p.begin; stop -= p.batch) {

@@ -164,7 +164,7 @@ struct ConvexProjector {
     static constexpr int kNumInputs = 4, kNumGradInputs = 1;
     static constexpr bool kHasHull = true;
     RECON_HD static bool accepts_points(int K) { return K >= 1 && K <= kMaxConvexPoints; }
-    RECON_HD static int input_width(int i, int K) { return i == 0 ? 3 * K : 1; }
+    RECON_HD static constexpr int input_width(int i, int K) { return i == 0 ? 3 * K : 1; }
     RECON_HD static Shape2d shape2d(int K) { return Shape2d{2, {K, 2}}; }
 
     RECON_HD static void forward(const ProjectArgs& a, const Camera& cam, int64_t n,

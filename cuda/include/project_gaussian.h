@@ -234,7 +234,7 @@ struct GaussianProjector {
     static constexpr int kNumInputs = 3, kNumGradInputs = 3;
     static constexpr bool kHasHull = false;
     RECON_HD static bool accepts_points(int K) { return K == 0; }
-    RECON_HD static int input_width(int i, int /*K*/) { return i == 1 ? 4 : 3; }
+    RECON_HD static constexpr int input_width(int i, int /*K*/) { return i == 1 ? 4 : 3; }
     RECON_HD static Shape2d shape2d(int /*K*/) { return Shape2d{1, {3, 0}}; }
 
     RECON_HD static void forward(const ProjectArgs& a, const Camera& cam, int64_t n,

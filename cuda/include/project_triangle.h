@@ -74,7 +74,7 @@ struct TriangleProjector {
     static constexpr int kNumInputs = 1, kNumGradInputs = 1;
     static constexpr bool kHasHull = false;
     RECON_HD static bool accepts_points(int K) { return K == 3; }
-    RECON_HD static int input_width(int /*i*/, int /*K*/) { return 9; }
+    RECON_HD static constexpr int input_width(int /*i*/, int /*K*/) { return 9; }
     RECON_HD static Shape2d shape2d(int /*K*/) { return Shape2d{2, {3, 2}}; }
 
     RECON_HD static void forward(const ProjectArgs& a, const Camera& cam, int64_t n,

@@ -68,7 +68,9 @@ ProjectArgs project_args(int64_t family, const std::vector<Tensor>& inputs, size
     check(Ks, "Ks", at::kFloat);
     const int64_t N = inputs[0].size(0);
     const int K = inputs[0].dim() == 3 ? (int)inputs[0].size(1) : 0;
-    TORCH_CHECK(P::accepts_points(K), "family ", family, ": unsupported points per primitive ", K);
+    const bool fits = recon::grad_width<P>(K) <= recon::max_grad_width<P>();
+    TORCH_CHECK(P::accepts_points(K) && fits, "family ", family, ": unsupported points per primitive ",
+                K);
     ProjectArgs a{};
     for (size_t i = 0; i < num_inputs; ++i) {
         const std::string name = "projection input " + std::to_string(i);

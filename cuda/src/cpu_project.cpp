@@ -25,11 +25,10 @@ void project_fwd(const ProjectArgs& a, const ProjectOutputs& out) {
 template <class P>
 void project_bwd(const ProjectArgs& a, const ProjectCotangents& v, float* const* v_inputs) {
     const int64_t N = a.num_primitives;
-    const int K = a.points_per_primitive, G = grad_width<P>(K);
+    const int K = a.points_per_primitive;
 #pragma omp parallel for schedule(static) num_threads(project_threads(a.num_views * N))
     for (int64_t n = 0; n < N; ++n) {
-        float g[kMaxGradWidth];
-        for (int k = 0; k < G; ++k) g[k] = 0.f;
+        float g[max_grad_width<P>()] = {};
         for (int64_t view = 0; view < a.num_views; ++view) {
             const int64_t row = view * N + n;
             if (is_culled(v.radii, row)) continue;

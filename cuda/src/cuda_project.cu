@@ -33,10 +33,9 @@ __global__ void project_bwd_kernel(ProjectArgs a, ProjectCotangents v, GradOutpu
     const int64_t row = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (row >= a.num_views * a.num_primitives || is_culled(v.radii, row)) return;
     const int64_t n = row % a.num_primitives;
-    const int K = a.points_per_primitive, G = grad_width<P>(K);
+    const int K = a.points_per_primitive;
     const Camera cam = load_camera(a.viewmats, a.intrinsics, row / a.num_primitives);
-    float g[kMaxGradWidth];
-    for (int k = 0; k < G; ++k) g[k] = 0.f;
+    float g[max_grad_width<P>()] = {};
     P::vjp(a, cam, n, cotangent_row<P>(a, v, row), g);
     store_grad<P>(g, n, K, grads.v_inputs, AtomicStore{});
 }

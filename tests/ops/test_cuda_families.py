@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from recon.ops import reference as ref
+from recon.ops.family import CONVEX, GAUSSIAN, TRIANGLE
 from tests.ops.test_kernels_gaussians import cameras, gaussians, rel_err
 from tests.ops.test_kernels_triangles_convexes import convexes, triangles
 
@@ -21,9 +22,9 @@ pytestmark = pytest.mark.skipif(not _ok, reason=f"CPU kernels unavailable: {_why
 
 # family -> (id, projection inputs, how many of them are differentiable)
 FAMILIES = {
-    "gaussian": (kernels.FAMILY_GAUSSIAN, ("means", "quats", "scales"), 3),
-    "triangle": (kernels.FAMILY_TRIANGLE, ("vertices",), 1),
-    "convex": (kernels.FAMILY_CONVEX, ("points", "delta", "sigma", "opacities"), 1),
+    "gaussian": (GAUSSIAN.kernel_id, ("means", "quats", "scales"), 3),
+    "triangle": (TRIANGLE.kernel_id, ("vertices",), 1),
+    "convex": (CONVEX.kernel_id, ("points", "delta", "sigma", "opacities"), 1),
 }
 REFERENCE = {"gaussian": ref.project_gaussians, "triangle": ref.project_triangles, "convex": ref.project_convexes}
 PROJECT = {
@@ -82,18 +83,16 @@ def test_shared_bindings_reject_bad_families_and_shapes():
     with pytest.raises(RuntimeError, match="unknown primitive family id 9"):
         ext.project_fwd(9, [g["means"], g["quats"], g["scales"]], *args)
     with pytest.raises(RuntimeError, match="takes 3 input tensors, got 1"):
-        ext.project_fwd(kernels.FAMILY_GAUSSIAN, [g["means"]], *args)
+        ext.project_fwd(GAUSSIAN.kernel_id, [g["means"]], *args)
     with pytest.raises(RuntimeError, match=r"projection input 1 must be \[10, 4\]"):
-        ext.project_fwd(kernels.FAMILY_GAUSSIAN, [g["means"], g["scales"], g["scales"]], *args)
+        ext.project_fwd(GAUSSIAN.kernel_id, [g["means"], g["scales"], g["scales"]], *args)
     c = convexes(10, K=9)
     with pytest.raises(RuntimeError, match="unsupported points per primitive 9"):
-        ext.project_fwd(kernels.FAMILY_CONVEX, [c["points"], c["delta"], c["sigma"], c["opacities"]], *args)
+        ext.project_fwd(CONVEX.kernel_id, [c["points"], c["delta"], c["sigma"], c["opacities"]], *args)
     offsets, ids = torch.zeros(1, 2, 2, dtype=torch.int32), torch.zeros(0, dtype=torch.int32)
     feats, opac = torch.rand(1, 10, 3), torch.rand(10)
     with pytest.raises(RuntimeError, match="family 1 needs 7 window parameters, got 5"):
-        ext.rasterize_fwd(
-            kernels.FAMILY_TRIANGLE, torch.rand(1, 10, 5), None, feats, opac, None, 32, 32, 16, offsets, ids
-        )
+        ext.rasterize_fwd(TRIANGLE.kernel_id, torch.rand(1, 10, 5), None, feats, opac, None, 32, 32, 16, offsets, ids)
 
 
 def render(family: str, p: dict[str, torch.Tensor], feats, bg, viewmats, Ks, W: int, H: int, tile_size: int):

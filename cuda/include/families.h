@@ -16,12 +16,13 @@
 #include "project_triangle.h"
 #include "window_convex.h"
 #include "window_gaussian.h"
+#include "window_ges.h"
 #include "window_triangle.h"
 
 namespace recon {
 
 // Family ids, as recon.ops.kernels FAMILY_* on the Python side.
-enum FamilyId : int { kGaussian = 0, kTriangle = 1, kConvex = 2 };
+enum FamilyId : int { kGaussian = 0, kTriangle = 1, kConvex = 2, kGes = 3 };
 
 // A primitive family: how it projects (Projector) and how its footprint covers a pixel (Window).
 template <class ProjectorT, class WindowT>
@@ -37,6 +38,7 @@ bool dispatch_family(int family, Fn&& fn) {
         case kGaussian: fn(Family<GaussianProjector, GaussianWindow>{}); return true;
         case kTriangle: fn(Family<TriangleProjector, TriangleWindow>{}); return true;
         case kConvex: fn(Family<ConvexProjector, ConvexWindow>{}); return true;
+        case kGes: fn(Family<GesProjector, GesWindow>{}); return true;
         default: return false;
     }
 }

@@ -13,8 +13,8 @@
 namespace recon {
 
 // Most per-primitive input arrays of a projection (Gaussians: means, quats, scales; convexes:
-// points, delta, sigma, opacities).
-constexpr int kMaxProjectInputs = 4;
+// points, delta, sigma, opacities; GES: means, quats, scales, shape, opacities).
+constexpr int kMaxProjectInputs = 5;
 
 // Inputs of the projection of N primitives into V views.
 struct ProjectArgs {

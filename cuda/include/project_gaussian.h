@@ -114,9 +114,11 @@ RECON_HD void project_cov(const PerspJacobian& J, const float* S, float* c) {
 }
 
 // Forward projection of one Gaussian in one view. Culled: radii = 0 (other outputs finite).
+// extent: footprint half size in standard deviations (GES sizes it per primitive, window_ges.h).
 RECON_HD GaussianProjection project_gaussian(const Camera& cam, const float* mean, const float* quat,
                                              const float* scale, int width, int height,
-                                             float near_plane, float far_plane, float eps2d) {
+                                             float near_plane, float far_plane, float eps2d,
+                                             float extent = 3.33f) {
     GaussianProjection out;
     float xc[3];
     world_to_cam(cam, mean, xc);
@@ -136,8 +138,8 @@ RECON_HD GaussianProjection project_gaussian(const Camera& cam, const float* mea
     out.conic[0] = c[2] / det;
     out.conic[1] = -c[1] / det;
     out.conic[2] = c[0] / det;
-    float rx = ceilf(3.33f * sqrtf(c[0]));
-    float ry = ceilf(3.33f * sqrtf(c[2]));
+    float rx = ceilf(extent * sqrtf(c[0]));
+    float ry = ceilf(extent * sqrtf(c[2]));
     const bool valid = valid_z && det_raw > 0.f;
     if (!valid || !box_in_image(out.means2d[0], out.means2d[1], rx, ry, width, height)) {
         rx = 0.f;

@@ -314,6 +314,7 @@ py::tuple as_tuple(const std::vector<Tensor>& ts) { return py::tuple(py::cast(ts
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     using recon::kConvex;
     using recon::kGaussian;
+    using recon::kGes;
     using recon::kTriangle;
     using T = const Tensor&;
     m.doc() = "recon rasterization kernels (CPU/OpenMP and CUDA)";
@@ -350,6 +351,18 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                                      T radii, T v_means2d, T v_depths, T v_points2d) {
         return project_bwd(kConvex, {points}, viewmats, Ks, width, height, 0.0, radii, v_means2d,
                            v_depths, v_points2d)[0];
+    });
+    m.def("project_ges_fwd", [](T means, T quats, T scales, T shape, T opacities, T viewmats, T Ks,
+                                int64_t width, int64_t height, double near, double far,
+                                double eps2d) {
+        return as_tuple(project_fwd(kGes, {means, quats, scales, shape, opacities}, viewmats, Ks,
+                                    width, height, near, far, eps2d));
+    });
+    m.def("project_ges_bwd", [](T means, T quats, T scales, T viewmats, T Ks, int64_t width,
+                                int64_t height, double eps2d, T radii, T v_means2d, T v_depths,
+                                T v_conics) {
+        return as_tuple(project_bwd(kGes, {means, quats, scales}, viewmats, Ks, width, height, eps2d,
+                                    radii, v_means2d, v_depths, v_conics));
     });
     m.def("isect_tiles", &isect_tiles);
     m.def("rasterize_fwd", &rasterize_fwd);

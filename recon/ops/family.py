@@ -199,7 +199,7 @@ CONVEX = RasterFamily(
 GES = RasterFamily(
     name="ges",
     plural="ges",
-    kernel_id=None,
+    kernel_id=3,
     inputs=GAUSSIAN.inputs + (Input("shape", ("N",), min_value=0.0, exclusive_min=True),),
     position="means",
     project_inputs=("means", "quats", "scales", "shape", "opacities"),

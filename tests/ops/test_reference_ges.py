@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from recon.ops.family import GES
 from recon.ops.rasterize import rasterize
 from recon.ops.reference import project_ges
 from recon.ops.validate import RasterInputError
@@ -133,9 +135,14 @@ def test_opacity_at_the_threshold_is_culled():
     assert (radii[:, 0] == 0).all() and (radii[:, 1] > 0).any()
 
 
-def test_compiled_backend_is_refused_until_a_kernel_exists():
-    prims, beta, colors, viewmats, Ks = _scene(n=2, dtype=torch.float32)
+def test_a_family_without_kernel_renders_with_the_reference():
+    prims, beta, colors, viewmats, Ks = _scene(n=6, dtype=torch.float32)
+    no_kernel = dataclasses.replace(GES, kernel_id=None)
+    inputs = {**prims, "shape": beta}
+    auto = rasterize(no_kernel, inputs, colors, viewmats, Ks, 16, 12, backend="auto")
+    ref = rasterize(GES, inputs, colors, viewmats, Ks, 16, 12, backend="reference")
+    assert auto.alphas.sum() > 0 and torch.equal(auto.colors, ref.colors)
     with pytest.raises(RasterInputError, match="no compiled kernel"):
-        rasterize("ges", {**prims, "shape": beta}, colors, viewmats, Ks, 16, 12, backend="cpu")
+        rasterize(no_kernel, inputs, colors, viewmats, Ks, 16, 12, backend="cpu")
     with pytest.raises(RasterInputError, match="shape"):
-        rasterize("ges", {**prims, "shape": -beta}, colors, viewmats, Ks, 16, 12, backend="reference")
+        rasterize(GES, {**prims, "shape": -beta}, colors, viewmats, Ks, 16, 12, backend="reference")

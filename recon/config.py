@@ -285,8 +285,9 @@ class RepairConfig:
     """auto: attribute-noise renders at this many error levels, evenly spaced from the trained
     model's own error at the training views to the leave-one-out renders' (1 = theirs only)."""
     blend: float = 1.0
-    """auto: repair = render + blend x (fixer - render); -1 = calibrated by least squares on the gate
-    view's attribute-noise pairs (milder than its leave-one-out renders, as novel views are)."""
+    """auto: repair = render + blend x (fixer - render); calibrated by least squares when negative:
+    -1 on the gate view's attribute-noise pairs (milder than its leave-one-out renders, as novel
+    views are), -2 on its leave-one-out renders before the sub-run's last step (left to the gate)."""
     fit_max_seconds: float = 0.0
     """auto: stop fitting the fixer after this many CPU seconds (0 = no cap); it keeps the weights so far."""
     fit_time_fraction: float = 0.5

@@ -74,9 +74,10 @@ class FixerConfig:
     ema_decay: float = 0.999
     """Largest EMA decay (warmed up from 0); 0 = no EMA."""
     blend: float = 1.0
-    """Repair = render + blend x (fixer output - render); -1 = calibrated after fitting by least
-    squares on the gate view's attribute-noise pairs (:func:`calibrate_blend`), which are milder
-    than its leave-one-out renders, as the main run's novel views are."""
+    """Repair = render + blend x (fixer output - render); calibrated after fitting by least squares
+    (:func:`calibrate_blend`) when negative: -1 on the gate view's attribute-noise pairs (milder
+    than its leave-one-out renders, as the main run's novel views are), -2 on its leave-one-out
+    renders before the sub-run's last step (the last one is left to the gate)."""
     max_seconds: float = 0.0
     """Stop training after this many CPU seconds of this process (0 = no limit); the weights so far
     (their EMA) are kept and ``meta["stopped_early"]`` says so."""
@@ -362,8 +363,12 @@ def fit_and_gate(pairs: list[RepairPair], config: FixerConfig | None = None, hel
     if fixer.config.blend >= 0:
         fixer.meta["blend"] = fixer.config.blend
     else:
-        held = {p.view for p in gate_pairs}
-        calibration = [p for p in pairs if p.view in held and p.kind == "noise"] or gate_pairs
+        held, last = {p.view for p in gate_pairs}, max((p.step for p in gate_pairs), default=0)
+        if fixer.config.blend <= -2:
+            calibration = [p for p in gate_pairs if p.step < last] or gate_pairs
+            gate_pairs = [p for p in gate_pairs if p.step == last]  # not judged on what chose the blend
+        else:
+            calibration = [p for p in pairs if p.view in held and p.kind == "noise"] or gate_pairs
         fixer.meta["blend"] = 1.0  # the fixer's own output while calibrating
         fixer.meta["blend"] = calibrate_blend(fixer, calibration) if calibration else 1.0
     gate = evaluate_gate(fixer, gate_pairs)

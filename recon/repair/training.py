@@ -149,7 +149,11 @@ def _model_fn(
         if fixer.meta.get("blend", 1.0) != 1.0 or c.blend < 0:
             say(
                 f"repair: blend {fixer.meta['blend']:.2f} of the fixer's change"
-                + (" (calibrated on the held-out view's noise pairs)" if c.blend < 0 else "")
+                + (
+                    " (calibrated on the held-out view's " + ("noise pairs)" if c.blend > -2 else "earlier renders)")
+                    if c.blend < 0
+                    else ""
+                )
             )
         if fixer.meta.get("stopped_early"):
             say(

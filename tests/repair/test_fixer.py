@@ -179,3 +179,13 @@ def test_fit_and_gate_calibrates_the_blend_on_the_held_out_views_noise_pairs(noi
     assert 0.0 <= fixer.meta["blend"] <= 1.0
     fixed, _ = fit_and_gate(noisy_pairs, dataclasses.replace(TINY, steps=2, blend=0.3), progress=False)
     assert fixed.meta["blend"] == 0.3
+
+
+def test_blend_minus_two_calibrates_on_the_gate_views_earlier_leave_one_out_renders(noisy_pairs):
+    earlier = [dataclasses.replace(p, step=1) for p in _noisy_pairs(sigma=0.05, seed=2)]  # step 1 renders
+    final = [dataclasses.replace(p, step=2) for p in noisy_pairs]  # the sub-run's last step
+    fixer, gate = fit_and_gate(earlier + final, dataclasses.replace(TINY, steps=20, blend=-2.0), progress=False)
+    probe = Fixer(fixer.unet, fixer.scheduler, fixer.config, {})
+    assert fixer.meta["blend"] == pytest.approx(calibrate_blend(probe, [p for p in earlier if p.view == 7]), abs=1e-6)
+    final_7 = [p for p in final if p.view == 7]  # the gate: only the renders the blend was not chosen on
+    assert gate.views == [7] and gate.psnr_fixed == evaluate_gate(fixer, final_7).psnr_fixed

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from recon.errors import ConfigError
 from recon.export.output import atomic_output, check_output
+from recon.primitives import plural
 from recon.primitives.sh import num_sh_bases
 
 if TYPE_CHECKING:
@@ -111,9 +112,9 @@ def check_primitive(fmt: str, primitive: str, run: Path) -> None:
     fits = FORMATS[fmt][0]
     if fits is not None and primitive not in fits:
         raise ConfigError(
-            f"--format {fmt} exports {' or '.join(fits)}s, this run holds {primitive}s",
+            f"--format {fmt} exports {' or '.join(map(plural, fits))}, this run holds {plural(primitive)}",
             path=run,
-            hint=f"for {primitive}s use --format {_INSTEAD.get(primitive, 'tsdf')}",
+            hint=f"for {plural(primitive)} use --format {_INSTEAD.get(primitive, 'tsdf')}",
         )
 
 

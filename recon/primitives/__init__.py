@@ -1,4 +1,4 @@
-"""Primitive families: Gaussians, triangles, convexes (plain tensors + a frozen activation spec)."""
+"""Primitive families: Gaussians, triangles, convexes, GES (plain tensors + a frozen activation spec)."""
 
 from __future__ import annotations
 
@@ -18,4 +18,9 @@ def spec(name: str) -> PrimitiveSpec:
     return family(name).spec
 
 
-__all__ = ["FAMILIES", "Family", "PrimitiveSpec", "family", "spec"]
+def plural(name: str) -> str:
+    """How a family's primitives are counted in messages: ``"gaussians"``, ``"convexes"``, ``"ges"``."""
+    return family(name).raster.plural
+
+
+__all__ = ["FAMILIES", "Family", "PrimitiveSpec", "family", "plural", "spec"]

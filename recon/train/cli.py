@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from recon.config import Primitive, TrainConfig, load_config, load_preset, override, save_config, scale_schedule
 from recon.errors import ConfigError
+from recon.primitives import plural
 from recon.priors._progress import stderr_console
 from recon.train.health import EtaEstimate
 from recon.train.outdir import prepare_out, removed_if_start_fails
@@ -275,7 +276,7 @@ def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: b
             result = trainer.train(update)
     if not quiet:
         state = "interrupted" if result.interrupted else "done"
-        console.print(f"{state}: step {result.step}/{config.iterations}, {result.num_primitives} {config.primitive}s, "
+        console.print(f"{state}: step {result.step}/{config.iterations}, {result.num_primitives} {plural(config.primitive)}, "
                       f"{result.seconds:.1f} s, last train PSNR {result.last_psnr:.2f} dB; run in {out}")
     return trainer, result
 

@@ -281,9 +281,10 @@ class RepairConfig:
     """auto: optimisation steps of the fixer."""
     fit_channels: int = 32
     """auto: width of the fixer's first UNet level (then x2, x2)."""
-    noise_levels: int = 1
+    noise_levels: int = 0
     """auto: attribute-noise renders at this many error levels, evenly spaced from the trained
-    model's own error at the training views to the leave-one-out renders' (1 = theirs only)."""
+    model's own error at the training views to the leave-one-out renders' (against the pairs'
+    masked targets); 0 = the first calibration (recon.repair.pairs.PairConfig.noise_levels)."""
     blend: float = 1.0
     """auto: repair = render + blend x (fixer - render); calibrated by least squares when negative:
     -1 on the gate view's attribute-noise pairs (milder than its leave-one-out renders, as novel

@@ -92,7 +92,8 @@ def make_pairs(config: TrainConfig, scene: SceneData, split: Split, params: dict
             sub, masked = training_scene(scene, split, pc.downscale), masked_protocol(split.protocol, scene)
             bg = torch.zeros(3) if background is None else background
             own_l1 = noise_error(config.primitive, params, sh_degree, sub, calibration_views(sub), 0.0, bg, masked=masked)
-            targets = [own_l1 + level * (loo_l1 - own_l1) for level in pc.noise_levels]
+            targets = [own_l1 + level * (loo_l1 - own_l1) for level in pc.noise_levels] or [loo_l1]
+            masked = masked and bool(pc.noise_levels)  # the default: against the photos as they are
             strengths = tuple(calibrate_strength(config.primitive, params, sh_degree, sub, t, background, pc.seed,
                                                  masked=masked) for t in targets)  # fmt: skip
             meta["own_l1"] = own_l1
@@ -100,7 +101,8 @@ def make_pairs(config: TrainConfig, scene: SceneData, split: Split, params: dict
         meta["noise_strength"], meta["noise_strengths"] = strengths[-1], list(strengths)
         if progress is not None:
             progress(f"attribute noise: strength {', '.join(f'{x:.3f}' for x in strengths)} for L1 levels "
-                     f"{', '.join(f'{x:g}' for x in pc.noise_levels)} of the way to the leave-one-out L1 {loo_l1:.4f}")
+                     f"{', '.join(f'{x:g}' for x in pc.noise_levels or (1,))} of the way to the leave-one-out L1 "
+                     f"{loo_l1:.4f}")
     return PairSet(pairs, list(split.train), list(split.test), meta)
 
 

@@ -123,7 +123,7 @@ def _model_fn(
         if not (repair_dir(run_dir) / "pairs" / "manifest.json").is_file():
             runs = min(c.held_out, len(trainer.train_ids))
             say(f"repair: leave-one-out pairs from {runs} sub-runs on the training views (step {step})")
-            levels = tuple((k + 1) / c.noise_levels for k in range(max(c.noise_levels, 1)))
+            levels = tuple((k + 1) / c.noise_levels for k in range(c.noise_levels))  # 0: () = the first calibration
             pair_config = PairConfig(held_out=c.held_out, fraction=c.pair_fraction, noise_levels=levels)
             pair_set = make_pairs(trainer.config, trainer.scene, trainer.split, params, trainer.sh_degree(step), step,
                                   trainer.background, pair_config, progress=say, live=live)  # fmt: skip

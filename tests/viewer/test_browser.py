@@ -106,13 +106,13 @@ def test_recon_view_serves_a_run(chromium, tiny_run, tmp_path):
         Image.fromarray(shot).save(tmp_path / "recon_view.png")
     finally:
         proc.send_signal(signal.SIGINT)
-        try:
-            rc = proc.wait(20)
+        try:  # a reference-backend frame in flight finishes first: slow on a loaded 2-core CI machine
+            rc = proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
             rc = None
-    assert rc == 0
     err = proc.stderr.read().decode()
+    assert rc == 0, err[-2000:]
     assert f"http://127.0.0.1:{port}" in err and "--host 0.0.0.0" in err
 
     # The client starts at the first camera, looking at the cameras' focus point.

@@ -88,7 +88,9 @@ def test_recon_view_serves_a_run(chromium, tiny_run, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "recon", "view", str(tiny_run), "--port", str(port),
                              "--backend", "reference", "--max-resolution", "384", "--view", "server"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            # a suite started in the background ignores SIGINT, and children inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         def up() -> bool:
             try:

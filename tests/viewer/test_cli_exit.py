@@ -17,5 +17,5 @@ _exit_soon(0.5)
 
 def test_exit_soon_ends_a_process_a_lingering_thread_would_hold():
     repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=repo, capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=repo, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "stopping", proc.stderr

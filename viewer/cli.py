@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -149,26 +147,7 @@ def view_main(argv: list[str], prog: str = "recon view") -> int:
         pass
     finally:
         app.stop()
-    _exit_soon(EXIT_GRACE_S)  # only after Ctrl-C: the command ends, never hang on a thread we do not own
     return 0
-
-
-EXIT_GRACE_S = 10.0
-
-
-def _exit_soon(grace_s: float) -> None:
-    """Ends the process ``grace_s`` seconds from now if a thread we do not own (the web server's,
-    a frame still rendering) keeps the interpreter from exiting: Ctrl-C must never hang."""
-
-    def _force() -> None:
-        with suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(0)
-
-    timer = threading.Timer(grace_s, _force)
-    timer.daemon = True
-    timer.start()
 
 
 def check_render_args(args: RenderArgs) -> None:

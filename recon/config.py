@@ -336,6 +336,15 @@ class WildConfig:
     """Share of outlier pixels that drops a cell."""
     streaks: bool = False
     """Weather: also mask thin outliers sharing one direction (rain, snow streaks), after the warm-up too."""
+    weather: Literal["off", "median"] = "off"
+    """Weather filter of the training photos before training: median = replace pixels far from the median of
+    the other training views warped in through the poses and a depth (snow, rain; recon.wild.median)."""
+    median_scale: float = 3.0
+    """Median filter: an outlier differs from the median by this many robust deviations of its view ..."""
+    median_floor: float = 0.08
+    """... and by more than this mean absolute colour difference."""
+    median_min_views: int = 3
+    """Median filter: warped views that must agree with the median to replace a pixel (fewer: left out of the loss)."""
     masks: str = "auto"
     """User masks (0 = ignore): auto = the masks/ folder of a photo folder when wild is on, none, or a folder."""
 

@@ -35,7 +35,7 @@ class Viewable:
         scene_root: the scene folder the run was trained on (None when unknown).
         run_dir: the run directory (camera paths are saved under it), or None.
         points: [P, 3] prior point cloud or None; point_colors [P, 3] in [0, 1] or None.
-        run: the loaded run (:class:`recon.train.run.LoadedRun`; its photos feed the repair
+        run: the loaded run (:class:`recon.run.LoadedRun`; its photos feed the repair
             post-pass, :mod:`viewer.repair`), None for a PLY.
     """
 
@@ -75,7 +75,7 @@ def load_viewable(path: str | Path, checkpoint: int | None = None) -> Viewable:
 
 def _load_run(run_dir: Path, checkpoint: int | None = None) -> Viewable:
     try:
-        from recon.train.run import load_run
+        from recon.run import load_run
     except ImportError as err:  # the trainer is an optional part of this checkout
         raise ConfigError(f"cannot load runs in this installation ({err})", path=run_dir) from None
     try:

@@ -88,7 +88,7 @@ def run_model_dir(run_dir: Path) -> Path:
 
 
 def load_frame_repair(run: Any, model_path: str | Path | None = None, **options: Any) -> FrameRepair:
-    """The repair post-pass of a loaded run (:func:`recon.train.run.load_run`).
+    """The repair post-pass of a loaded run (:func:`recon.run.load_run`).
 
     Args:
         run: the run.

@@ -55,7 +55,7 @@ class CellJob:
 
 def cell_state(run_dir: Path) -> str:
     """``done``, ``resume`` or ``new`` (module docstring)."""
-    from recon.train.checkpoint import checkpoint_steps
+    from recon.run import checkpoint_steps
 
     if (run_dir / "eval" / "metrics.json").is_file():
         return "done"
@@ -123,7 +123,7 @@ def _peak_rss_mb() -> float | None:
 
 def _clear_unstarted(run_dir: Path) -> None:
     """Removes a cell folder that a crash left before its first checkpoint (only one recon made)."""
-    from recon.train.run import is_marked_run
+    from recon.run import is_marked_run
 
     if run_dir.exists() and any(run_dir.iterdir()):
         if not is_marked_run(run_dir):
@@ -188,8 +188,8 @@ def _train_and_evaluate(job: CellJob, run_dir: Path, resume: bool) -> dict[str, 
     """``recon train`` (or ``--resume``) then ``recon eval`` (metrics and side-by-side images) on the cell's folder."""
     from recon.bench.html import write_depth_preview
     from recon.config import config_from_dict, load_config
+    from recon.run import prepare_out, removed_if_start_fails
     from recon.train.cli import _evaluate, run_training
-    from recon.train.outdir import prepare_out, removed_if_start_fails
 
     if resume:
         config = load_config(run_dir / "config.json")

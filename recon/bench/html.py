@@ -66,8 +66,8 @@ def write_depth_preview(run_dir: Path) -> Path | None:
     import torch
 
     from recon.render import render
+    from recon.run import load_run
     from recon.train.evaluate import render_device
-    from recon.train.run import load_run
 
     run = load_run(run_dir)
     if not run.split.test:

@@ -35,7 +35,7 @@ from recon.primitives.sh import num_sh_bases
 
 if TYPE_CHECKING:
     from recon.export.mesh import Mesh
-    from recon.train.run import LoadedRun
+    from recon.run import LoadedRun
 
 Format = Literal["ply", "splat", "mesh", "tsdf", "points", "colmap", "transforms", "video"]
 # format -> (primitives it fits or None for any, default name under RUN/export)
@@ -128,7 +128,7 @@ def export_run(args: ExportArgs) -> tuple[Path, str]:
         return out, _video(args, out)
     if args.format in ("points", "colmap", "transforms"):
         return out, _scene_export(args, out)
-    from recon.train.run import load_run
+    from recon.run import load_run
 
     run = load_run(args.run, args.checkpoint)
     with atomic_output(out, args.overwrite) as tmp:
@@ -177,7 +177,7 @@ def _mesh(args: ExportArgs, run: LoadedRun) -> Mesh:
 
 def _scene_export(args: ExportArgs, out: Path) -> str:
     from recon.export.scene import run_point_cloud, write_colmap_text, write_nerfstudio
-    from recon.train.run import read_cameras
+    from recon.run import read_cameras
 
     cameras, names, _, _ = read_cameras(args.run)
     if args.format == "points":

@@ -1,6 +1,6 @@
 """Repair on a run folder: the steps ``recon repair pairs|fit|apply`` will run.
 
-Layout (beside the run's own files, see :mod:`recon.train.run`)::
+Layout (beside the run's own files, see :mod:`recon.run`)::
 
     RUN/repair/pairs/       training pairs as PNGs + manifest.json (recon.repair.dataset)
     RUN/repair/model/       the fitted fixer, diffusers layout (recon.repair.fixer)
@@ -34,7 +34,7 @@ def pairs_for_run(run_dir: str | Path, pair_config: PairConfig | None = None,
         ConfigError / DataError: not a run, no checkpoint, images changed since training, fewer
             than 2 training views.
     """
-    from recon.train.run import load_run
+    from recon.run import load_run
     from recon.train.setup import load_run_scene
 
     run = load_run(run_dir)

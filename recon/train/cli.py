@@ -15,9 +15,8 @@ from recon.config import Primitive, TrainConfig, load_config, load_preset, overr
 from recon.errors import ConfigError
 from recon.primitives import plural
 from recon.priors._progress import stderr_console
+from recon.run import load_run, mark_run, prepare_out, removed_if_start_fails, write_cameras
 from recon.train.health import EtaEstimate
-from recon.train.outdir import prepare_out, removed_if_start_fails
-from recon.train.run import load_run, mark_run, write_cameras
 from recon.train.setup import (
     SYNTHETIC,
     depth_prior_maps,
@@ -230,7 +229,7 @@ def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: b
     ``config.json``, ``cameras.json`` and the run marker are written once the scene has loaded
     and split. ``checkpoint`` picks the step a resume starts from (default: the newest readable).
     """
-    from recon.train.checkpoint import find_checkpoint
+    from recon.run import find_checkpoint
 
     ckpt = find_checkpoint(out / "checkpoints", checkpoint) if resume else None
     if ckpt is not None:

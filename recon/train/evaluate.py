@@ -15,7 +15,7 @@ from PIL import Image
 from recon.data.scene import SceneData
 from recon.eval import metrics
 from recon.render import render
-from recon.train.run import LoadedRun
+from recon.run import LoadedRun
 from recon.train.setup import masked_protocol
 from recon.wild.appearance import apply_affine
 from recon.wild.protocol import NERFW_PROTOCOL, nerfw_halves, reference_transform

@@ -17,7 +17,7 @@ from recon.data.scene import SceneData
 from recon.data.splits import Split, split_views
 from recon.errors import ConfigError, DataError, ReconError
 from recon.priors.pointcloud import PointCloud
-from recon.train.run import LoadedRun
+from recon.run import LoadedRun
 
 log = logging.getLogger(__name__)
 SYNTHETIC = "synthetic"
@@ -83,7 +83,7 @@ def load_run_scene(run: LoadedRun) -> SceneData:
     Raises:
         DataError: the run's SfM folder is missing, an image is missing or differs from training.
     """
-    from recon.train.run import image_digest
+    from recon.run import image_digest
 
     if run.sfm_dir is not None:
         from recon.priors.sfm import load_sfm_scene

@@ -27,8 +27,8 @@ from recon.errors import ConfigError, ReconError
 from recon.primitives import family
 from recon.priors.pointcloud import PointCloud
 from recon.render import render
+from recon.run import Checkpoint, non_finite, save_checkpoint
 from recon.train import losses
-from recon.train.checkpoint import Checkpoint, non_finite, save_checkpoint
 from recon.train.health import CollapseMonitor, lr_hint
 from recon.train.optim import POSITION_PARAMS, base_lrs, make_optimizers, make_strategy, position_lr
 from recon.train.setup import background_color

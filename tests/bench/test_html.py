@@ -118,7 +118,7 @@ def test_depth_preview_is_brighter_where_the_render_is_nearer(finished):
     import torch
 
     from recon.render import render
-    from recon.train.run import load_run
+    from recon.run import load_run
 
     _, out, _ = finished
     record = json.loads((out / "results.jsonl").read_text().splitlines()[0])

@@ -13,7 +13,7 @@ def test_dtu_cameras_export_in_dtus_world_frame(shared_data, tmp_path):
     from recon.config import TrainConfig, override, save_config
     from recon.data.dtu import parse_dtu
     from recon.data.splits import Split
-    from recon.train.run import write_cameras
+    from recon.run import write_cameras
 
     scene = shared_data / "dtu" / "scan24"
     if not (scene / "cameras_sphere.npz").is_file():

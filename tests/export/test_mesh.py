@@ -109,7 +109,7 @@ def test_tsdf_export_of_a_trained_run_lies_near_the_surfaces(gaussian_run, tmp_p
 
 def test_mesh_export_of_a_triangle_run_keeps_its_triangles(triangle_run, tmp_path):
     from recon.cli import main
-    from recon.train.run import load_run
+    from recon.run import load_run
 
     out = tmp_path / "tri.obj"
     argv = [

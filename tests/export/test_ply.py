@@ -59,7 +59,7 @@ def test_ply_matches_gsplat_export_field_by_field(tmp_path):
 def test_reimported_ply_renders_like_the_run(gaussian_run, tmp_path):
     from recon.cli import main
     from recon.render import render
-    from recon.train.run import load_run
+    from recon.run import load_run
 
     assert main(["export", str(gaussian_run), "--format", "ply", "--out", str(tmp_path / "g.ply")]) == 0
     run = load_run(gaussian_run)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from recon.cli import main
-from recon.train.run import read_cameras
+from recon.run import read_cameras
 
 
 def test_colmap_text_model_read_by_recon_and_pycolmap(gaussian_run, tmp_path):

@@ -14,7 +14,7 @@ pytest.importorskip("diffusers")
 from recon.cli import main
 from recon.repair.fixer import Fixer, FixerConfig
 from recon.repair.rounds import load_round
-from recon.train.checkpoint import latest_checkpoint, load_checkpoint
+from recon.run import latest_checkpoint, load_checkpoint
 
 PRESET = """
 data: {synthetic_width: 48, synthetic_height: 40, synthetic_views: 8, protocol: generic}

@@ -12,8 +12,7 @@ import torch
 from PIL import Image
 
 from recon.cli import main
-from recon.train.checkpoint import load_checkpoint
-from recon.train.run import RUN_MARKER, load_run
+from recon.run import RUN_MARKER, load_checkpoint, load_run
 
 FOX = Path("/work/shared/data/instant_ngp/fox")
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from recon.cli import main
 from recon.errors import DataError
-from recon.train.run import load_run
+from recon.run import load_run
 from recon.train.setup import load_run_scene
 
 from .photo_scenes import photo_folder, posed_scene

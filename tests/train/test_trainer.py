@@ -7,7 +7,7 @@ import torch
 
 from recon.config import TrainConfig, override
 from recon.errors import ReconError
-from recon.train.checkpoint import latest_checkpoint, load_checkpoint
+from recon.run import latest_checkpoint, load_checkpoint
 from recon.train.setup import depth_prior_maps, initial_cloud, load_training_scene, make_split
 from recon.train.trainer import Trainer
 

@@ -91,8 +91,7 @@ def write_tiny_run(run: Path, params: dict | None = None, sh_degree: int = 1) ->
     from recon.config import TrainConfig, save_config
     from recon.data.splits import Split
     from recon.primitives.gaussian import init_from_points
-    from recon.train.checkpoint import save_checkpoint
-    from recon.train.run import write_cameras
+    from recon.run import save_checkpoint, write_cameras
     from viewer.cameras import look_at_pose, pose_to_cameras
 
     run.mkdir()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from recon.cli import main
-from recon.train.run import load_run
+from recon.run import load_run
 from viewer.cameras import pose_to_cameras
 from viewer.loading import load_viewable
 from viewer.paths import CameraPath, orbit_path

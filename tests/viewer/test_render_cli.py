@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from recon.cli import main
-from recon.train.checkpoint import load_checkpoint, save_checkpoint
+from recon.run import load_checkpoint, save_checkpoint
 from viewer.loading import load_viewable
 
 imageio = pytest.importorskip("imageio.v2")

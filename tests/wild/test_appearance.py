@@ -7,7 +7,7 @@ import torch
 
 from recon.data.synthetic_wild import make_synthetic_variant
 from recon.errors import ConfigError
-from recon.train.checkpoint import find_checkpoint
+from recon.run import find_checkpoint
 from recon.wild.appearance import IDENTITY, AffineAppearance, apply_affine, fit_affine
 from recon.wild.protocol import nerfw_halves, reference_transform
 from tests.wild.conftest import make_trainer, wild_config

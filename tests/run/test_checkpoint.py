@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from recon.errors import ConfigError
-from recon.train.checkpoint import find_checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from recon.run import find_checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
 
 
 def test_round_trip_and_no_pickle(tmp_path):

@@ -1,14 +1,16 @@
-"""The ``--out`` folder of ``recon train`` / ``recon demo``: checked before anything is written,
-deleted only when recon made it, and cleaned up when a start fails on its input.
+"""The run folder itself: its marker, and the ``--out`` folder of ``recon train`` / ``recon demo``,
+checked before anything is written, deleted only when recon made it, and cleaned up when a start
+fails on its input.
 
-``--overwrite`` deletes a non-empty folder only when it holds the run marker
-(:data:`recon.train.run.RUN_MARKER`, written by :func:`recon.train.run.mark_run` once the scene
-has loaded) and when it neither is nor contains the scene being read. Anything else (a scene
-folder, a home directory, a run from before the marker existed) is refused with one line.
+``--overwrite`` deletes a non-empty folder only when it holds the run marker (:data:`RUN_MARKER`,
+written by :func:`mark_run` once the scene has loaded) and when it neither is nor contains the
+scene being read. Anything else (a scene folder, a home directory, a run from before the marker
+existed) is refused with one line.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recon.errors import ConfigError
-from recon.train.run import is_marked_run
+
+RUN_MARKER = ".recon-run"
+
+
+def mark_run(run_dir: Path) -> None:
+    """Writes the marker that makes ``run_dir`` a folder recon may delete with ``--overwrite``."""
+    (run_dir / RUN_MARKER).write_text(json.dumps({"recon_run": 1}) + "\n")
+
+
+def is_marked_run(path: Path) -> bool:
+    """Whether ``path`` is a run folder recon created (it holds the marker)."""
+    return (path / RUN_MARKER).is_file()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from recon.errors import ConfigError
 from viewer.app import SceneContext
 from viewer.cameras import pose_to_cameras
 from viewer.loading import Viewable, add_scene_extras, load_viewable
+from viewer.masks import run_mask_source
 from viewer.paths import CameraPath, orbit_path, spiral_path
 from viewer.render import RENDER_MODES, REPAIRED, RenderSettings, make_render_fn
 from viewer.repair import FrameRepair
@@ -77,6 +78,14 @@ class RenderArgs:
     """per-frame diffusion repair post-pass (Difix3D+ style), off by default: `--repair` alone uses the
     run's model (RUN/repair/model, from `recon repair fit RUN`), `--repair PATH` a local diffusers
     folder. Each frame is repaired on its own, so the video flickers; --mode rgb only"""
+    repair_steps: int | None = None
+    """--repair PATH img2img pipelines: denoising steps (default: the run's repair.pipe_steps, 2)"""
+    repair_strength: float | None = None
+    """--repair PATH img2img pipelines: how far the frame is noised before denoising, 0..1 (default: the run's, 0.5)"""
+    repair_guidance: float | None = None
+    """--repair PATH img2img pipelines: classifier-free guidance scale (default: the run's, 0 = off)"""
+    repair_prompt: str | None = None
+    """--repair PATH pipelines: text prompt (default: the run's, empty)"""
 
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
@@ -91,13 +100,15 @@ def scene_context(v: Viewable, with_thumbnails: bool = True) -> SceneContext:
         point_colors=v.point_colors, primitives=list(v.sets),
         path_dir=None if v.run_dir is None else v.run_dir / "camera_paths",
         splats=splat_source(v.sets),
+        masks=run_mask_source(v.run),
     )
 
 
-def load_repair(v: Viewable, path: str | Path | None, required: bool) -> FrameRepair | None:
+def load_repair(v: Viewable, path: str | Path | None, required: bool, **options) -> FrameRepair | None:
     """The repair post-pass of a loaded run: from ``path`` (a local diffusers folder) or the run's own
     model (``path`` None). Without ``required``, a run with no model of its own, or one that cannot be
-    loaded, has none (the reason is printed); with it, both are errors.
+    loaded, has none (the reason is printed); with it, both are errors. ``options``: a pipeline's
+    (:func:`repair_options`).
 
     Raises:
         ConfigError: a PLY with ``path`` or ``required``; a bad ``path``; no model when ``required``.
@@ -113,7 +124,7 @@ def load_repair(v: Viewable, path: str | Path | None, required: bool) -> FrameRe
     if path is None and not required and not run_model_dir(v.run_dir).is_dir():
         return None
     try:
-        repair = load_frame_repair(v.run, path)
+        repair = load_frame_repair(v.run, path, **options)
     except ReconError as err:
         if required or path is not None:
             raise
@@ -122,6 +133,18 @@ def load_repair(v: Viewable, path: str | Path | None, required: bool) -> FrameRe
     if repair.note:
         print(f"note: {repair.note}")
     return repair
+
+
+def repair_options(args: RenderArgs, v: Viewable) -> dict:
+    """The img2img options of ``--repair PATH`` (:func:`recon.repair.pretrained.pipeline_options`): each
+    ``--repair-*`` given, else the run's training setting (``repair.pipe_*``; the defaults for a PLY)."""
+    from recon.config import RepairConfig
+    from recon.repair.pretrained import pipeline_options
+
+    given = {"steps": args.repair_steps, "strength": args.repair_strength, "guidance": args.repair_guidance,
+             "prompt": args.repair_prompt}  # fmt: skip
+    trained = v.run.config.repair if v.run is not None else RepairConfig()
+    return {**pipeline_options(trained), **{k: value for k, value in given.items() if value is not None}}
 
 
 def view_main(argv: list[str], prog: str = "recon view") -> int:
@@ -230,7 +253,8 @@ def render_main(argv: list[str], prog: str = "recon render") -> int:
     width, height = even_size(width, height, args.out)
     repair = None
     if args.repair is not None:
-        repair = load_repair(viewable, None if args.repair == "auto" else args.repair, required=True)
+        path = None if args.repair == "auto" else args.repair
+        repair = load_repair(viewable, path, required=True, **repair_options(args, viewable))
     render_fn = make_render_fn(viewable.sets, backend=args.backend, repair=repair)
     settings = RenderSettings(mode=REPAIRED if repair is not None else args.mode, primitive=args.primitive)
     args.out.parent.mkdir(parents=True, exist_ok=True)

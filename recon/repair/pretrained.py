@@ -116,8 +116,27 @@ def pipeline_options(config: RepairConfig) -> dict[str, Any]:
             "prompt": config.pipe_prompt}  # fmt: skip
 
 
+def check_pipeline_options(steps: int = 2, strength: float = 0.5, guidance: float = 0.0, **_: Any) -> None:
+    """Rejects img2img options the pipeline would only refuse deep inside its call (or run as a no-op).
+
+    Raises:
+        ConfigError: ``steps`` < 1, ``strength`` outside (0, 1] or ``guidance`` < 0.
+    """
+    for name, value, ok, want in (("steps", steps, steps >= 1, "an integer >= 1"),
+                                  ("strength", strength, 0 < strength <= 1, "in (0, 1]"),
+                                  ("guidance", guidance, guidance >= 0, ">= 0 (0 = off)")):  # fmt: skip
+        if not ok:
+            raise ConfigError(
+                f"repair pipeline option {name} {value:g} must be {want}",
+                hint=f"pass --repair-{name} (recon train / render) or --pipe-{name} (recon repair apply)",
+            )
+
+
 def _pipeline(path: Path, mode: str, **options: Any) -> Img2ImgRepair | OneStepRepair:
     from diffusers import AutoPipelineForImage2Image
+
+    if mode != "onestep":
+        check_pipeline_options(**options)
 
     try:
         pipe = AutoPipelineForImage2Image.from_pretrained(path, local_files_only=True)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -14,52 +11,14 @@ pytest.importorskip("transformers")
 from recon.errors import ConfigError
 from recon.repair.fixer import Fixer, FixerConfig
 from recon.repair.pretrained import Img2ImgRepair, OneStepRepair, load_repair_model
+from tests.repair.tiny_sd import tiny_sd
 
 TINY = FixerConfig(channels=(16, 32), norm_groups=8, crop=32)
 
 
-def _tokenizer(folder: Path):
-    """A CLIP tokenizer over a 55-token vocabulary made here (no hub)."""
-    from transformers import CLIPTokenizer
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "!": 2}
-    for c in "abcdefghijklmnopqrstuvwxyz":
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    try:  # transformers >= 5 takes the vocabulary itself
-        return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-    except TypeError:  # transformers 4 reads files
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "vocab.json").write_text(json.dumps(vocab))
-        (folder / "merges.txt").write_text("#version: 0.2\n")
-        return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
-
-
-def _tiny_sd(folder: Path, unet_in: int = 4, prediction_type: str = "epsilon") -> Path:
-    """A random-weight Stable Diffusion img2img pipeline of a few hundred kB, saved to ``folder``."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(0)
-    tok = _tokenizer(folder.parent / f"{folder.name}_vocab")
-    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=unet_in,
-                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32)
-    vae = AutoencoderKL(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, sample_size=16)
-    text = CLIPTextModel(CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32,
-                                        intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                                        vocab_size=len(tok)))
-    pipe = StableDiffusionImg2ImgPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet,
-                                          scheduler=EulerDiscreteScheduler(prediction_type=prediction_type),
-                                          safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def sd_folder(tmp_path_factory):
-    return _tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
+    return tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
 
 
 def _inputs(h: int = 20, w: int = 28) -> torch.Tensor:
@@ -86,7 +45,7 @@ def test_img2img_pipeline_loads_offline_and_repairs_any_size(sd_folder):
 def test_one_step_repair_matches_the_schedulers_clean_estimate(tmp_path, prediction_type):
     from diffusers import DDPMScheduler
 
-    folder = _tiny_sd(tmp_path / "sd", prediction_type=prediction_type)
+    folder = tiny_sd(tmp_path / "sd", prediction_type=prediction_type)
     model = load_repair_model(folder, mode="onestep")
     assert isinstance(model, OneStepRepair) and model.timestep == 199
     z, out = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
@@ -136,7 +95,7 @@ def test_bad_model_paths_are_one_line_errors(tmp_path, sd_folder):
 
 
 def test_pipeline_whose_unet_does_not_take_the_vae_latents_is_refused(tmp_path):
-    folder = _tiny_sd(tmp_path / "inpaint-like", unet_in=9)
+    folder = tiny_sd(tmp_path / "inpaint-like", unet_in=9)
     _one_line_error(folder, "9 input channels but its VAE makes 4-channel latents")
 
 

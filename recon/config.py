@@ -267,8 +267,9 @@ class RepairConfig:
     as a leave-one-out view is from the cameras its sub-run saw)."""
     orbit_tilt: float = 0.0
     """Object captures: each training camera also moved up and down on the sphere around the object,
-    by this many degrees of elevation in the last round (0 = none; DTU's test views span about
-    -25 to +30 degrees around its 3-view ring)."""
+    by this many degrees of elevation in the last round (0 = none; -1 = the mean angle between
+    neighbouring training cameras seen from the object, the capture's own spacing: 36 on DTU's
+    3-view ring, whose test views span about -20 to +37 degrees)."""
     distance_gain: float = 2.0
     """Gain of the distance weight min(1, gain d / (1.2 D)) (GaussianObject 2, LM-Gaussian 16)."""
     color_match: bool = True

@@ -31,6 +31,7 @@ from recon.config import RepairConfig
 from recon.render.render import RenderOutput
 from recon.repair.schedule import (
     loss_weight,
+    neighbour_angle,
     object_centred,
     orbit_between,
     orbit_beyond,
@@ -87,6 +88,7 @@ class RepairRounds:
         if object_capture is None:
             object_capture = object_centred(train_cameras)
         self.on_orbit = config.orbit < 0 and object_capture
+        self.tilt = config.orbit_tilt if config.orbit_tilt >= 0 or not self.on_orbit else neighbour_angle(train_cameras)
         self.model_fn, self.render_fn, self.say = model_fn, render_fn, say
         self.train_cameras, self.train_images, self.folder = train_cameras, train_images, folder
         self.model: RepairModel | None = None
@@ -105,8 +107,8 @@ class RepairRounds:
         extra = []
         if self.on_orbit and self.config.orbit_beyond > 0:  # past the arc's ends, farther each round
             extra.append(orbit_beyond(self.train_cameras, 2 * t * self.config.orbit_beyond))
-        if self.on_orbit and self.config.orbit_tilt > 0:  # above and below the capture's ring
-            extra.append(orbit_tilted(self.train_cameras, 2 * t * self.config.orbit_tilt))
+        if self.on_orbit and self.tilt > 0:  # above and below the capture's ring
+            extra.append(orbit_tilted(self.train_cameras, 2 * t * self.tilt))
         if self.config.orbit > 0:
             extra.append(orbit_cameras(self.train_cameras, self.config.orbit))
         return stack_cameras([cams, *(c.to(cams.device) for c in extra)])
@@ -144,10 +146,12 @@ class RepairRounds:
             ),
         )
         self.current, self.round = source.views(step), k
+        tilt = 2 * round_fraction(c, k) * self.tilt if self.on_orbit else 0.0
         self.say(
             f"repair round {k + 1}/{len(round_steps(c, self.iterations))} at step {step}: "
             f"{len(self.current)} pseudo views {round_fraction(c, k):.2f} of the way between training cameras"
             + (" on their orbit" if self.on_orbit else "")
+            + (f", tilted up and down by {tilt:.0f} degrees" if tilt > 0 else "")
             + (f" + {c.orbit} on an orbit" if c.orbit > 0 else "")
         )
         if self.folder is not None:

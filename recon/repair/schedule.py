@@ -164,6 +164,18 @@ def orbit_tilted(cameras: Cameras, degrees: float) -> Cameras:
     return _looking_at_centre(cameras, torch.cat(rows), center, up, a, b)
 
 
+def neighbour_angle(cameras: Cameras) -> float:
+    """Mean angle in degrees between neighbouring cameras (the pairs of
+    :func:`~recon.repair.source.neighbour_pairs`) seen from what they look at (:func:`_axis_centre`):
+    the capture's own angular spacing, the automatic ``orbit_tilt``."""
+    c2w = cameras.camtoworlds.double()  # [V, 4, 4]
+    rel = c2w[:, :3, 3] - _axis_centre(c2w)
+    dirs = rel / rel.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [V, 3]
+    pairs = neighbour_pairs(cameras)
+    cos = torch.stack([dirs[i] @ dirs[j] for i, j in pairs]).clamp(-1, 1)  # [P]
+    return math.degrees(float(cos.acos().mean())) if pairs else 0.0
+
+
 def object_centred(cameras: Cameras, max_angle_deg: float = 20.0, min_spread_deg: float = 10.0) -> bool:
     """Whether the cameras look at a common centre from different directions (an object capture).
 

@@ -13,6 +13,7 @@ from recon.data.synthetic import look_at
 from recon.repair.rounds import RepairRounds
 from recon.repair.schedule import (
     loss_weight,
+    neighbour_angle,
     object_centred,
     orbit_between,
     orbit_beyond,
@@ -167,3 +168,16 @@ def test_orbit_tilted_moves_each_camera_up_and_down_on_its_sphere():
                           print, object_capture=True)  # fmt: skip
     last = rounds.cameras_for_round(1)  # farthest round: the whole tilt
     assert torch.equal(last.viewmats[-8:], orbit_tilted(cams, 20.0).viewmats)
+
+
+def test_automatic_tilt_is_the_angle_between_neighbouring_cameras():
+    cams = _arc((10.0, 50.0, 100.0, 160.0))  # gaps 40, 50, 60: each camera's nearest is the previous one
+    hand = [math.degrees(math.acos((9 * math.cos(math.radians(d)) + 1.44) / 10.44)) for d in (40, 50, 60)]
+    assert neighbour_angle(cams) == pytest.approx(sum(hand) / 3, abs=1e-4)  # directions from TARGET, 1.2 up
+    rounds = RepairRounds(RepairConfig(rounds=2, orbit_tilt=-1), 100, 0, lambda step: None, None, cams, [], None,
+                          print, object_capture=True)  # fmt: skip
+    assert rounds.tilt == pytest.approx(sum(hand) / 3)
+    assert torch.equal(rounds.cameras_for_round(1).viewmats[-8:], orbit_tilted(cams, rounds.tilt).viewmats)
+    flat = RepairRounds(RepairConfig(orbit_tilt=-1), 100, 0, lambda step: None, None, cams, [], None, print,
+                        object_capture=False)  # fmt: skip
+    assert len(flat.cameras_for_round(0)) == len(neighbour_pairs(cams)) * 2  # not an object: no tilt

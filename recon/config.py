@@ -1,7 +1,10 @@
 """Training configuration: frozen dataclasses, named presets, strict load and save.
 
 A :class:`TrainConfig` is composed of small frozen sections (data, init, optimisation, losses,
-sparse-view regularisers, strategy, checkpointing). Field docstrings are the CLI help (tyro reads
+sparse-view regularisers, strategy, checkpointing) and one section per primitive family, owned by
+the family's module and saved under its name (``gaussian``, ``triangle``, ``convex``, ``ges``:
+:mod:`recon.config_families`; dotted paths such as ``ges.shape_lr``; the schema-1 paths such as
+``optim.shape_lr`` are still read). Field docstrings are the CLI help (tyro reads
 them). Named presets live in ``configs/train/<name>.yaml``: each holds only the fields that differ
 from the defaults, nested like the dataclasses. Configs are saved as plain JSON/YAML with a
 ``schema_version``; loading is strict: an unknown key or a wrong type is a
@@ -21,13 +24,14 @@ from typing import Any, Literal
 
 import yaml
 
+from recon.config_families import FamilySections, default_sections, move_schema1_keys
 from recon.errors import ConfigError
 from recon.resources import shipped_dir
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-family sections (schema 1 flattened them into init / optim / loss)
 PRESET_DIR = shipped_dir("configs") / "train"
 
-Primitive = Literal["gaussian", "triangle", "convex", "ges"]
+Primitive = Literal["gaussian", "triangle", "convex", "ges"]  # the built-in families (CLI choices)
 PRIMITIVES: tuple[str, ...] = ("gaussian", "triangle", "convex", "ges")
 
 
@@ -67,60 +71,16 @@ class InitConfig:
     """Random subset of the prior points kept for initialisation (0 = all)."""
     random_points: int = 5000
     """Number of random points in the scene bounds when no prior point cloud exists."""
-    opacity: float = 0.1
-    """Initial opacity of Gaussians (triangles 0.28 and convexes 0.1 as in METHODS.md use their own below)."""
-    scale_mult: float = 1.0
-    """Multiplier on the k-NN based initial sizes."""
-    triangle_opacity: float = 0.28
-    """Initial triangle opacity."""
-    triangle_sigma: float = 1.16
-    """Initial triangle window smoothness sigma."""
-    triangle_size: float = 2.23
-    """Triangle radius as a multiple of the 3-NN RMS distance."""
-    convex_points: int = 6
-    """Points per convex (K)."""
-    convex_opacity: float = 0.1
-    """Initial convex opacity."""
-    convex_size: float = 1.2
-    """Convex radius as a multiple of the 3-NN RMS distance."""
-    convex_sigma: float = 9.5e-4
-    """Initial convex sharpness sigma."""
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam learning rates and schedules (per parameter group)."""
+    """Options shared by every family: SH learning rates and degree (the others are the family's, e.g. ``gaussian.means_lr``)."""
 
-    means_lr: float = 1.6e-4
-    """Gaussian centre LR, multiplied by the scene scale; decays exponentially to means_lr_final."""
-    means_lr_final: float = 1.6e-6
-    """Final Gaussian centre LR (times scene scale)."""
-    scales_lr: float = 5e-3
-    """Gaussian log-scale LR."""
-    quats_lr: float = 1e-3
-    """Gaussian rotation LR."""
-    opacities_lr: float = 5e-2
-    """Opacity logit LR (Gaussians; triangles use triangle_opacity_lr, convexes convex_opacity_lr)."""
     sh0_lr: float = 2.5e-3
     """SH DC LR."""
     shN_lr: float = 2.5e-3 / 20
     """Higher-order SH LR."""
-    vertices_lr: float = 1.8e-3
-    """Triangle vertex LR (times scene scale), decayed to /100."""
-    sigma_lr: float = 8e-4
-    """Triangle smoothness LR."""
-    triangle_opacity_lr: float = 0.014
-    """Triangle opacity logit LR."""
-    points_lr: float = 5e-4
-    """Convex point LR (times scene scale), decayed to /100."""
-    delta_lr: float = 5e-3
-    """Convex log-delta LR."""
-    convex_sigma_lr: float = 4.5e-3
-    """Convex log-sigma LR."""
-    convex_opacity_lr: float = 0.01
-    """Convex opacity logit LR."""
-    shape_lr: float = 1e-3
-    """GES shape LR (on the raw shape; beta = 2 exp(ln4 tanh(raw / ln4)) in (0.5, 8)); GES takes the Gaussian LRs."""
     sh_degree: int = 3
     """Maximum SH degree."""
     sh_increase_every: int = 1000
@@ -129,26 +89,10 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Photometric loss and per-primitive regularisers."""
+    """Photometric loss (per-primitive regularisers are the family's, e.g. ``triangle.opacity_reg``)."""
 
     ssim_lambda: float = 0.2
     """Weight of D-SSIM against L1."""
-    opacity_reg: float = 0.0
-    """Weight of mean opacity (Gaussians; triangles use 0.0055 by default below)."""
-    scale_reg: float = 0.0
-    """Weight of mean activated scale (Gaussians, MCMC uses 0.01)."""
-    aniso_reg: float = 0.0
-    """Weight of mean max(ratio - aniso_max, 0), ratio = largest / smallest Gaussian scale
-    (PhysGaussian's anisotropy penalty: few views let needles along the rays explain every view)."""
-    aniso_max: float = 10.0
-    """Largest scale ratio the anisotropy penalty tolerates."""
-    triangle_opacity_reg: float = 0.0055
-    """Weight of mean triangle opacity."""
-    convex_mask_reg: float = 0.0
-    """Weight of mean convex opacity (3DCS mask term, simplified)."""
-    ges_frequency: float = 0.5
-    """GES: weight of the frequency-modulated L1 (DoG mask of the render), taken from L1's share
-    (0.3 L1 + 0.2 D-SSIM + 0.5 masked L1 with ssim_lambda 0.2); 0 = off. GES takes the Gaussian regularisers."""
     background: Literal["auto", "white", "black", "random"] = "auto"
     """Background: auto (random on masked protocols such as DTU, where targets are composited with
     the object masks; else the scene's own colour, else black), white, black, random."""
@@ -211,8 +155,9 @@ class StrategyConfig:
     """Use the absolute 2D gradient (AbsGS) for growth."""
     grow_scale3d: float = 0.01
     """Clone below / split above this scale (fraction of the scene scale)."""
-    prune_opacity: float = 0.005
-    """Prune primitives below this opacity."""
+    prune_opacity: float | None = None
+    """Prune (triangles: count as dead) below this opacity; unset = the strategy's own (default and
+    mcmc 0.005, triangle 0.014, convex 0.03)."""
     prune_scale3d: float = 0.1
     """Prune Gaussians larger than this fraction of the scene scale."""
     cap_max: int = 100000
@@ -355,8 +300,8 @@ class TrainConfig:
     """Everything a training run needs; saved to RUN/config.json."""
 
     data: DataConfig = field(default_factory=DataConfig)
-    primitive: Primitive = "gaussian"
-    """Primitive family."""
+    primitive: str = "gaussian"
+    """Primitive family (a name in recon.primitives.FAMILIES)."""
     init: InitConfig = field(default_factory=InitConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -380,13 +325,24 @@ class TrainConfig:
     """Name of the preset this config was built from (informational)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict with ``schema_version``."""
-        return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+        """Plain nested dict with ``schema_version``; each family's section under its name."""
+        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name != "families":
+                data[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        return data | {name: dataclasses.asdict(section) for name, section in self.families.items()}
 
 
 # --------------------------------------------------------------------------------- strict IO
 def _check_value(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
+    families: FamilySections = field(default_factory=default_sections)
+    """Per-family sections by family name (saved at the top level under each name)."""
+
+    def section(self, name: str | None = None) -> Any:
+        """The config section of family ``name`` (default: ``primitive``), e.g. a ``GesConfig``."""
+        return self.families.section(name or self.primitive)
     if origin is Literal:
         if value not in typing.get_args(tp):
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, typing.get_args(tp)))}")
@@ -423,16 +379,19 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {tp}")
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str, base: Any = None) -> Any:
+def _build(cls: type, data: dict[str, Any], prefix: str, base: Any = None, more: tuple[str, ...] = ()) -> Any:
+    """``base`` (default ``cls()``) with ``data`` checked and replaced; ``more`` = other valid keys (for the hint)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "families"}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f" in {prefix}" if prefix else ""
-        raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}{where}",
-                          hint=f"valid keys: {', '.join(fields)}")
+        raise ConfigError(
+            f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}{where}",
+            hint=f"valid keys: {', '.join([*fields, *more])}",
+        )
     base = base if base is not None else cls()
     values = {}
     for name, value in data.items():
@@ -454,13 +413,29 @@ def config_from_dict(data: dict[str, Any], base: TrainConfig | None = None) -> T
     """
     data = dict(data)
     version = data.pop("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
-        raise ConfigError(f"config schema_version {version} is not supported (this recon reads {SCHEMA_VERSION})")
-    return _build(TrainConfig, data, "", base)
+    if version not in (1, SCHEMA_VERSION):
+        raise ConfigError(f"config schema_version {version} is not supported (this recon reads 1 and {SCHEMA_VERSION})")
+    data = move_schema1_keys(data, lambda value, new, old: _check_value(value, _field_type(new), old), version)
+    sections = {name: data.pop(name) for name in list(data) if name in FAMILIES}
+    config = _build(TrainConfig, data, "", base, more=tuple(FAMILIES))
+    if config.primitive not in FAMILIES:
+        raise ConfigError(f"primitive: {config.primitive!r} is not one of {', '.join(FAMILIES)}")
+    built = {name: _build(FAMILIES[name].config, value, name, config.section(name)) for name, value in sections.items()}
+    return dataclasses.replace(config, families=config.families.replace(**built)) if built else config
+
+
+def _field_type(key: str) -> Any:
+    """The type of the family-section field ``family.field``."""
+    from recon.primitives.family import FAMILIES
+
+    name, field_name = key.split(".")
+    return typing.get_type_hints(FAMILIES[name].config)[field_name]
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
     """Writes ``config`` as JSON (``.json``) or YAML (``.yaml``/``.yml``)."""
+    from recon.primitives.family import FAMILIES
+
     path = Path(path)
     data = config.to_dict()
     text = yaml.safe_dump(data, sort_keys=False) if path.suffix in (".yaml", ".yml") else json.dumps(data, indent=2)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
+from recon.ops import family as raster
+from recon.primitives.family import Family
 from recon.primitives.knn import mean_sq_knn_dist
 from recon.primitives.sh import sh_params
-from recon.primitives.spec import PrimitiveSpec, fibonacci_sphere
+from recon.primitives.spec import PrimitiveSpec, fibonacci_sphere, opacity_term
 
 SPEC = PrimitiveSpec(
     name="convex",
@@ -59,6 +64,36 @@ def init_from_points(
     }
 
 
-def centers(params: dict[str, Tensor]) -> Tensor:
+def centers(params: Mapping[str, Tensor]) -> Tensor:
     """[N, 3] centroids of the K points."""
     return params["points"].mean(1)
+
+
+@dataclass(frozen=True)
+class ConvexConfig:
+    """Convex options (config section ``convex``): initialisation, learning rates, regulariser."""
+
+    init_num_points: int = 6
+    """Points per convex (K)."""
+    init_opacity: float = 0.1
+    """Initial opacity."""
+    init_size: float = 1.2
+    """Radius as a multiple of the 3-NN RMS distance."""
+    init_sigma: float = 9.5e-4
+    """Initial sharpness sigma."""
+    points_lr: float = 5e-4
+    """Point LR (times scene scale), decayed to /100."""
+    delta_lr: float = 5e-3
+    """Log-delta (smoothness) LR."""
+    sigma_lr: float = 4.5e-3
+    """Log-sigma (sharpness) LR."""
+    opacities_lr: float = 0.01
+    """Opacity logit LR."""
+    mask_reg: float = 0.0
+    """Weight of mean opacity (3DCS mask term, simplified)."""
+
+
+FAMILY = Family(
+    SPEC, raster.CONVEX, ConvexConfig, init_from_points, centers, ("convex",),
+    regularisers=lambda cfg, params: opacity_term(cfg.mask_reg, SPEC, params),
+)  # fmt: skip

@@ -8,23 +8,33 @@ the frequency-modulated loss of the official code (:func:`frequency_loss_terms`)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from recon.ops import family as raster
 from recon.primitives import gaussian
+from recon.primitives.family import Family
 from recon.primitives.spec import PrimitiveSpec
-
-if TYPE_CHECKING:
-    from recon.config import LossConfig
 
 SPEC = PrimitiveSpec(
     name="ges",
     activations={**gaussian.SPEC.activations, "shape": "2exp_bounded"},  # shape: [N] beta in (0.5, 8), 2 at raw 0
 )
 centers = gaussian.centers
+
+
+@dataclass(frozen=True)
+class GesConfig(gaussian.GaussianConfig):
+    """GES options (config section ``ges``): the Gaussian ones (same defaults) plus the shape's."""
+
+    shape_lr: float = 1e-3
+    """Shape LR (on the raw shape; beta = 2 exp(ln4 tanh(raw / ln4)) in (0.5, 8))."""
+    frequency_weight: float = 0.5
+    """Weight of the frequency-modulated L1 (DoG mask of the render), taken from L1's share (0.3 L1 +
+    0.2 D-SSIM + 0.5 masked L1 with loss.ssim_lambda 0.2); 0 = off."""
 
 
 def init_from_points(points: Tensor, colors: Tensor, **options: float) -> dict[str, Tensor]:
@@ -74,15 +84,15 @@ def frequency_mask(render: Tensor, progress: float) -> Tensor:
     return (band > 0.5).to(render.dtype).permute(0, 2, 3, 1)
 
 
-def frequency_loss_terms(loss: LossConfig, render: Tensor, target: Tensor, l1: Tensor, progress: float) -> dict:
+def frequency_loss_terms(cfg: GesConfig, render: Tensor, target: Tensor, l1: Tensor, progress: float) -> dict:
     """GES' frequency-modulated L1, as a term added to the photometric loss.
 
     The official loss is ``0.3 L1 + 0.2 D-SSIM + 0.5 L1(M I, M I_gt)``; the photometric loss is
     ``0.8 L1 + 0.2 D-SSIM``, so the term is ``w (L1(M I, M I_gt) - L1)`` with ``w =
-    loss.ges_frequency`` (0.5; 0 = off).
+    cfg.frequency_weight`` (0.5; 0 = off).
 
     Args:
-        loss: the run's loss section.
+        cfg: the run's ``ges`` section.
         render: [V, H, W, 3] rendered colours; target: the same shape.
         l1: the photometric loss' L1 (scalar).
         progress: fraction of training done.
@@ -90,8 +100,14 @@ def frequency_loss_terms(loss: LossConfig, render: Tensor, target: Tensor, l1: T
     Returns:
         ``{"frequency": term}``, or ``{}`` when off.
     """
-    if loss.ges_frequency <= 0:
+    if cfg.frequency_weight <= 0:
         return {}
     mask = frequency_mask(render.detach(), progress)  # [V, H, W, 1]
     masked = (mask * (render - target)).abs().mean()
-    return {"frequency": loss.ges_frequency * (masked - l1)}
+    return {"frequency": cfg.frequency_weight * (masked - l1)}
+
+
+FAMILY = Family(
+    SPEC, raster.GES, GesConfig, init_from_points, centers, ("default", "mcmc"), gaussian.regularisers,
+    frequency_loss_terms,
+)  # fmt: skip

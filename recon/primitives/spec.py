@@ -88,6 +88,13 @@ class PrimitiveSpec:
         return next(iter(sizes.values()))
 
 
+def opacity_term(weight: float, spec: PrimitiveSpec, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``{"opacity_reg": weight x mean activated opacity}`` (a loss term), or ``{}`` when ``weight`` is 0."""
+    if weight <= 0:
+        return {}
+    return {"opacity_reg": weight * spec.activate_one("opacities", params["opacities"]).mean()}
+
+
 def random_points_in_box(n: int, lo: Tensor, hi: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """[n, 3] uniform points in the box ``[lo, hi]``."""
     u = torch.rand(n, 3, generator=generator, dtype=torch.float32)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from recon.geometry import random_rotations
+from recon.ops import family as raster
+from recon.primitives.family import Family
 from recon.primitives.knn import mean_sq_knn_dist
 from recon.primitives.sh import sh_params
-from recon.primitives.spec import PrimitiveSpec, fibonacci_sphere
+from recon.primitives.spec import PrimitiveSpec, fibonacci_sphere, opacity_term
 
 SPEC = PrimitiveSpec(
     name="triangle",
@@ -61,6 +66,32 @@ def init_from_points(
     }
 
 
-def centers(params: dict[str, Tensor]) -> Tensor:
+def centers(params: Mapping[str, Tensor]) -> Tensor:
     """[N, 3] centroids."""
     return params["vertices"].mean(1)
+
+
+@dataclass(frozen=True)
+class TriangleConfig:
+    """Triangle options (config section ``triangle``): initialisation, learning rates, regulariser."""
+
+    init_opacity: float = 0.28
+    """Initial opacity."""
+    init_sigma: float = 1.16
+    """Initial window smoothness sigma."""
+    init_size: float = 2.23
+    """Radius as a multiple of the 3-NN RMS distance."""
+    vertices_lr: float = 1.8e-3
+    """Vertex LR (times scene scale), decayed to /100."""
+    sigma_lr: float = 8e-4
+    """Smoothness LR."""
+    opacities_lr: float = 0.014
+    """Opacity logit LR."""
+    opacity_reg: float = 0.0055
+    """Weight of mean opacity."""
+
+
+FAMILY = Family(
+    SPEC, raster.TRIANGLE, TriangleConfig, init_from_points, centers, ("triangle",),
+    regularisers=lambda cfg, params: opacity_term(cfg.opacity_reg, SPEC, params),
+)  # fmt: skip

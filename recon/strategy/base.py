@@ -15,9 +15,12 @@ scalars; the checkpoint stores it as is.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import dataclasses
+from typing import Any, Protocol, TypeVar
 
 from recon.strategy.ops import Optimizers, Params
+
+S = TypeVar("S")
 
 
 class Strategy(Protocol):
@@ -50,3 +53,22 @@ class NoStrategy:
 def visible(info: dict[str, Any]) -> Any:
     """[V, N] bool: primitive projected into the view (radii > 0)."""
     return (info["radii"] > 0).any(-1)
+
+
+def from_config(cls: type[S], config: Any, **values: Any) -> S:
+    """A strategy whose hyper-parameters come from ``config`` (a ``StrategyConfig``) by name.
+
+    Every field of ``cls`` named like a field of ``config`` takes its value (a class may rename one
+    in its ``CONFIG_NAMES``: field -> config name); unset (None) options keep the strategy's own
+    default; ``values`` (run-time values such as ``scene_scale``) are set where ``cls`` has them.
+    So an option of the config reaches every strategy that has it, with nothing copied by hand.
+    """
+    if not dataclasses.is_dataclass(cls):
+        return cls()
+    renames = getattr(cls, "CONFIG_NAMES", {})
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        value = values.get(f.name, getattr(config, renames.get(f.name, f.name), None))
+        if value is not None:
+            kwargs[f.name] = value
+    return cls(**kwargs)

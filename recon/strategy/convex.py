@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -45,7 +45,12 @@ class ConvexStrategy:
         refine_stop: after it only pruning (every 1000 steps).
         refine_every: refinement period.
         scene_scale: world size the size threshold is relative to.
+
+    ``grad_threshold`` and ``shrink`` are ``strategy.convex_grad`` / ``strategy.convex_shrink`` in the
+    config (:func:`recon.strategy.base.from_config`).
     """
+
+    CONFIG_NAMES: ClassVar[dict[str, str]] = {"grad_threshold": "convex_grad", "shrink": "convex_shrink"}
 
     grad_threshold: float = 2.5e-5
     shrink: float = 0.63

@@ -19,19 +19,19 @@ class DefaultStrategy:
     """Adaptive density control of 3DGS, as gsplat's ``DefaultStrategy``.
 
     Attributes:
-        prune_opa: prune below this opacity.
+        prune_opacity: prune below this opacity.
         grow_grad2d: mean 2D gradient (NDC units) above which a Gaussian grows.
         grow_scale3d: clone when max scale <= this x scene_scale, else split.
         prune_scale3d: prune Gaussians larger than this x scene_scale (after the first reset).
         refine_start: first refinement step.
         refine_stop: no refinement from this step on.
         refine_every: refinement period.
-        reset_every: opacity reset period (opacities clamped to 2 x prune_opa).
+        reset_every: opacity reset period (opacities clamped to 2 x prune_opacity).
         absgrad: use ``means2d.absgrad`` (AbsGS) when the backend provides it.
         scene_scale: world size the 3D thresholds are relative to.
     """
 
-    prune_opa: float = 0.005
+    prune_opacity: float = 0.005
     grow_grad2d: float = 2e-4
     grow_scale3d: float = 0.01
     prune_scale3d: float = 0.1
@@ -78,7 +78,7 @@ class DefaultStrategy:
             state["grad2d"].zero_()
             state["count"].zero_()
         if step > 0 and step % self.reset_every == 0:
-            ops.reset_opacity(params, optimizers, 2.0 * self.prune_opa)
+            ops.reset_opacity(params, optimizers, 2.0 * self.prune_opacity)
 
     @torch.no_grad()
     def _grow(self, params, optimizers, state) -> None:
@@ -95,7 +95,7 @@ class DefaultStrategy:
     @torch.no_grad()
     def _prune(self, params, optimizers, state, step: int) -> None:
         opacities = SPEC.activate_one("opacities", params["opacities"])
-        prune = opacities < self.prune_opa
+        prune = opacities < self.prune_opacity
         if step > self.reset_every:
             prune |= (
                 SPEC.activate_one("scales", params["scales"]).max(-1).values > self.prune_scale3d * self.scene_scale

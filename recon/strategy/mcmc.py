@@ -53,7 +53,7 @@ class MCMCStrategy:
         refine_start: first refinement step.
         refine_stop: no relocation/growth from this step on.
         refine_every: refinement period.
-        min_opacity: dead below this opacity.
+        prune_opacity: dead below this opacity.
     """
 
     cap_max: int = 1_000_000
@@ -61,7 +61,7 @@ class MCMCStrategy:
     refine_start: int = 500
     refine_stop: int = 25000
     refine_every: int = 100
-    min_opacity: float = 0.005
+    prune_opacity: float = 0.005
 
     def initialize_state(self, params: ops.Params) -> dict[str, Any]:
         return {}
@@ -94,7 +94,7 @@ class MCMCStrategy:
     @torch.no_grad()
     def relocate(self, params, optimizers, state) -> int:
         opa = SPEC.activate_one("opacities", params["opacities"])
-        dead = opa <= self.min_opacity
+        dead = opa <= self.prune_opacity
         n_dead = int(dead.sum())
         alive = (~dead).nonzero().squeeze(-1)
         if n_dead == 0 or alive.numel() == 0:

@@ -37,7 +37,7 @@ class TriangleStrategy:
 
     Attributes:
         dead_blend: dead when the max blending weight over the last interval is below this.
-        dead_opacity: dead at or below this opacity.
+        prune_opacity: dead at or below this opacity.
         cap_max: most triangles.
         growth: budget growth per refinement.
         split_size: projected radius (px) above which a sampled triangle is subdivided.
@@ -47,7 +47,7 @@ class TriangleStrategy:
     """
 
     dead_blend: float = 0.022
-    dead_opacity: float = 0.014
+    prune_opacity: float = 0.014
     cap_max: int = 4_000_000
     growth: float = 1.3
     split_size: float = 24.0
@@ -79,7 +79,7 @@ class TriangleStrategy:
 
     def _dead(self, params: ops.Params, state: dict[str, Any]) -> Tensor:
         opa = SPEC.activate_one("opacities", params["opacities"].detach())
-        return (state["max_blend"] < self.dead_blend) | (opa <= self.dead_opacity)
+        return (state["max_blend"] < self.dead_blend) | (opa <= self.prune_opacity)
 
     @torch.no_grad()
     def _resample(self, params, optimizers, state, dead: Tensor) -> None:

@@ -3,7 +3,7 @@ rates and the ETA line printed before a long run.
 
 A run *diverges* when a loss or a parameter becomes NaN/inf (the trainer checks both every step)
 and *collapses* when it stays finite but its fit is destroyed: a learning rate far too high
-(``optim.means_lr: 3.0``) flings the primitives out of every view within a step and the training
+(``gaussian.means_lr: 3.0``) flings the primitives out of every view within a step and the training
 PSNR falls to that of an empty image, far below where the run started. Healthy training never
 sits far below its own best for long, so the test is relative to the run itself:
 :class:`CollapseMonitor` compares the mean training PSNR of the last ``window`` steps with the best
@@ -18,19 +18,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from recon.config import OptimConfig, TrainConfig
+from recon.config import TrainConfig
 
 
 def suspicious_lrs(config: TrainConfig, factor: float = 10.0) -> list[str]:
-    """Learning rates that are not finite or exceed ``factor`` x the default, as ``optim.x=v (default d)``."""
-    defaults = OptimConfig()
+    """Learning rates that are not finite or exceed ``factor`` x the default, as ``section.x=v (default d)``:
+    the shared ``optim`` ones and those of the run's family section (``gaussian.means_lr``...)."""
     found = []
-    for f in dataclasses.fields(OptimConfig):
-        if "_lr" not in f.name:
-            continue
-        value, default = getattr(config.optim, f.name), getattr(defaults, f.name)
-        if not math.isfinite(value) or abs(value) > factor * abs(default):
-            found.append(f"optim.{f.name}={value:g} (default {default:g})")
+    for prefix, section in (("optim", config.optim), (config.primitive, config.section())):
+        defaults = type(section)()
+        for f in dataclasses.fields(section):
+            if "_lr" not in f.name:
+                continue
+            value, default = getattr(section, f.name), getattr(defaults, f.name)
+            if not math.isfinite(value) or abs(value) > factor * abs(default):
+                found.append(f"{prefix}.{f.name}={value:g} (default {default:g})")
     return found
 
 
@@ -39,7 +41,7 @@ def lr_hint(config: TrainConfig) -> str:
     bad = suspicious_lrs(config)
     if bad:
         return f"likely cause: learning rates far above the defaults: {', '.join(bad)}; lower them in RUN/config.json"
-    return "lower the learning rates (optim.*_lr in RUN/config.json) and resume with --resume"
+    return f"lower the learning rates ({config.primitive}.*_lr, optim.*_lr in RUN/config.json) and resume with --resume"
 
 
 class CollapseMonitor:

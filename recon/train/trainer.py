@@ -30,7 +30,7 @@ from recon.render import render
 from recon.run import Checkpoint, non_finite, save_checkpoint
 from recon.train import losses
 from recon.train.health import CollapseMonitor, lr_hint
-from recon.train.optim import POSITION_PARAMS, base_lrs, make_optimizers, make_strategy, position_lr
+from recon.train.optim import base_lrs, make_optimizers, make_strategy, position_lr
 from recon.train.setup import background_color
 from recon.train.state import TrainingState
 from recon.wild.terms import WildTerms, make_wild_terms
@@ -123,18 +123,8 @@ class Trainer:
     def init_from_cloud(self, cloud: PointCloud) -> None:
         """Fresh parameters from a point cloud and a fresh RNG/optimizer state."""
         torch.manual_seed(self.config.seed)
-        c, i, o = self.config, self.config.init, self.config.optim
-        if self.family.config_family == "gaussian":
-            raw = self.family.init_from_points(cloud.points, cloud.colors, sh_degree=o.sh_degree,
-                                               opacity=i.opacity, scale_mult=i.scale_mult)
-        elif c.primitive == "triangle":
-            raw = self.family.init_from_points(cloud.points, cloud.colors, sh_degree=o.sh_degree,
-                                               opacity=i.triangle_opacity, sigma=i.triangle_sigma, size=i.triangle_size)
-        else:
-            raw = self.family.init_from_points(cloud.points, cloud.colors, sh_degree=o.sh_degree,
-                                               num_points=i.convex_points, opacity=i.convex_opacity,
-                                               sigma=i.convex_sigma, size=i.convex_size)
-        self._set_params(raw)
+        c = self.config
+        self._set_params(self.family.init(cloud.points, cloud.colors, c.section(), c.optim.sh_degree))
         self.strategy_state = self.strategy.initialize_state(self.params)
         self.step = 0
 
@@ -179,7 +169,7 @@ class Trainer:
         lrs = {}
         for name, opt in self.optimizers.items():
             lr = self.lrs0[name]
-            if name in POSITION_PARAMS:
+            if name == self.family.position:
                 lr = position_lr(self.config, lr, self.scene_scale, step)
             opt.param_groups[0]["lr"] = lr
             lrs[name] = lr
@@ -193,20 +183,10 @@ class Trainer:
         return img
 
     def _regularisers(self) -> dict[str, Tensor]:
-        c, p, terms = self.config.loss, self.params, {}
-        if self.family.config_family == "gaussian":
-            if c.opacity_reg > 0:
-                terms["opacity_reg"] = c.opacity_reg * torch.sigmoid(p["opacities"]).mean()
-            if c.scale_reg > 0:
-                terms["scale_reg"] = c.scale_reg * torch.exp(p["scales"]).mean()
-            if c.aniso_reg > 0:
-                log_ratio = p["scales"].max(dim=-1).values - p["scales"].min(dim=-1).values  # [N]
-                terms["aniso_reg"] = c.aniso_reg * (torch.exp(log_ratio) - c.aniso_max).clamp_min(0).mean()
-        elif self.config.primitive == "triangle" and c.triangle_opacity_reg > 0:
-            terms["opacity_reg"] = c.triangle_opacity_reg * torch.sigmoid(p["opacities"]).mean()
-        elif self.config.primitive == "convex" and c.convex_mask_reg > 0:
-            terms["opacity_reg"] = c.convex_mask_reg * torch.sigmoid(p["opacities"]).mean()
-        return terms
+        """The family's penalties on its parameters (opacity, scale...), weighted by its config section."""
+        if self.family.regularisers is None:
+            return {}
+        return self.family.regularisers(self.config.section(), self.params)
 
     def _sparse_terms(self, v: int, depth: Tensor, alpha: Tensor, step: int) -> dict[str, Tensor]:
         s, terms = self.config.sparse, {}
@@ -306,7 +286,7 @@ class Trainer:
         loss, l1 = losses.photometric_loss(rgb, target, c.loss.ssim_lambda, weight)
         terms = {"l1": l1, **self._regularisers(), **(self.wild.regularisers(v) if self.wild is not None else {})}
         if self.family.loss_terms is not None:  # e.g. GES' frequency-modulated L1
-            terms.update(self.family.loss_terms(c.loss, rgb, target, l1, step / max(c.iterations, 1)))
+            terms.update(self.family.loss_terms(c.section(), rgb, target, l1, step / max(c.iterations, 1)))
         if self.sparse:
             terms.update(self._sparse_terms(v, out.depth[0, ..., 0], out.alpha[0, ..., 0], step))
         for key, value in terms.items():

@@ -8,9 +8,8 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
-from recon.config import LossConfig
 from recon.primitives import spec
-from recon.primitives.ges import frequency_loss_terms, frequency_mask, init_from_points
+from recon.primitives.ges import GesConfig, frequency_loss_terms, frequency_mask, init_from_points
 from recon.train.losses import photometric_loss
 
 SPEC = spec("ges")
@@ -71,11 +70,11 @@ def test_frequency_term_turns_the_loss_into_the_official_mix():
     target = torch.rand(1, 30, 40, 3, generator=gen)
     render = torch.rand(1, 30, 40, 3, generator=gen).requires_grad_()
     loss, l1 = photometric_loss(render, target, 0.2)
-    terms = frequency_loss_terms(LossConfig(), render, target, l1, progress=0.8)
+    terms = frequency_loss_terms(GesConfig(), render, target, l1, progress=0.8)
     mask = frequency_mask(render.detach(), 0.8)
     ssim_part = loss - 0.8 * l1
     official = 0.3 * l1 + ssim_part + 0.5 * (mask * render - mask * target).abs().mean()
     torch.testing.assert_close(loss + terms["frequency"], official)
     (loss + terms["frequency"]).backward()  # the mask carries no gradient
     assert torch.isfinite(render.grad).all()
-    assert frequency_loss_terms(LossConfig(ges_frequency=0.0), render, target, l1, 0.8) == {}
+    assert frequency_loss_terms(GesConfig(frequency_weight=0.0), render, target, l1, 0.8) == {}

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from recon.cli import main
+from recon.config import SCHEMA_VERSION
 from tests.train.test_cli_safety import _scene as tiny_scene
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def test_demo_then_eval_json(tmp_path, capsys):
     assert len(res["views"]) == 3 and np.isfinite(res["psnr"])
     assert abs(res["psnr"] - np.mean([v["psnr"] for v in res["views"]])) < 1e-9
     assert (out / "eval" / "metrics.json").is_file() and len(list((out / "eval").glob("*.png"))) == 3
-    assert json.loads((out / "config.json").read_text())["schema_version"] == 1
+    assert json.loads((out / "config.json").read_text())["schema_version"] == SCHEMA_VERSION
     assert all(json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines())
 
 

@@ -6,7 +6,16 @@ import json
 
 import pytest
 
-from recon.config import TrainConfig, config_from_dict, load_config, load_preset, override, preset_names, save_config
+from recon.config import (
+    SCHEMA_VERSION,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+    load_preset,
+    override,
+    preset_names,
+    save_config,
+)
 from recon.errors import ConfigError
 
 
@@ -21,7 +30,7 @@ def test_round_trip(tmp_path, suffix):
 def test_saved_json_is_plain_with_schema(tmp_path):
     save_config(TrainConfig(), tmp_path / "c.json")
     data = json.loads((tmp_path / "c.json").read_text())
-    assert data["schema_version"] == 1 and data["data"]["protocol"] == "auto"
+    assert data["schema_version"] == SCHEMA_VERSION and data["data"]["protocol"] == "auto"
 
 
 def test_unknown_and_mistyped_keys_rejected():

@@ -21,7 +21,7 @@ def test_scale_schedule_scales_every_step_option_alike():
         assert getattr(short.strategy, name) == max(1, round(getattr(dense.strategy, name) * f)), name
     assert short.optim.sh_increase_every == round(dense.optim.sh_increase_every * f)
     assert short.optim == scale_schedule(short, 3000).optim  # scaling to the same length changes nothing
-    assert short.loss == dense.loss and short.optim.means_lr == dense.optim.means_lr
+    assert short.loss == dense.loss and short.families == dense.families  # family LRs, regularisers
 
 
 def test_auto_dense_on_cpu_is_the_scaled_schedule(capsys):

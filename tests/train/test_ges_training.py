@@ -51,13 +51,14 @@ def test_ges_trains_on_the_demo_scene_and_learns_its_shape():
 
 
 def test_ges_takes_the_gaussian_learning_rates_plus_its_shape():
-    o = TrainConfig().optim
-    expected = {"means": o.means_lr * 2.5, "quats": o.quats_lr, "scales": o.scales_lr, "opacities": o.opacities_lr,
+    o, g = TrainConfig().optim, TrainConfig().section("gaussian")
+    expected = {"means": g.means_lr * 2.5, "quats": g.quats_lr, "scales": g.scales_lr, "opacities": g.opacities_lr,
                 "sh0": o.sh0_lr, "shN": o.shN_lr}  # fmt: skip
     assert base_lrs(_config("gaussian"), 2.5) == expected
     assert base_lrs(_config(), 2.5) == {**expected, "shape": 1e-3}
     tri = base_lrs(_config("triangle"), 2.5)
-    assert tri["vertices"] == o.vertices_lr * 2.5 and tri["opacities"] == o.triangle_opacity_lr
+    t = TrainConfig().section("triangle")
+    assert tri["vertices"] == t.vertices_lr * 2.5 and tri["opacities"] == t.opacities_lr
 
 
 def test_a_strategy_of_another_family_is_a_config_error():

@@ -56,8 +56,8 @@ def test_a_huge_learning_rate_never_becomes_the_latest_checkpoint(scene, tmp_pat
         tr.train(install_sigint=False)
     msg = str(err.value)
     assert "last good checkpoint (step 10)" in msg
-    assert f"optim.means_lr={lr:g} (default 0.00016)" in msg and "optim.scales_lr" in msg
-    assert "optim.quats_lr" not in msg  # only the suspicious ones are named
+    assert f"gaussian.means_lr={lr:g} (default 0.00016)" in msg and "gaussian.scales_lr" in msg
+    assert "gaussian.quats_lr" not in msg  # only the suspicious ones are named
     assert checkpoint_steps(tmp_path / "checkpoints") == [10, 5]
     latest = find_checkpoint(tmp_path / "checkpoints")
     assert latest.step == 10
@@ -70,7 +70,7 @@ def test_a_collapsed_fit_stops_without_replacing_the_last_good_checkpoint(scene,
     _good_run(scene, tmp_path)
     tr = _resume_with(scene, tmp_path, window=20, iterations=1000, **{"optim.means_lr": 3.0})
     with pytest.raises(TrainingDiverged, match=r"training collapsed by step 30: the training PSNR fell .*"
-                                                r"last good checkpoint \(step 10\).*optim.means_lr=3"):
+                                                r"last good checkpoint \(step 10\).*gaussian.means_lr=3"):
         tr.train(install_sigint=False)
     assert find_checkpoint(tmp_path / "checkpoints").step == 10
     assert checkpoint_steps(tmp_path / "checkpoints") == [10, 5]  # steps 15..30 were not saved

@@ -1,12 +1,22 @@
-"""recon.geometry: quaternion rotations against the matrix exponential of the axis-angle form."""
+"""recon.geometry: quaternion rotations against the matrix exponential of the axis-angle form and scipy."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
 import torch
 
-from recon.geometry import normalize_quats, quat_to_rotmat, random_quats, random_rotations
+from recon.geometry import (
+    normalize_quats,
+    quat_to_rotmat,
+    quat_to_rotmat_np,
+    random_quats,
+    random_rotations,
+    rotmat_to_quat,
+    rotmat_to_quat_np,
+)
 
 
 def _skew(v: torch.Tensor) -> torch.Tensor:
@@ -41,3 +51,28 @@ def test_random_rotations_are_proper_and_reproducible():
     torch.testing.assert_close(R @ R.transpose(1, 2), eye, rtol=0, atol=1e-5)
     torch.testing.assert_close(torch.linalg.det(R), torch.ones(100), rtol=0, atol=1e-5)
     torch.testing.assert_close(R, quat_to_rotmat(random_quats(100, torch.Generator().manual_seed(3))))
+
+
+def test_numpy_helpers_match_scipy_rotation():
+    """The numpy variants against scipy's Rotation (scalar-last quaternions there)."""
+    Rotation = pytest.importorskip("scipy.spatial.transform").Rotation
+    q = np.random.default_rng(0).normal(size=(3, 50, 4)) * 3  # unnormalised, leading dims
+    R = quat_to_rotmat_np(q)
+    assert R.shape == (3, 50, 3, 3) and R.dtype == np.float64
+    expected = Rotation.from_quat(np.roll(q.reshape(-1, 4), -1, axis=1)).as_matrix().reshape(3, 50, 3, 3)
+    np.testing.assert_allclose(R, expected, rtol=0, atol=1e-12)
+    # back to quaternions: 180-degree turns about each axis exercise every branch of Shepperd's method
+    turns = Rotation.from_rotvec(np.pi * np.array([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1]]))
+    rots = Rotation.concatenate([Rotation.from_matrix(expected.reshape(-1, 3, 3)), turns, Rotation.identity()])
+    oracle = np.roll(rots.as_quat(canonical=True), 1, axis=1)  # [M, 4] wxyz, w >= 0
+    back = rotmat_to_quat_np(rots.as_matrix())
+    sign = np.where(np.abs(oracle[:, :1]) < 1e-12, np.sign((back * oracle).sum(1, keepdims=True)), 1.0)  # w = 0: q ~ -q
+    np.testing.assert_allclose(back * sign, oracle, rtol=0, atol=1e-12)
+    assert (back[:, 0] >= 0).all()
+    np.testing.assert_allclose(quat_to_rotmat_np(back), rots.as_matrix(), rtol=0, atol=1e-12)
+
+
+def test_rotmat_to_quat_inverts_quat_to_rotmat_in_torch():
+    q = normalize_quats(torch.randn(4, 6, 4, dtype=torch.float64))
+    q = torch.where(q[..., :1] < 0, -q, q)
+    torch.testing.assert_close(rotmat_to_quat(quat_to_rotmat(q)), q, rtol=0, atol=1e-12)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from recon.cameras import Cameras
+from recon.geometry import quat_to_rotmat_np, rotmat_to_quat_np
 
 
 @dataclass(frozen=True)
@@ -34,42 +35,6 @@ class ViewPose:
     wxyz: np.ndarray
     position: np.ndarray
     fov: float
-
-
-def quat_to_matrix(wxyz: np.ndarray) -> np.ndarray:
-    """[..., 4] quaternions (w, x, y, z; normalised here) -> [..., 3, 3] rotation matrices."""
-    q = np.asarray(wxyz, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        axis=-2,
-    )
-
-
-def matrix_to_quat(R: np.ndarray) -> np.ndarray:
-    """[3, 3] rotation matrix -> [4] unit quaternion (w, x, y, z) with w >= 0 (Shepperd)."""
-    R = np.asarray(R, dtype=np.float64)
-    trace = R[0, 0] + R[1, 1] + R[2, 2]
-    if trace > 0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        q = [0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s]
-    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2])
-        q = [(R[2, 1] - R[1, 2]) / s, 0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s]
-    elif R[1, 1] > R[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2])
-        q = [(R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s]
-    else:
-        s = 2.0 * math.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
-        q = [(R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s]
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
-    return -q if q[0] < 0 else q
 
 
 def fit_resolution(aspect: float, max_size: int) -> tuple[int, int]:
@@ -92,7 +57,7 @@ def pose_to_cameras(poses: ViewPose | list[ViewPose], width: int, height: int) -
     c2w = np.tile(np.eye(4), (len(poses), 1, 1))
     Ks = np.zeros((len(poses), 3, 3))
     for i, pose in enumerate(poses):
-        c2w[i, :3, :3] = quat_to_matrix(pose.wxyz)
+        c2w[i, :3, :3] = quat_to_rotmat_np(pose.wxyz)
         c2w[i, :3, 3] = np.asarray(pose.position, dtype=np.float64)
         f = 0.5 * height / math.tan(0.5 * float(pose.fov))
         Ks[i] = [[f, 0.0, 0.5 * width], [0.0, f, 0.5 * height], [0.0, 0.0, 1.0]]
@@ -106,7 +71,7 @@ def cameras_to_poses(cameras: Cameras) -> list[ViewPose]:
     heights = cameras.heights.cpu().numpy()
     return [
         ViewPose(
-            wxyz=matrix_to_quat(c2w[i, :3, :3]),
+            wxyz=rotmat_to_quat_np(c2w[i, :3, :3]),
             position=c2w[i, :3, 3].copy(),
             fov=float(2.0 * math.atan(0.5 * heights[i] / fy[i])),
         )
@@ -126,4 +91,4 @@ def look_at_pose(position: np.ndarray, target: np.ndarray, up: np.ndarray, fov: 
         y = y - (y @ z) * z
     y /= np.linalg.norm(y)
     x = np.cross(y, z)
-    return ViewPose(matrix_to_quat(np.stack([x, y, z], axis=1)), position, float(fov))
+    return ViewPose(rotmat_to_quat_np(np.stack([x, y, z], axis=1)), position, float(fov))

@@ -24,7 +24,8 @@ import numpy as np
 
 from recon.cameras import Cameras
 from recon.errors import ConfigError
-from viewer.cameras import ViewPose, cameras_to_poses, look_at_pose, pose_to_cameras, quat_to_matrix
+from recon.geometry import quat_to_rotmat_np
+from viewer.cameras import ViewPose, cameras_to_poses, look_at_pose, pose_to_cameras
 
 FORMAT = "recon.camera_path"
 VERSION = 1
@@ -241,7 +242,7 @@ def spiral_path(cameras: Cameras, num_frames: int = 120, rotations: float = 2.0)
     centre = c2w[:, :3, 3].mean(0)
     target, up = focus_point(cameras), mean_up(cameras)
     base = look_at_pose(centre, target, up, _mean_fov(cameras))
-    R = quat_to_matrix(base.wxyz)  # columns: right, down, forward
+    R = quat_to_rotmat_np(base.wxyz)  # columns: right, down, forward
     local = (c2w[:, :3, 3] - centre) @ R  # [N, 3] camera offsets in the mean camera frame
     radii = np.maximum(np.percentile(np.abs(local), 90, axis=0), 1e-3 * max(
         np.linalg.norm(target - centre), 1e-6))

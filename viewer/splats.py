@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
+from recon.geometry import quat_to_rotmat_np
 from recon.primitives.sh import SH_C0
-from viewer.cameras import quat_to_matrix
 from viewer.render import PrimitiveSet, to_uint8
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def gaussian_splats(params: Mapping[str, Tensor], min_opacity: float = 0.5 / 255
 
     opacity = 1.0 / (1.0 + np.exp(-as_numpy("opacities").reshape(-1)))  # [N]
     keep = opacity >= min_opacity
-    R = quat_to_matrix(as_numpy("quats")[keep])  # [M, 3, 3]
+    R = quat_to_rotmat_np(as_numpy("quats")[keep])  # [M, 3, 3]
     RS = R * np.exp(as_numpy("scales")[keep])[:, None, :]  # [M, 3, 3] = R @ diag(s)
     rgb = np.clip(0.5 + SH_C0 * as_numpy("sh0").reshape(-1, 3)[keep], 0.0, 1.0)
     return SplatArrays(

@@ -22,16 +22,15 @@ from recon.data.colmap_io import (
     ColmapImage,
     ColmapModel,
     ColmapPoints,
-    qvec_to_rotmat,
     read_model_binary,
     read_model_text,
-    rotmat_to_qvec,
     write_model_binary,
     write_model_text,
 )
 from recon.data.images import list_images
 from recon.data.source import SceneSource, check_missing
 from recon.errors import DataError
+from recon.geometry import rotmat_to_quat_np
 
 __all__ = [
     "CAMERA_MODELS",
@@ -44,11 +43,9 @@ __all__ = [
     "is_model_dir",
     "model_from_cameras",
     "parse_colmap",
-    "qvec_to_rotmat",
     "read_model",
     "read_model_binary",
     "read_model_text",
-    "rotmat_to_qvec",
     "write_model_binary",
     "write_model_text",
 ]
@@ -95,7 +92,7 @@ def model_from_cameras(cams: Cameras, names: list[str], points=None, colors=None
         )
         V = cams.viewmats[i].double().numpy()
         images[i + 1] = ColmapImage(
-            i + 1, rotmat_to_qvec(V[:3, :3]), V[:3, 3].copy(), i + 1, names[i]
+            i + 1, rotmat_to_quat_np(V[:3, :3]), V[:3, 3].copy(), i + 1, names[i]
         )
     pts = ColmapPoints.empty()
     if points is not None:

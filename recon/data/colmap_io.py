@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from recon.errors import DataError
+from recon.geometry import quat_to_rotmat_np
 
 # model name -> (COLMAP model id, number of parameters)
 CAMERA_MODELS: dict[str, tuple[int, int]] = {
@@ -79,7 +80,7 @@ class ColmapImage:
     def viewmat(self) -> np.ndarray:
         """[4, 4] world-to-camera matrix."""
         m = np.eye(4)
-        m[:3, :3] = qvec_to_rotmat(self.qvec)
+        m[:3, :3] = quat_to_rotmat_np(self.qvec)
         m[:3, 3] = self.tvec
         return m
 
@@ -104,38 +105,6 @@ class ColmapModel:
     cameras: dict[int, ColmapCamera]
     images: dict[int, ColmapImage]
     points: ColmapPoints
-
-
-# ---------------------------------------------------------------------------- rotations
-def qvec_to_rotmat(q: np.ndarray) -> np.ndarray:
-    """[3, 3] rotation of a quaternion ``(w, x, y, z)`` (normalised first)."""
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-def rotmat_to_qvec(R: np.ndarray) -> np.ndarray:
-    """Unit quaternion ``(w, x, y, z)`` with w >= 0 of a rotation matrix (Bar-Itzhack's method)."""
-    Rxx, Ryx, Rzx, Rxy, Ryy, Rzy, Rxz, Ryz, Rzz = np.asarray(R, dtype=np.float64).flat
-    Kmat = (
-        np.array(
-            [
-                [Rxx - Ryy - Rzz, 0, 0, 0],
-                [Ryx + Rxy, Ryy - Rxx - Rzz, 0, 0],
-                [Rzx + Rxz, Rzy + Ryz, Rzz - Rxx - Ryy, 0],
-                [Ryz - Rzy, Rzx - Rxz, Rxy - Ryx, Rxx + Ryy + Rzz],
-            ]
-        )
-        / 3.0
-    )
-    eigvals, eigvecs = np.linalg.eigh(Kmat)
-    q = eigvecs[[3, 0, 1, 2], np.argmax(eigvals)]
-    return -q if q[0] < 0 else q
 
 
 # ---------------------------------------------------------------------------- text files

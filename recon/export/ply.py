@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from recon.errors import ConfigError
+from recon.geometry import normalize_quats
 from recon.primitives.sh import SH_C0
 
 SPLAT_RECORD = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
@@ -178,7 +179,7 @@ def splat_records(params: dict[str, Tensor]) -> np.ndarray:
     order = torch.argsort(-(log_scales.sum(1).exp() * torch.sigmoid(logits)), stable=True)
     rgb = SH_C0 * params["sh0"].detach().float().cpu().reshape(-1, 3) + 0.5  # [N, 3]
     rgba = torch.cat([rgb, torch.sigmoid(logits)[:, None]], dim=1)
-    q = torch.nn.functional.normalize(params["quats"].detach().float().cpu(), dim=-1)  # [N, 4] wxyz
+    q = normalize_quats(params["quats"].detach().float().cpu())  # [N, 4] wxyz
     data = np.zeros(len(order), dtype=SPLAT_RECORD)
     data["position"] = _numpy(means[order])
     data["scale"] = _numpy(log_scales[order].exp())

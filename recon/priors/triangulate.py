@@ -39,6 +39,7 @@ from torch import Tensor
 
 from recon.data.scene import SceneData
 from recon.errors import DataError
+from recon.geometry import rotmat_to_quat_np
 from recon.priors.pointcloud import PointCloud
 
 __all__ = ["EpipolarMatching", "epipolar_match", "fundamental_from_poses", "triangulate_known_poses"]
@@ -62,15 +63,6 @@ class EpipolarMatching:
     """Largest descriptor distance (unit-normalised SIFT) of a match."""
     peak_threshold: float = 0.02 / 3
     """SIFT detection threshold (COLMAP's default)."""
-
-
-def _rotation_to_wxyz(R: np.ndarray) -> np.ndarray:
-    """3x3 rotation -> unit quaternion (w, x, y, z), w >= 0."""
-    import pycolmap
-
-    x, y, z, w = pycolmap.Rotation3d(R).quat  # pycolmap stores xyzw
-    q = np.array([w, x, y, z])
-    return q if q[0] >= 0 else -q
 
 
 def fundamental_from_poses(K1: np.ndarray, viewmat1: np.ndarray, K2: np.ndarray, viewmat2: np.ndarray) -> np.ndarray:
@@ -201,7 +193,7 @@ def _prepare(scene: SceneData, train_ids: list[int], work: Path, scales: list[in
             db.update_camera(pycolmap.Camera(model="PINHOLE", width=w, height=h, params=params,
                                              camera_id=im.camera_id))
             vm = scene.cameras.viewmats[i].double().numpy()
-            q, t = _rotation_to_wxyz(vm[:3, :3]), vm[:3, 3]
+            q, t = rotmat_to_quat_np(vm[:3, :3]), vm[:3, 3]
             cam_lines.append(f"{im.camera_id} PINHOLE {w} {h} " + " ".join(f"{p:.12g}" for p in params))
             img_lines.append(f"{im.image_id} " + " ".join(f"{v:.12g}" for v in (*q, *t))
                              + f" {im.camera_id} {names[k]}\n")

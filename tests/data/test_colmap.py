@@ -11,16 +11,15 @@ import torch
 from recon.data.colmap import (
     ColmapCamera,
     model_from_cameras,
-    qvec_to_rotmat,
     read_model_binary,
     read_model_text,
-    rotmat_to_qvec,
     write_model_binary,
     write_model_text,
 )
 from recon.data.formats import load_scene
 from recon.data.images import distort_normalized
 from recon.errors import DataError
+from recon.geometry import quat_to_rotmat_np, rotmat_to_quat_np
 
 pycolmap = pytest.importorskip("pycolmap")  # the independent reader/writer (extra: priors)
 
@@ -36,9 +35,9 @@ def test_quaternion_round_trip():
         q = rng.normal(size=4)
         q /= np.linalg.norm(q)
         q = q if q[0] >= 0 else -q
-        R = qvec_to_rotmat(q)
+        R = quat_to_rotmat_np(q)
         np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
-        np.testing.assert_allclose(rotmat_to_qvec(R), q, atol=1e-9)
+        np.testing.assert_allclose(rotmat_to_quat_np(R), q, atol=1e-9)
 
 
 @pytest.mark.parametrize("writer", ["text", "binary"])

@@ -11,15 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from viewer.cameras import (
-    ViewPose,
-    cameras_to_poses,
-    fit_resolution,
-    look_at_pose,
-    matrix_to_quat,
-    pose_to_cameras,
-    quat_to_matrix,
-)
+from recon.geometry import quat_to_rotmat_np, rotmat_to_quat_np
+from viewer.cameras import ViewPose, cameras_to_poses, fit_resolution, look_at_pose, pose_to_cameras
 
 tf = pytest.importorskip("viser.transforms")
 
@@ -31,15 +24,15 @@ def _random_quats(n: int, seed: int = 0) -> np.ndarray:
 
 def test_quaternion_matches_viser_so3():
     for q in _random_quats(20):
-        np.testing.assert_allclose(quat_to_matrix(q), tf.SO3(q).as_matrix(), atol=1e-12)
-        back = matrix_to_quat(tf.SO3(q).as_matrix())
+        np.testing.assert_allclose(quat_to_rotmat_np(q), tf.SO3(q).as_matrix(), atol=1e-12)
+        back = rotmat_to_quat_np(tf.SO3(q).as_matrix())
         assert min(np.abs(back - q).max(), np.abs(back + q).max()) < 1e-10
 
 
 def test_matrix_to_quat_all_branches():
     # 180-degree turns about each axis exercise the non-trace branches of Shepperd's method.
     for R in (np.diag([1.0, -1, -1]), np.diag([-1.0, 1, -1]), np.diag([-1.0, -1, 1]), np.eye(3)):
-        np.testing.assert_allclose(quat_to_matrix(matrix_to_quat(R)), R, atol=1e-12)
+        np.testing.assert_allclose(quat_to_rotmat_np(rotmat_to_quat_np(R)), R, atol=1e-12)
 
 
 @pytest.mark.parametrize("width,height", [(640, 480), (300, 500)])
@@ -81,7 +74,7 @@ def test_cameras_to_poses_round_trip():
     cams = pose_to_cameras(poses, 320, 240)
     back = cameras_to_poses(cams)
     for a, b in zip(poses, back):
-        np.testing.assert_allclose(quat_to_matrix(b.wxyz), quat_to_matrix(a.wxyz), atol=1e-5)
+        np.testing.assert_allclose(quat_to_rotmat_np(b.wxyz), quat_to_rotmat_np(a.wxyz), atol=1e-5)
         np.testing.assert_allclose(b.position, a.position, atol=1e-5)
         assert b.fov == pytest.approx(a.fov, rel=1e-5)
 

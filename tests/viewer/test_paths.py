@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from recon.errors import ConfigError
-from viewer.cameras import ViewPose, look_at_pose, pose_to_cameras, quat_to_matrix
+from recon.geometry import quat_to_rotmat_np
+from viewer.cameras import ViewPose, look_at_pose, pose_to_cameras
 from viewer.paths import CameraPath, focus_point, interpolate, orbit_path, slerp, spiral_path
 
 Rotation = pytest.importorskip("scipy.spatial.transform").Rotation
@@ -40,7 +41,7 @@ def test_interpolation_passes_through_key_frames():
     for k, key in enumerate(keys):
         f = frames[10 * k]
         np.testing.assert_allclose(f.position, key.position, atol=1e-9)
-        np.testing.assert_allclose(quat_to_matrix(f.wxyz), quat_to_matrix(key.wxyz), atol=1e-9)
+        np.testing.assert_allclose(quat_to_rotmat_np(f.wxyz), quat_to_rotmat_np(key.wxyz), atol=1e-9)
         assert f.fov == pytest.approx(key.fov)
 
 
@@ -52,8 +53,8 @@ def test_two_key_frames_midpoint_and_slerp_match_scipy():
     rots = Rotation.from_quat(np.stack([np.roll(k.wxyz, -1) for k in keys]))  # scipy: xyzw
     oracle = Slerp([0.0, 1.0], rots)([0.25, 0.5, 0.75]).as_matrix()
     for i, t in enumerate([0.25, 0.5, 0.75]):
-        np.testing.assert_allclose(quat_to_matrix(frames[i + 1].wxyz), oracle[i], atol=1e-9)
-        np.testing.assert_allclose(quat_to_matrix(slerp(keys[0].wxyz, keys[1].wxyz, t)),
+        np.testing.assert_allclose(quat_to_rotmat_np(frames[i + 1].wxyz), oracle[i], atol=1e-9)
+        np.testing.assert_allclose(quat_to_rotmat_np(slerp(keys[0].wxyz, keys[1].wxyz, t)),
                                    oracle[i], atol=1e-9)
 
 

@@ -291,6 +291,8 @@ class WildConfig:
     """... and by more than this mean absolute colour difference."""
     median_min_views: int = 3
     """Median filter: warped views that must agree with the median to replace a pixel (fewer: left out of the loss)."""
+    median_brighter: bool = True
+    """Median filter: only pixels brighter than the median are outliers (rain and snow add light)."""
     masks: str = "auto"
     """User masks (0 = ignore): auto = the masks/ folder of a photo folder when wild is on, none, or a folder."""
 

@@ -35,7 +35,14 @@ import numpy as np
 import torch
 
 VARIANTS = ("clean", "wild-appearance", "wild-occluders", "wild-rain", "wild")
-MODES = ("off", "on", "streaks")  # streaks = on + wild.streaks (recon.wild.weather)
+MODES = ("off", "on", "streaks", "median")
+# streaks = on + wild.streaks (recon.wild.weather); median = off + wild.weather median (recon.wild.median)
+MODE_OPTIONS = {
+    "off": {"wild.mode": "off"},
+    "on": {"wild.mode": "on"},
+    "streaks": {"wild.mode": "on", "wild.streaks": True},
+    "median": {"wild.mode": "off", "wild.weather": "median"},
+}
 
 
 @dataclass
@@ -58,8 +65,7 @@ def _config(variant: str, mode: str, seed: int, iterations: int | None):
     from recon.config import load_preset, override, scale_schedule
 
     path = "synthetic" if variant == "clean" else f"synthetic:{variant}"
-    wild = {"wild.mode": "on", "wild.streaks": True} if mode == "streaks" else {"wild.mode": mode}
-    config = override(load_preset("demo"), **{"data.path": path, "seed": seed, **wild})
+    config = override(load_preset("demo"), **{"data.path": path, "seed": seed, **MODE_OPTIONS[mode]})
     return config if iterations is None else scale_schedule(config, iterations)
 
 

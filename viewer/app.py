@@ -22,6 +22,7 @@ from rich.console import Console
 from recon.cameras import Cameras
 from viewer.cameras import cameras_to_poses, look_at_pose
 from viewer.client import ClientRenderer, RenderBudget
+from viewer.masks import MaskSource, MaskView
 from viewer.paths import focus_point, mean_up
 from viewer.recording import PathRecorder
 from viewer.render import RENDER_MODES, REPAIRED, RenderFn, RenderSettings
@@ -48,6 +49,7 @@ class SceneContext:
         primitives: names of the primitive sets a client can toggle between.
         path_dir: folder where camera paths are saved/loaded by relative name.
         splats: Gaussians the page draws itself (:mod:`viewer.splats`), or None (server render only).
+        masks: training photos and their masks (the "Masks" folder, :mod:`viewer.masks`), or None.
     """
 
     cameras: Cameras | None = None
@@ -59,6 +61,7 @@ class SceneContext:
     primitives: list[str] = field(default_factory=list)
     path_dir: Path | None = None
     splats: SplatSource | None = None
+    masks: MaskSource | None = None
 
     @property
     def extent(self) -> float:
@@ -126,6 +129,7 @@ class ViewerApp:
         self.splats: SplatView | None = None
         self._build_gui(max_resolution, tuple(modes))
         self._build_scene()
+        self.masks = MaskView(self.server, self.scene.masks) if self.scene.masks is not None else None
         self.recorder = PathRecorder(self.server, self.scene.path_dir, scale=0.06 * self.scene.extent)
         self.server.on_client_connect(self._on_connect)
         self.server.on_client_disconnect(self._on_disconnect)

@@ -100,6 +100,8 @@ class LiveViewer:
                     self._last_step = step
                     self._stats.content = describe_state(self.state)
                     self.app.refresh_all()
+                    if self.app.masks is not None:  # the robust masks change as training goes
+                        self.app.masks.refresh()
                 activity = getattr(self.state, "activity", "")
                 if activity != self._last_activity:  # a long stage inside a step (repair): show how far it got
                     self._last_activity = activity

@@ -26,6 +26,7 @@ from recon.train.setup import (
     make_split,
 )
 from recon.train.trainer import Trainer, TrainResult, sparse_enabled
+from recon.wild.median import filter_weather
 from recon.wild.terms import attach_user_masks
 
 console = stderr_console()  # shared: the repair fit's bar nests under training's
@@ -191,6 +192,7 @@ def _start_viewer(trainer: Trainer, cloud=None) -> None:
     try:
         from viewer.app import SceneContext, make_thumbnail
         from viewer.live import start_live_viewer
+        from viewer.masks import live_mask_source
         from viewer.render import make_live_render_fn
     except ImportError:
         console.print("[yellow]--viewer: the viewer is not installed (pip install 'recon[viewer]'); training without it")
@@ -212,6 +214,8 @@ def _start_viewer(trainer: Trainer, cloud=None) -> None:
 
         context.splats = SplatSource(lambda: trainer.params, lock=trainer.state.lock,
                                      version=lambda: trainer.state.step, background=bg)
+    train_names = [scene.names[i] for i in split.train]  # recon.wild: robust (live), user and weather masks
+    context.masks = live_mask_source(train_names, trainer.images, trainer.wild, trainer.run_dir)
     start_live_viewer(render_fn, trainer.state, scene=context)
 
 
@@ -244,6 +248,7 @@ def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: b
         write_cameras(out, scene.cameras, scene.names, split, str(scene.root), images=scene.images,
                       sfm_dir=Path(scene.root) if own_sfm else None)
         mark_run(out)
+    filter_weather(config, scene, split.train, out, verbose=not quiet)  # wild.weather median; after the image hashes
     use_sparse = sparse_enabled(config, len(split.train))
     priors = depth_prior_maps(scene, split.train, config.sparse.depth_source) if use_sparse else None
     trainer = Trainer(config, scene, split, out, depth_priors=priors)

@@ -8,7 +8,10 @@ that see the same surface point (the source's own depth agrees within ``occlusio
 * ``m``: the per-channel median of the warped samples (the view's own pixel left out);
 * ``d = mean_c |I - m|``: how far the photo is from it; an outlier when ``d > threshold``, with
   ``threshold = max(scale x 1.4826 x median(d), floor)`` over the pixels of the view that have samples
-  (the view's own warping and exposure error level, as a MAD);
+  (the view's own warping and exposure error level, as a MAD), and (``brighter``) when the photo is
+  brighter than ``m`` there: rain and snow add light to what they cover (the photometric constraint of
+  Garg & Nayar, "Detection and removal of rain from videos", CVPR 2004), while warping errors at edges
+  go both ways;
 * ``support``: warped samples within ``threshold`` of ``m``.
 
 Outliers with ``support >= min_views`` are replaced by ``m``; outliers with fewer agreeing views
@@ -34,6 +37,8 @@ from recon.train.losses import warp_to_view
 from recon.wild.masks import save_mask_png
 
 MAD_TO_SIGMA = 1.4826  # median absolute deviation of a normal distribution -> its standard deviation
+MEDIAN_REPLACED = "median_replaced"  # RUN/wild/<this>/<stem>.png: 0 = pixel replaced by the median
+MEDIAN_VALID = "median_valid"  # RUN/wild/<this>/<stem>.png: 0 = outlier left out of the loss
 
 
 @dataclass
@@ -104,6 +109,7 @@ def median_filter_view(
     scale: float = 3.0,
     floor: float = 0.08,
     min_views: int = 3,
+    brighter: bool = True,
 ) -> MedianFiltered:
     """Replaces the pixels of ``image`` that differ from the median of the warped samples.
 
@@ -114,6 +120,7 @@ def median_filter_view(
         scale: outliers differ by more than ``scale`` robust standard deviations of the view's differences ...
         floor: ... and by more than this mean absolute colour difference.
         min_views: samples that must agree with the median for a pixel to be replaced.
+        brighter: only pixels brighter than the median are outliers (rain, snow).
     """
     masked = torch.where(valid[..., None], samples, torch.full_like(samples, float("nan")))
     median = masked.nanmedian(dim=0).values  # [H, W, 3], nan where no sample
@@ -124,6 +131,8 @@ def median_filter_view(
     agree = ((samples - median).abs().mean(-1) <= threshold) & valid  # [S, H, W]
     support = agree.sum(0)  # [H, W]
     outlier = seen & (diff > threshold)
+    if brighter:
+        outlier &= (image - median).mean(-1) > 0
     replaced = outlier & (support >= min_views)
     filtered = torch.where(replaced[..., None], median, image)
     return MedianFiltered(filtered, replaced, ~(outlier & ~replaced), threshold)
@@ -136,6 +145,7 @@ def median_filter_views(
     scale: float = 3.0,
     floor: float = 0.08,
     min_views: int = 3,
+    brighter: bool = True,
     occlusion: float = 0.02,
     progress: bool = False,
 ) -> list[MedianFiltered]:
@@ -145,7 +155,7 @@ def median_filter_views(
         images: per view [H, W, 3] photos (the training views only: test views must stay unseen).
         depths: per view [H, W] camera-z depth (0 = unknown).
         cameras: the views' cameras.
-        scale, floor, min_views: see :func:`median_filter_view`; occlusion: see :func:`warped_samples`.
+        scale, floor, min_views, brighter: see :func:`median_filter_view`; occlusion: see :func:`warped_samples`.
         progress: show a progress bar on an interactive terminal.
 
     Returns:
@@ -155,7 +165,7 @@ def median_filter_views(
     for v in track(range(len(images)), "weather filter (multi-view median)", enabled=progress):
         sources = [s for s in range(len(images)) if s != v]
         samples, valid = warped_samples(v, sources, images, depths, cameras, occlusion)
-        out.append(median_filter_view(images[v], samples, valid, scale, floor, min_views))
+        out.append(median_filter_view(images[v], samples, valid, scale, floor, min_views, brighter))
     return out
 
 
@@ -188,7 +198,7 @@ def filter_weather(
     images = [scene.images[i] for i in train_ids]
     results = median_filter_views(
         images, depths, scene.cameras[train_ids], wild.median_scale, wild.median_floor, wild.median_min_views,
-        progress=verbose,
+        wild.median_brighter, progress=verbose,
     )  # fmt: skip
     if scene.user_masks is None and any(not bool(r.valid.all()) for r in results):
         scene.user_masks = [torch.ones(im.shape[:2]) for im in scene.images]
@@ -198,8 +208,8 @@ def filter_weather(
             scene.user_masks[i] = scene.user_masks[i] * r.valid.to(scene.user_masks[i])
         if run_dir is not None:
             stem = Path(scene.names[i]).stem
-            save_mask_png(~r.replaced, run_dir / "wild" / "median_replaced" / f"{stem}.png")
-            save_mask_png(r.valid, run_dir / "wild" / "median_valid" / f"{stem}.png")
+            save_mask_png(~r.replaced, run_dir / "wild" / MEDIAN_REPLACED / f"{stem}.png")
+            save_mask_png(r.valid, run_dir / "wild" / MEDIAN_VALID / f"{stem}.png")
     if verbose:
         replaced = sum(int(r.replaced.sum()) for r in results) / sum(r.replaced.numel() for r in results)
         left_out = sum(int((~r.valid).sum()) for r in results) / sum(r.valid.numel() for r in results)

@@ -45,26 +45,32 @@ def test_neighbours_warped_in_reproduce_the_clean_view(scenes):
 
 
 def test_median_rule_on_a_hand_made_stack():
-    image = torch.full((2, 3, 3), 0.5)
+    image = torch.full((4, 4, 3), 0.5)
     image[0, 0] = 0.95  # an outlier every sample disagrees with
     image[0, 1] = 0.95  # an outlier only two samples see
     image[1, 2] = 0.95  # no sample sees it
-    samples = torch.full((5, 2, 3, 3), 0.5)
+    image[1, 1] = 0.1  # darker than the median: rain and snow only brighten
+    samples = torch.full((5, 4, 4, 3), 0.5)
     samples[0, 1, 0] = 0.0  # one sample's own streak: outvoted
-    valid = torch.ones(5, 2, 3, dtype=torch.bool)
+    valid = torch.ones(5, 4, 4, dtype=torch.bool)
     valid[2:, 0, 1] = False
     valid[:, 1, 2] = False
     out = median_filter_view(image, samples, valid, scale=3.0, floor=0.1, min_views=3)
-    assert out.replaced.tolist() == [[True, False, False], [False, False, False]]
-    assert out.valid.tolist() == [[True, False, True], [True, True, True]]
+    replaced, invalid = torch.zeros(4, 4, dtype=torch.bool), torch.zeros(4, 4, dtype=torch.bool)
+    replaced[0, 0] = invalid[0, 1] = True
+    assert torch.equal(out.replaced, replaced) and torch.equal(out.valid, ~invalid)
     expected = image.clone()
     expected[0, 0] = 0.5
     assert torch.equal(out.image, expected) and out.threshold == pytest.approx(0.1)
+    both_ways = median_filter_view(image, samples, valid, scale=3.0, floor=0.1, min_views=3, brighter=False)
+    replaced[1, 1] = True
+    expected[1, 1] = 0.5
+    assert torch.equal(both_ways.replaced, replaced) and torch.equal(both_ways.image, expected)
 
 
 def test_rain_is_removed_and_clean_views_are_left_nearly_unchanged(scenes):
-    """Measured: rainy training views 24.4 dB -> 30.7 dB against the clean ones, 97 % of the visible
-    streak pixels replaced, 2 % of the others; clean views 33 dB after the filter (1.7 % replaced)."""
+    """Measured: rainy training views 24.5 dB -> 32.6 dB against the clean ones, 97 % of the visible
+    streak pixels replaced, 0.7 % of the others; clean views 35.3 dB after the filter (0.8 % replaced)."""
     clean, rain, train = scenes
     cams, depths = rain.cameras[train], [rain.depths[i] for i in train]
     filtered = median_filter_views([rain.images[i] for i in train], depths, cams)
@@ -77,11 +83,11 @@ def test_rain_is_removed_and_clean_views_are_left_nearly_unchanged(scenes):
         recall.append(float((r.replaced & visible).sum() / visible.sum()))
         false_replaced.append(float((r.replaced & ~streak).float().mean()))
     mean = lambda xs: sum(xs) / len(xs)
-    assert mean(after) > mean(before) + 5.0 and min(a - b for a, b in zip(after, before)) > 3.0
-    assert mean(recall) > 0.9 and mean(false_replaced) < 0.04
+    assert mean(after) > mean(before) + 6.0 and min(a - b for a, b in zip(after, before)) > 4.0
+    assert mean(recall) > 0.9 and mean(false_replaced) < 0.015
     untouched = median_filter_views([clean.images[i] for i in train], depths, cams)
-    assert mean([_psnr(r.image, clean.images[i]) for i, r in zip(train, untouched)]) > 31.0
-    assert mean([float(r.replaced.float().mean()) for r in untouched]) < 0.03
+    assert mean([_psnr(r.image, clean.images[i]) for i, r in zip(train, untouched)]) > 33.5
+    assert mean([float(r.replaced.float().mean()) for r in untouched]) < 0.015
 
 
 def test_filter_weather_hook_changes_only_training_views(scenes, tmp_path, monkeypatch):

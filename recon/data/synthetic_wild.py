@@ -9,7 +9,12 @@ leaves its test views clean:
 * ``wild-occluders``: an opaque, flat-coloured rectangle or disc (4-12 % of the image) pasted
   into every third training view;
 * ``wild-rain``: 40 thin slanted streaks blended over every training view;
-* ``wild``: all three.
+* ``wild``: all three;
+* ``sfm-points``: the scene's exact surface samples replaced by what SfM would give a user's run
+  (:func:`sfm_like_points`: a sparse subset, each point displaced by Gaussian noise), so runs
+  starting from ``init.method scene`` no longer start from the exact surface.
+
+Variants join with ``+`` (``synthetic:wild-occluders+sfm-points``).
 
 ``meta["wild"]`` holds the truth: ``gains`` [V, 3] (1 for clean views) and, per view name with a
 perturbation, ``occluders`` / ``rain`` [H, W] bool masks of the changed pixels. The perturbations
@@ -33,7 +38,12 @@ VARIANTS = {
     "wild-occluders": ("occluders",),
     "wild-rain": ("rain",),
     "wild": ("appearance", "occluders", "rain"),
+    "sfm-points": ("sfm-points",),
 }
+SFM_POINTS = 500
+"""Points kept by ``sfm-points``."""
+SFM_NOISE = 0.01
+"""Standard deviation of their displacement, as a fraction of the scene's extent (its points' bounding-box diagonal)."""
 
 
 def _occluder(h: int, w: int, gen: torch.Generator) -> Tensor:
@@ -65,8 +75,21 @@ def _rain(h: int, w: int, gen: torch.Generator, streaks: int = 40) -> Tensor:
     return mask
 
 
+def sfm_like_points(scene: SceneData, num_points: int, noise: float, seed: int) -> None:
+    """Replaces ``scene.points`` [P, 3] by ``num_points`` of them, each moved by N(0, (noise x extent)^2)
+    per axis (extent: the diagonal of their bounding box); their colours stay exact. The draw depends
+    on ``seed`` only, so every variant of one seed starts from the same points."""
+    gen = torch.Generator().manual_seed(seed * 7919 + 16)
+    points = scene.points.float()
+    extent = float((points.amax(0) - points.amin(0)).norm())
+    keep = torch.randperm(points.shape[0], generator=gen)[:num_points]
+    scene.points = points[keep] + noise * extent * torch.randn(keep.numel(), 3, generator=gen)
+    scene.point_colors = scene.point_colors[keep]
+
+
 def perturb_views(scene: SceneData, kinds: tuple[str, ...], seed: int = 0) -> SceneData:
-    """Applies ``kinds`` (appearance, occluders, rain) to the training views of ``scene`` in place.
+    """Applies ``kinds`` (appearance, occluders, rain, sfm-points) to ``scene``'s training views
+    (its points for ``sfm-points``) in place.
 
     Returns:
         ``scene``, with ``meta["wild"]`` describing what changed (see the module docstring).
@@ -93,12 +116,14 @@ def perturb_views(scene: SceneData, kinds: tuple[str, ...], seed: int = 0) -> Sc
             img = torch.where(rain[..., None], 0.5 * img + 0.5 * torch.tensor([0.85, 0.88, 0.95]), img)
             truth["rain"][scene.names[i]] = rain
         scene.images[i] = img.clamp(0, 1).contiguous()
+    if "sfm-points" in kinds:
+        sfm_like_points(scene, SFM_POINTS, SFM_NOISE, seed)
     scene.meta["wild"] = truth
     return scene
 
 
 def make_synthetic_variant(path: str, **kwargs) -> SceneData:
-    """The demo scene named by ``--data``: ``synthetic`` or ``synthetic:VARIANT`` (see :data:`VARIANTS`).
+    """The demo scene named by ``--data``: ``synthetic`` or ``synthetic:VARIANT[+VARIANT...]`` (see :data:`VARIANTS`).
 
     Args:
         path: the ``--data`` value.
@@ -108,13 +133,16 @@ def make_synthetic_variant(path: str, **kwargs) -> SceneData:
         ConfigError: an unknown variant (the message lists them).
     """
     _, _, variant = path.partition(":")
-    if variant and variant not in VARIANTS:
-        raise ConfigError(
-            f"data.path (--data): unknown synthetic variant {variant!r}",
-            hint=f"use synthetic or synthetic:{{{','.join(VARIANTS)}}}",
-        )
+    parts = variant.split("+") if variant else []
+    for part in parts:
+        if part not in VARIANTS:
+            raise ConfigError(
+                f"data.path (--data): unknown synthetic variant {part!r}",
+                hint=f"use synthetic or synthetic:{{{','.join(VARIANTS)}}}, joined with + (wild-occluders+sfm-points)",
+            )
     scene = make_synthetic_scene(**kwargs)
     if not variant:
         return scene
     scene.meta["variant"] = variant
-    return perturb_views(scene, VARIANTS[variant], kwargs.get("seed", 0))
+    kinds = tuple(dict.fromkeys(kind for part in parts for kind in VARIANTS[part]))
+    return perturb_views(scene, kinds, kwargs.get("seed", 0))

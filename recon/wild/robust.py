@@ -1,6 +1,10 @@
 """Transient and occluder masks from photometric residuals (RobustNeRF / SpotLessSplats, classical).
 
-A pixel is an outlier candidate when its residual exceeds a per-image threshold,
+The residual is taken after the affine colour transform that best maps the render onto the photo
+(:func:`matched_residual`, fitted again without the first fit's outliers): an exposure or white
+balance the per-image appearance has not yet learnt (a dark photo early in training) would
+otherwise raise every residual, and with it the threshold, so the occluders of exactly those photos
+went unnoticed. A pixel is an outlier candidate when its residual exceeds a per-image threshold,
 ``max(scale x quantile(residual, q), floor)``: robust to the image's own error level (a
 passer-by covering a third of the photo barely moves the median). Candidates are then judged by
 cells of ``cell x cell`` pixels, so whole objects drop out instead of speckle:
@@ -21,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from recon.wild.appearance import apply_affine, fit_affine
+
 
 def outlier_threshold(residual: Tensor, quantile: float, scale: float, floor: float) -> Tensor:
     """0-dim threshold ``max(scale x quantile(residual, quantile), floor)`` of an [H, W] residual."""
@@ -28,6 +34,35 @@ def outlier_threshold(residual: Tensor, quantile: float, scale: float, floor: fl
     if flat.numel() > 1 << 24:  # torch.quantile's input limit: a strided subsample estimates it
         flat = flat[:: flat.numel() // (1 << 23) + 1]
     return torch.clamp_min(scale * torch.quantile(flat, quantile), floor)
+
+
+def matched_residual(
+    rgb: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    quantile: float = 0.5,
+    scale: float = 3.0,
+    floor: float = 0.1,
+) -> Tensor:
+    """[H, W] channel-mean absolute residual between the photo and the render mapped onto it by an
+    affine colour transform (:func:`recon.wild.appearance.fit_affine`).
+
+    The transform is fitted by least squares on the pixels with ``weight`` > 0.5, then fitted again
+    on those whose residual stays under :func:`outlier_threshold`, so an occluder does not bend it.
+
+    Args:
+        rgb: [H, W, 3] render (detached).
+        target: [H, W, 3] photo.
+        weight: [H, W] user mask (0 = no evidence), or None.
+        quantile, scale, floor: the threshold of :func:`robust_mask`.
+    """
+    fit = torch.ones(rgb.shape[:2], dtype=torch.bool, device=rgb.device) if weight is None else weight > 0.5
+    for _ in range(2):
+        if int(fit.sum()) < 16:  # too few pixels to fit 12 numbers: the raw residual
+            return (rgb - target).abs().mean(-1)
+        residual = (apply_affine(rgb, fit_affine(rgb[fit], target[fit])) - target).abs().mean(-1)  # [H, W]
+        fit = fit & (residual <= outlier_threshold(residual[fit], quantile, scale, floor))
+    return residual
 
 
 def _neighbour_count(cells: Tensor) -> Tensor:

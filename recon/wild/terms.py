@@ -12,7 +12,7 @@ from recon.data.scene import SceneData
 from recon.errors import ConfigError
 from recon.wild.appearance import IDENTITY, AffineAppearance
 from recon.wild.masks import MASK_FOLDER, read_user_masks, save_mask_png
-from recon.wild.robust import robust_mask
+from recon.wild.robust import matched_residual, robust_mask
 from recon.wild.weather import streak_mask
 
 
@@ -100,7 +100,7 @@ class WildTerms:
         weight = self.masks[v] if self.masks is not None else None
         if self.robust and step >= self.robust_from:
             c = self.config
-            residual = (rgb.detach() - target).abs().mean(-1)  # [H, W]
+            residual = matched_residual(rgb.detach(), target, weight, c.robust_quantile, c.robust_scale, c.robust_floor)
             if weight is not None:
                 residual = residual * weight  # pixels the user masked are no evidence about the rest
             robust = robust_mask(

@@ -48,6 +48,29 @@ def test_variant_reachable_from_the_data_option_and_repeatable():
     assert all(torch.equal(x, y) for x, y in zip(a.images, b.images))
 
 
+def test_sfm_points_are_a_sparse_noisy_subset_and_join_other_variants(clean):
+    """``sfm-points``: SFM_POINTS of the exact surface samples, moved by SFM_NOISE x extent per axis
+    (measured against the exact points they came from), the same draw in every variant of a seed;
+    joined with ``+``, the images are those of the other variant."""
+    from recon.data.synthetic_wild import SFM_NOISE, SFM_POINTS
+
+    sfm = make_synthetic_variant("synthetic:sfm-points", **KW)
+    both = make_synthetic_variant("synthetic:wild-occluders+sfm-points", **KW)
+    occ = make_synthetic_variant("synthetic:wild-occluders", **KW)
+    assert sfm.points.shape == (SFM_POINTS, 3) and torch.equal(sfm.points, both.points)
+    assert all(torch.equal(a, b) for a, b in zip(sfm.images, clean.images))
+    assert all(torch.equal(a, b) for a, b in zip(both.images, occ.images))
+    exact = clean.points.float()
+    # distance to the nearest exact sample: at most the true displacement, so the upper bound is safe
+    offset = sfm.points - exact[torch.cdist(sfm.points, exact).argmin(1)]  # [P, 3]
+    extent = float((exact.amax(0) - exact.amin(0)).norm())
+    assert 0.5 * SFM_NOISE * extent < float(offset.std()) <= 1.1 * SFM_NOISE * extent
+    colours = {tuple(c.tolist()) for c in clean.point_colors}
+    assert all(tuple(c.tolist()) in colours for c in sfm.point_colors)  # exact colours of kept samples
+    with pytest.raises(ConfigError, match="unknown synthetic variant 'rain'"):
+        make_synthetic_variant("synthetic:wild-occluders+rain", **KW)
+
+
 def test_unknown_variant_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown synthetic variant 'wild-snow'"):
         make_synthetic_variant("synthetic:wild-snow", **KW)

@@ -15,6 +15,10 @@ everything else identical; one torch thread; ``--modes off on streaks`` adds a t
   pixels they drop;
 * ``cpu_s`` / ``wall_s``: training time (process CPU seconds, wall seconds).
 
+The runs start from the demo preset's points: the scene's exact surface samples, or with
+``--points sfm`` the SfM-like ones of ``synthetic:...+sfm-points`` (sparse and noisy, as a user's
+run would start; the clean scene then starts from the same points).
+
 Writes ``results.json`` and ``table.md`` under ``--out`` (run folders in ``--out/runs``)::
 
     OMP_NUM_THREADS=1 nice -n 10 python scripts/bench_wild.py --seeds 0 1 2 --out /tmp/bench_wild
@@ -61,10 +65,11 @@ class Record:
     wall_s: float = math.nan
 
 
-def _config(variant: str, mode: str, seed: int, iterations: int | None):
+def _config(variant: str, mode: str, seed: int, iterations: int | None, points: str = "exact"):
     from recon.config import load_preset, override, scale_schedule
 
-    path = "synthetic" if variant == "clean" else f"synthetic:{variant}"
+    kinds = ([] if variant == "clean" else [variant]) + (["sfm-points"] if points == "sfm" else [])
+    path = ":".join(["synthetic", "+".join(kinds)]) if kinds else "synthetic"
     config = override(load_preset("demo"), **{"data.path": path, "seed": seed, **MODE_OPTIONS[mode]})
     return config if iterations is None else scale_schedule(config, iterations)
 
@@ -124,11 +129,11 @@ def _mask_scores(trainer) -> tuple[float | None, float | None, float | None]:
     return recall[0], recall[1], dropped / max(clean, 1)
 
 
-def run_one(variant: str, mode: str, seed: int, out: Path, iterations: int | None) -> Record:
+def run_one(variant: str, mode: str, seed: int, out: Path, iterations: int | None, points: str = "exact") -> Record:
     from recon.train.cli import run_training
 
-    config = _config(variant, mode, seed, iterations)
-    run_dir = out / "runs" / f"{variant}-{mode}-s{seed}"
+    config = _config(variant, mode, seed, iterations, points)
+    run_dir = out / "runs" / f"{variant}-{mode}-s{seed}{'-sfm' if points == 'sfm' else ''}"
     run_dir.mkdir(parents=True, exist_ok=True)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     trainer, _ = run_training(config, run_dir, quiet=True)
@@ -173,6 +178,12 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--modes", nargs="+", default=["off", "on"], choices=MODES)
     parser.add_argument("--iterations", type=int, default=None, help="override the demo preset's 500 steps")
+    parser.add_argument(
+        "--points",
+        choices=("exact", "sfm"),
+        default="exact",
+        help="initial points: the scene's exact surface samples, or SfM-like ones (sparse, noisy: sfm-points)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -181,7 +192,7 @@ def main() -> None:
     for variant in args.variants:
         for seed in args.seeds:
             for mode in args.modes:
-                rec = run_one(variant, mode, seed, args.out, args.iterations)
+                rec = run_one(variant, mode, seed, args.out, args.iterations, args.points)
                 records.append(rec)
                 print(json.dumps(asdict(rec)), flush=True)
                 (args.out / "results.json").write_text(json.dumps([asdict(r) for r in records], indent=1))

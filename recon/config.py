@@ -258,12 +258,19 @@ class WildConfig:
     mode: Literal["auto", "on", "off"] = "auto"
     """on: per-image appearance and the robust loss; auto = on for photo folders (posed by our SfM),
     off for benchmark formats."""
-    appearance: Literal["affine", "none"] = "affine"
-    """Per-image colour model when on: affine (3x3 + bias per training image, L2 toward identity) or none."""
+    appearance: Literal["affine", "bilateral", "none"] = "affine"
+    """Per-image colour model when on: affine (3x3 + bias per training image, L2 toward identity), bilateral
+    (a low-resolution grid of affine transforms per training image, by position and luminance) or none."""
     appearance_lr: float = 5e-3
     """Adam learning rate of the colour transforms."""
     appearance_reg: float = 1e-3
-    """Weight of the squared distance of a view's transform from the identity."""
+    """Weight of the squared distance of a view's transform from the identity (per cell for bilateral)."""
+    bilateral_cells: int = 16
+    """Bilateral grid: cells across the image (in x and in y)."""
+    bilateral_bins: int = 8
+    """Bilateral grid: luminance bins."""
+    bilateral_tv: float = 10.0
+    """Bilateral grid: weight of the total variation between neighbouring cells."""
     reference: str = "mean"
     """Appearance of renders and evaluation: mean (of the training images) or a training image name."""
     robust: bool = True

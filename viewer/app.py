@@ -49,6 +49,9 @@ class SceneContext:
         primitives: names of the primitive sets a client can toggle between.
         path_dir: folder where camera paths are saved/loaded by relative name.
         splats: Gaussians the page draws itself (:mod:`viewer.splats`), or None (server render only).
+        appearances: reference appearances a client can pick (``mean`` and the training images of a run
+            with per-image appearance, :mod:`recon.wild`); empty = no Appearance dropdown.
+        appearance: the one to start on.
         masks: training photos and their masks (the "Masks" folder, :mod:`viewer.masks`), or None.
     """
 
@@ -61,6 +64,8 @@ class SceneContext:
     primitives: list[str] = field(default_factory=list)
     path_dir: Path | None = None
     splats: SplatSource | None = None
+    appearances: list[str] = field(default_factory=list)
+    appearance: str | None = None
     masks: MaskSource | None = None
 
     @property
@@ -161,7 +166,8 @@ class ViewerApp:
     # ------------------------------------------------------------------ settings
     def settings(self) -> RenderSettings:
         primitive = self._primitive.value if self._primitive is not None else None
-        return RenderSettings(mode=self._mode.value, primitive=primitive)
+        appearance = self._appearance.value if self._appearance is not None else None
+        return RenderSettings(mode=self._mode.value, primitive=primitive, appearance=appearance)
 
     def max_resolution(self) -> int:
         return int(self._max_res.value)
@@ -259,6 +265,14 @@ class ViewerApp:
                     "Primitive", tuple(self.scene.primitives), initial_value=self.scene.primitives[0]
                 )
                 self._primitive.on_update(lambda _: self._show_server_render())
+            self._appearance = None
+            if self.scene.appearances:
+                self._appearance = gui.add_dropdown(
+                    "Appearance", tuple(self.scene.appearances),
+                    initial_value=self.scene.appearance or self.scene.appearances[0],
+                    hint="colours of a training photo (its exposure, white balance), or their mean",
+                )  # fmt: skip
+                self._appearance.on_update(lambda _: self._show_server_render())
             self._max_res = gui.add_slider(
                 "Max resolution",
                 min=64,

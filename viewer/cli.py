@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Literal
 import numpy as np
 import tyro
 from rich.progress import Progress
+from torch import Tensor
 
 from recon.errors import ConfigError
 from viewer.app import SceneContext
@@ -74,6 +77,9 @@ class RenderArgs:
     """rasterizer backend: auto, cpu, cuda, reference, gsplat"""
     checkpoint: int | None = None
     """step of the checkpoint to render (default: the newest readable one)"""
+    appearance: str | None = None
+    """runs with per-image appearance (--wild): the frames' reference appearance, `mean` or a training image
+    name (default: the run's, wild.reference)"""
     repair: str | None = None
     """per-frame diffusion repair post-pass (Difix3D+ style), off by default: `--repair` alone uses the
     run's model (RUN/repair/model, from `recon repair fit RUN`), `--repair PATH` a local diffusers
@@ -94,6 +100,7 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 def scene_context(v: Viewable, with_thumbnails: bool = True) -> SceneContext:
     """The viewer's scene context for a loaded run."""
     thumbnails = add_scene_extras(v) if with_thumbnails else None
+    wild = _appearance_state(v)  # the Appearance dropdown: mean, then the training images
     return SceneContext(
         cameras=v.cameras, names=list(v.names or []), split=dict(v.split or {}),
         thumbnails=thumbnails, points=v.points,
@@ -101,7 +108,15 @@ def scene_context(v: Viewable, with_thumbnails: bool = True) -> SceneContext:
         path_dir=None if v.run_dir is None else v.run_dir / "camera_paths",
         splats=splat_source(v.sets),
         masks=run_mask_source(v.run),
+        appearances=["mean", *wild["names"]] if wild else [],
+        appearance=v.run.config.wild.reference if wild else None,
     )
+
+
+def _appearance_state(v: Viewable) -> dict | None:
+    """The ``extra["wild"]`` state of a run with per-image appearance, else None."""
+    state = None if v.run is None else v.run.extra.get("wild")
+    return state if state and state.get("appearance") is not None else None
 
 
 def load_repair(v: Viewable, path: str | Path | None, required: bool, **options) -> FrameRepair | None:
@@ -147,6 +162,27 @@ def repair_options(args: RenderArgs, v: Viewable) -> dict:
     return {**pipeline_options(trained), **{k: value for k, value in given.items() if value is not None}}
 
 
+def run_appearance(v: Viewable, which: str | None) -> tuple[Callable[[str], Tensor] | None, str | None]:
+    """The reference-appearance lookup of a run with per-image appearance (:mod:`recon.wild.protocol`)
+    and the name to start on: ``which``, else the run's ``wild.reference``; (None, None) without one.
+
+    Raises:
+        ConfigError: ``which`` for a PLY or a run without per-image appearance, or not a training image.
+    """
+    from recon.wild.protocol import reference_transform
+
+    state = _appearance_state(v)
+    if state is None:
+        if which is not None:
+            raise ConfigError("--appearance needs a run trained with per-image appearance", path=v.run_dir,
+                              hint="train with --wild on, or leave out --appearance")
+        return None, None
+    lookup = functools.lru_cache(maxsize=None)(functools.partial(reference_transform, state))
+    which = which or v.run.config.wild.reference
+    lookup(which)  # an unknown image name fails here, as one line
+    return lookup, which
+
+
 def view_main(argv: list[str], prog: str = "recon view") -> int:
     """Entry point of ``recon view``: serves until Ctrl+C."""
     args = tyro.cli(ViewArgs, args=argv, prog=prog)
@@ -154,13 +190,14 @@ def view_main(argv: list[str], prog: str = "recon view") -> int:
 
     viewable = load_viewable(args.path, args.checkpoint)
     repair = load_repair(viewable, args.repair, required=False)
+    appearance, _ = run_appearance(viewable, None)
     context = scene_context(viewable, args.thumbnails)
     if context.splats is None and args.view == "splats":
         raise ConfigError(f"--view splats needs Gaussians; the run holds {sorted(viewable.sets)}", path=args.path,
                           hint="leave out --view: the server renders every primitive")
     if context.splats is not None:
         context.splats.shown = args.view != "server"
-    app = ViewerApp(make_render_fn(viewable.sets, backend=args.backend, repair=repair), context,
+    app = ViewerApp(make_render_fn(viewable.sets, backend=args.backend, repair=repair, appearance=appearance), context,
                     host=args.host, port=args.port,
                     max_resolution=args.max_resolution, title=f"recon: {args.path.name}",
                     modes=RENDER_MODES + ((REPAIRED,) if repair is not None else ()))
@@ -255,8 +292,10 @@ def render_main(argv: list[str], prog: str = "recon render") -> int:
     if args.repair is not None:
         path = None if args.repair == "auto" else args.repair
         repair = load_repair(viewable, path, required=True, **repair_options(args, viewable))
-    render_fn = make_render_fn(viewable.sets, backend=args.backend, repair=repair)
-    settings = RenderSettings(mode=REPAIRED if repair is not None else args.mode, primitive=args.primitive)
+    appearance, reference = run_appearance(viewable, args.appearance)
+    render_fn = make_render_fn(viewable.sets, backend=args.backend, repair=repair, appearance=appearance)
+    settings = RenderSettings(mode=REPAIRED if repair is not None else args.mode, primitive=args.primitive,
+                              appearance=reference)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     options = {"fps": fps}
     if args.out.suffix.lower() in VIDEO_SUFFIXES:

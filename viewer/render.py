@@ -40,11 +40,14 @@ class RenderSettings:
             (RGB through a diffusion repair model, :mod:`viewer.repair`).
         primitive: which primitive set to render when a run holds several (None = the first).
         background: RGB background in [0, 1]; None = the primitive set's own (its training one).
+        appearance: runs with per-image appearance (:mod:`recon.wild`): the reference appearance of
+            RGB renders, ``mean`` or a training image name; None = the render itself.
     """
 
     mode: RenderMode = "rgb"
     primitive: str | None = None
     background: tuple[float, float, float] | None = None
+    appearance: str | None = None
 
 
 RenderFn = Callable[[Cameras, RenderSettings], np.ndarray]
@@ -165,11 +168,14 @@ class PrimitiveSet:
 
 
 def render_set(prim: PrimitiveSet, camera: Cameras, settings: RenderSettings, *,
-               backend: str = "auto", render: Callable | None = None, repair: FrameRepair | None = None) -> np.ndarray:
+               backend: str = "auto", render: Callable | None = None, repair: FrameRepair | None = None,
+               reference: Tensor | None = None) -> np.ndarray:
     """Renders one primitive set into one camera in the mode ``settings`` asks for.
 
     Args:
         repair: the repair post-pass of the ``repaired`` mode (that mode fails without one).
+        reference: the rgb mode's reference appearance, a [3, 4] transform or a bilateral grid
+            (:func:`recon.wild.protocol.apply_appearance`); None = the render itself.
 
     Returns:
         [H, W, 3] uint8.
@@ -192,7 +198,12 @@ def render_set(prim: PrimitiveSet, camera: Cameras, settings: RenderSettings, *,
 
     out = render_view(cam)
     if settings.mode == "rgb":
-        return to_uint8(out.rgb[0])
+        rgb = out.rgb[0]  # [H, W, 3]
+        if reference is not None:
+            from recon.wild.protocol import apply_appearance
+
+            rgb = apply_appearance(rgb, reference.to(rgb.device))
+        return to_uint8(rgb)
     if settings.mode == REPAIRED:
         return to_uint8(repair(out, cam, render_view, key=prim.primitive))
     alpha = out.alpha[0, ..., 0].float().cpu().numpy()  # [H, W]
@@ -203,7 +214,8 @@ def render_set(prim: PrimitiveSet, camera: Cameras, settings: RenderSettings, *,
 
 
 def make_render_fn(sets: Mapping[str, PrimitiveSet], *, backend: str = "auto",
-                   render: Callable | None = None, repair: FrameRepair | None = None) -> RenderFn:
+                   render: Callable | None = None, repair: FrameRepair | None = None,
+                   appearance: Callable[[str], Tensor] | None = None) -> RenderFn:
     """A render function over fixed, named primitive sets (a saved run or PLY).
 
     Args:
@@ -213,13 +225,17 @@ def make_render_fn(sets: Mapping[str, PrimitiveSet], *, backend: str = "auto",
             for tests.
         repair: the post-pass of the ``repaired`` mode (:func:`viewer.repair.load_frame_repair`);
             None = no such mode.
+        appearance: ``RenderSettings.appearance`` name -> reference appearance of a run with
+            per-image appearance (:func:`recon.wild.protocol.reference_transform`); None = none.
     """
     if not sets:
         raise ValueError("make_render_fn needs at least one primitive set")
 
     def render_fn(camera: Cameras, settings: RenderSettings) -> np.ndarray:
         name = settings.primitive if settings.primitive in sets else next(iter(sets))
-        return render_set(sets[name], camera, settings, backend=backend, render=render, repair=repair)
+        reference = appearance(settings.appearance) if appearance is not None and settings.appearance else None
+        return render_set(sets[name], camera, settings, backend=backend, render=render, repair=repair,
+                          reference=reference)
 
     return render_fn
 

@@ -93,6 +93,9 @@ class TrainArgs:
     photo folders, off for benchmark formats (default: the preset's, auto)."""
     appearance: str | None = None
     """Reference appearance of renders and evaluation: mean, or a training image name (with --wild)."""
+    appearance_model: Literal["affine", "bilateral", "none"] | None = None
+    """Per-image colour model with --wild: affine (3x3 + bias per image), bilateral (a low-resolution grid of
+    affine transforms per image, by position and luminance) or none (default: the preset's, affine)."""
     masks: str | None = None
     """User masks of transients (0 = ignore): auto (the masks/ folder of a photo folder when wild is on),
     none, or a folder of 0/1 PNGs named like the photos."""
@@ -314,6 +317,7 @@ def _config_from_args(args: TrainArgs) -> TrainConfig:
                        ("repair.pipe_steps", args.repair_steps), ("repair.pipe_strength", args.repair_strength),
                        ("repair.pipe_guidance", args.repair_guidance), ("repair.pipe_prompt", args.repair_prompt),
                        ("wild.mode", args.wild), ("wild.reference", args.appearance), ("wild.masks", args.masks),
+                       ("wild.appearance", args.appearance_model),
                        ("device", args.device or ("cuda" if args.backend in ("cuda", "gsplat") else None))):
         if value is not None:
             changes[key] = value

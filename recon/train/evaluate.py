@@ -17,8 +17,7 @@ from recon.eval import metrics
 from recon.render import render
 from recon.run import LoadedRun
 from recon.train.setup import masked_protocol
-from recon.wild.appearance import apply_affine
-from recon.wild.protocol import NERFW_PROTOCOL, nerfw_halves, reference_transform
+from recon.wild.protocol import apply_appearance, nerfw_halves, protocol_name, reference_transform
 
 
 @dataclass
@@ -84,7 +83,7 @@ def evaluate_run(run: LoadedRun, scene: SceneData, out_dir: Path | None = None, 
     params = {k: v.to(device) for k, v in run.params.items()}  # checkpoints are read onto the CPU
     bg = run.background if run.background is not None else torch.ones(3)
     appearance = appearance or run.config.wild.reference
-    ref = reference_transform(run.extra.get("wild"), appearance)  # [3, 4] or None
+    ref = reference_transform(run.extra.get("wild"), appearance)  # [3, 4], [12, L, Gy, Gx] grid or None
     rows = []
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -92,7 +91,7 @@ def evaluate_run(run: LoadedRun, scene: SceneData, out_dir: Path | None = None, 
         out = render(run.primitive, params, scene.cameras[i], sh_degree=run.sh_degree,
                      backgrounds=bg.reshape(1, 3), backend=backend)
         raw = out.rgb[0].cpu()  # [H, W, 3] scored on the CPU, beside the ground truth
-        pred = (raw if ref is None else apply_affine(raw, ref)).clamp(0, 1)
+        pred = (raw if ref is None else apply_appearance(raw, ref)).clamp(0, 1)
         gt = scene.images[i]
         mask = scene.masks[i] if masked else None
         row: dict[str, Any] = {"name": scene.names[i], "index": i}
@@ -115,7 +114,7 @@ def evaluate_run(run: LoadedRun, scene: SceneData, out_dir: Path | None = None, 
         return float(np.mean(vals)) if vals and len(vals) == len(rows) else None
 
     res = EvalResult(psnr=mean("psnr") or math.nan, ssim=mean("ssim") or math.nan, lpips=mean("lpips"),
-                     views=rows, masked=masked, protocol=None if ref is None else NERFW_PROTOCOL,
+                     views=rows, masked=masked, protocol=None if ref is None else protocol_name(ref),
                      appearance=None if ref is None else appearance)
     if out_dir is not None:
         (out_dir / "metrics.json").write_text(json.dumps(res.to_dict(), indent=1))

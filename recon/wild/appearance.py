@@ -9,8 +9,13 @@ appearance: one image's transform, or the mean over the training images.
 
 from __future__ import annotations
 
+import base64
+
+import numpy as np
 import torch
 from torch import Tensor
+
+from recon.errors import ConfigError
 
 IDENTITY = torch.cat([torch.eye(3), torch.zeros(3, 1)], dim=1)  # [3, 4]
 
@@ -49,26 +54,118 @@ def fit_affine(src: Tensor, dst: Tensor, ridge: float = 1e-6) -> Tensor:
     return torch.linalg.solve(gram, rhs).T.to(src.dtype)  # [3, 4]
 
 
-class AffineAppearance:
-    """Trainable [3, 4] colour transforms of the training images, with their own Adam.
+def encode_tensor(t: Tensor, compact: bool = False) -> list | dict:
+    """A float32 tensor as JSON: nested lists, or (``compact``) its shape and little-endian bytes in base64.
 
-    One parameter per image, so Adam moves only the transforms of the images a step rendered
-    (a shared [V, 3, 4] tensor would let the momentum of the other images drift them).
+    Both round-trip float32 exactly; the compact form keeps large grids small in a checkpoint's JSON.
+    """
+    t = t.detach().float().cpu().contiguous()
+    if not compact:
+        return t.tolist()
+    return {"shape": list(t.shape), "float32_b64": base64.b64encode(t.numpy().astype("<f4").tobytes()).decode()}
+
+
+def decode_tensor(value: list | dict, device: torch.device | str = "cpu") -> Tensor:
+    """Inverse of :func:`encode_tensor` (either form)."""
+    if isinstance(value, dict):
+        raw = np.frombuffer(base64.b64decode(value["float32_b64"]), dtype="<f4").reshape(value["shape"])
+        return torch.from_numpy(raw.astype(np.float32)).to(device)
+    return torch.tensor(value, dtype=torch.float32, device=device)
+
+
+class PerImageAppearance:
+    """Trainable per-image colour parameters with their own Adam (base of the appearance models).
+
+    One parameter per image, so Adam moves only the parameters of the images a step rendered
+    (a shared [V, ...] tensor would let the momentum of the other images drift them). Subclasses
+    set :attr:`kind`, apply the parameters in ``__call__`` and list their penalties in
+    :meth:`regularisers`.
+
+    Args:
+        initial: [...] the identity value every image starts from.
+        num_images: number of training images.
+        lr: Adam learning rate.
+        device: where the parameters live.
+    """
+
+    kind = ""
+    compact = False  # state as base64 (large grids) instead of nested lists
+
+    def __init__(self, initial: Tensor, num_images: int, lr: float, device: torch.device | str = "cpu"):
+        self.params = [torch.nn.Parameter(initial.to(device).clone()) for _ in range(num_images)]  # V x [...]
+        self.optimizer = torch.optim.Adam(self.params, lr=lr)
+
+    @property
+    def transforms(self) -> Tensor:
+        """[V, ...] all parameters (detached)."""
+        return torch.stack([p.detach() for p in self.params])
+
+    def reference(self, which: int | None = None) -> Tensor:
+        """[...] parameters of training image ``which``, or the mean over all of them (None)."""
+        return self.transforms.mean(0) if which is None else self.params[which].detach()
+
+    def regularisers(self, v: int) -> dict[str, Tensor]:
+        """Weighted penalties of image ``v``'s parameters (loss-term name -> scalar)."""
+        raise NotImplementedError
+
+    def step(self) -> None:
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def state_dict(self) -> dict:
+        """Model kind, parameters and per-image Adam state as JSON values (float32 round-trips exactly)."""
+        adam = [self._adam_state(p) for p in self.params]
+        transforms = encode_tensor(self.transforms, self.compact)
+        return {"model": self.kind, "transforms": transforms, "lr": self.optimizer.param_groups[0]["lr"], "adam": adam}
+
+    def _adam_state(self, p: Tensor) -> dict | None:
+        st = self.optimizer.state.get(p, {})
+        if "step" not in st:
+            return None
+        moments = {k: encode_tensor(st[k], self.compact) for k in ("exp_avg", "exp_avg_sq")}
+        return {"step": float(st["step"]), **moments}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores what :meth:`state_dict` wrote (the model kind and the image count must match)."""
+        kind = state.get("model", "affine")  # runs saved before the bilateral grid hold affine transforms
+        if kind != self.kind:
+            raise ConfigError(
+                f"wild.appearance: the checkpoint holds a {kind} appearance, the run is configured for {self.kind}",
+                hint=f"resume with wild.appearance {kind}",
+            )
+        values = decode_tensor(state["transforms"])  # [V, ...]
+        if values.shape[0] != len(self.params) or values.shape[1:] != self.params[0].shape:
+            raise ValueError(
+                f"appearance of shape {tuple(values.shape)} for {len(self.params)} training images "
+                f"of shape {tuple(self.params[0].shape)}"
+            )
+        self.optimizer.param_groups[0]["lr"] = state.get("lr", self.optimizer.param_groups[0]["lr"])
+        for p, value, adam in zip(self.params, values, state.get("adam") or [None] * len(self.params), strict=True):
+            with torch.no_grad():
+                p.copy_(value)
+            if adam:
+                self.optimizer.state[p] = {
+                    "step": torch.tensor(adam["step"], dtype=torch.float32),
+                    "exp_avg": decode_tensor(adam["exp_avg"], p.device),
+                    "exp_avg_sq": decode_tensor(adam["exp_avg_sq"], p.device),
+                }
+
+
+class AffineAppearance(PerImageAppearance):
+    """Trainable [3, 4] colour transforms ``[A | b]`` of the training images, initialised at the identity.
 
     Args:
         num_images: number of training images.
         lr: Adam learning rate.
         device: where the transforms live.
+        reg: weight of the squared distance from the identity (:meth:`regularisers`).
     """
 
-    def __init__(self, num_images: int, lr: float, device: torch.device | str = "cpu"):
-        self.params = [torch.nn.Parameter(IDENTITY.to(device).clone()) for _ in range(num_images)]  # V x [3, 4]
-        self.optimizer = torch.optim.Adam(self.params, lr=lr)
+    kind = "affine"
 
-    @property
-    def transforms(self) -> Tensor:
-        """[V, 3, 4] all transforms (detached)."""
-        return torch.stack([p.detach() for p in self.params])
+    def __init__(self, num_images: int, lr: float, device: torch.device | str = "cpu", reg: float = 0.0):
+        super().__init__(IDENTITY, num_images, lr, device)
+        self.reg = reg
 
     def __call__(self, v: int, rgb: Tensor) -> Tensor:
         """[..., 3] render of training image ``v`` in that image's appearance."""
@@ -78,42 +175,6 @@ class AffineAppearance:
         """Squared distance of image ``v``'s transform from the identity (sum over its 12 entries)."""
         return (self.params[v] - IDENTITY.to(self.params[v].device)).square().sum()
 
-    def reference(self, which: int | None = None) -> Tensor:
-        """[3, 4] transform of training image ``which``, or the mean over all of them (None)."""
-        return self.transforms.mean(0) if which is None else self.params[which].detach()
-
-    def step(self) -> None:
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def state_dict(self) -> dict:
-        """Transforms and per-image Adam state as plain JSON values (float32 round-trips exactly)."""
-        adam = []
-        for p in self.params:
-            st = self.optimizer.state.get(p, {})
-            adam.append(
-                None
-                if "step" not in st
-                else {
-                    "step": float(st["step"]),
-                    "exp_avg": st["exp_avg"].cpu().tolist(),
-                    "exp_avg_sq": st["exp_avg_sq"].cpu().tolist(),
-                }
-            )
-        return {"transforms": self.transforms.cpu().tolist(), "lr": self.optimizer.param_groups[0]["lr"], "adam": adam}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restores what :meth:`state_dict` wrote (the image count must match)."""
-        values = torch.tensor(state["transforms"], dtype=torch.float32)  # [V, 3, 4]
-        if values.shape[0] != len(self.params):
-            raise ValueError(f"appearance of {values.shape[0]} images for {len(self.params)} training images")
-        self.optimizer.param_groups[0]["lr"] = state.get("lr", self.optimizer.param_groups[0]["lr"])
-        for p, value, adam in zip(self.params, values, state.get("adam") or [None] * len(self.params), strict=True):
-            with torch.no_grad():
-                p.copy_(value)
-            if adam:
-                self.optimizer.state[p] = {
-                    "step": torch.tensor(adam["step"], dtype=torch.float32),
-                    "exp_avg": torch.tensor(adam["exp_avg"], dtype=torch.float32, device=p.device),
-                    "exp_avg_sq": torch.tensor(adam["exp_avg_sq"], dtype=torch.float32, device=p.device),
-                }
+    def regularisers(self, v: int) -> dict[str, Tensor]:
+        """``appearance_reg``: ``reg`` x :meth:`regulariser` (nothing when ``reg`` is 0)."""
+        return {"appearance_reg": self.reg * self.regulariser(v)} if self.reg > 0 else {}

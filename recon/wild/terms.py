@@ -10,7 +10,8 @@ from torch import Tensor
 from recon.config import TrainConfig, WildConfig
 from recon.data.scene import SceneData
 from recon.errors import ConfigError
-from recon.wild.appearance import IDENTITY, AffineAppearance
+from recon.wild.appearance import IDENTITY, AffineAppearance, PerImageAppearance
+from recon.wild.bilateral import BilateralAppearance
 from recon.wild.masks import MASK_FOLDER, read_user_masks, save_mask_png
 from recon.wild.robust import matched_residual, robust_mask
 from recon.wild.weather import streak_mask
@@ -19,6 +20,22 @@ from recon.wild.weather import streak_mask
 def wild_enabled(config: WildConfig, scene: SceneData) -> bool:
     """``mode`` on, or auto on a photo folder posed by our SfM (its scene carries ``meta["sfm"]``)."""
     return config.mode == "on" or (config.mode == "auto" and "sfm" in scene.meta)
+
+
+def make_appearance(config: WildConfig, num_images: int, device: torch.device | str = "cpu") -> PerImageAppearance:
+    """The per-image colour model ``config.appearance`` names (affine or bilateral) of ``num_images`` images."""
+    if config.appearance == "affine":
+        return AffineAppearance(num_images, config.appearance_lr, device, reg=config.appearance_reg)
+    for key in ("bilateral_cells", "bilateral_bins"):
+        if getattr(config, key) < 1:
+            raise ConfigError(
+                f"wild.{key}: {getattr(config, key)} must be at least 1",
+                hint="the grid has 16 x 16 x 8 cells by default",
+            )
+    return BilateralAppearance(
+        num_images, config.appearance_lr, device, cells=config.bilateral_cells, bins=config.bilateral_bins,
+        reg=config.appearance_reg, tv=config.bilateral_tv,
+    )  # fmt: skip
 
 
 def user_masks(config: TrainConfig, scene: SceneData, ids: list[int], enabled: bool) -> list[Tensor] | None:
@@ -81,7 +98,7 @@ class WildTerms:
         self.config = config
         self.names = list(names)
         self.masks = None if masks is None else [m.to(device) for m in masks]
-        self.appearance = AffineAppearance(len(names), config.appearance_lr, device) if appearance else None
+        self.appearance = make_appearance(config, len(names), device) if appearance else None
         self.robust = robust
         self.robust_from = int(config.robust_start * iterations)
         self.last_masks: dict[int, Tensor] = {}  # view -> [H, W] latest robust weights (CPU), for inspection
@@ -113,10 +130,9 @@ class WildTerms:
         return weight
 
     def regularisers(self, v: int) -> dict[str, Tensor]:
-        """``appearance_reg`` x squared distance of view ``v``'s transform from the identity."""
-        if self.appearance is None or self.config.appearance_reg <= 0:
-            return {}
-        return {"appearance_reg": self.config.appearance_reg * self.appearance.regulariser(v)}
+        """The appearance model's penalties of view ``v`` (``appearance_reg`` toward the identity, and
+        ``appearance_tv`` for bilateral grids)."""
+        return {} if self.appearance is None else self.appearance.regularisers(v)
 
     def step(self) -> None:
         """Adam step of the colour transforms (after the trainer's backward)."""
@@ -124,7 +140,8 @@ class WildTerms:
             self.appearance.step()
 
     def reference(self, which: str | None = None) -> Tensor:
-        """[3, 4] reference transform: ``mean`` or a training image's name (default: the config's)."""
+        """Reference appearance: ``mean`` or a training image's name (default: the config's); a [3, 4]
+        transform, or a [12, L, Gy, Gx] grid (:func:`recon.wild.protocol.apply_appearance` applies either)."""
         which = which or self.config.reference
         if self.appearance is None:
             return IDENTITY.clone()
@@ -176,7 +193,7 @@ def make_wild_terms(
         config.iterations,
         names,
         masks,
-        appearance=enabled and config.wild.appearance == "affine",
+        appearance=enabled and config.wild.appearance != "none",
         robust=enabled and config.wild.robust,
         device=device,
     )

@@ -45,7 +45,7 @@ def test_a_failed_render_leaves_the_previous_video_untouched(tiny_run, tmp_path,
     out.write_bytes(b"an earlier, good video")
     calls = []
 
-    def failing_render_fn(sets, backend="auto", repair=None):
+    def failing_render_fn(sets, backend="auto", repair=None, appearance=None):
         def render(camera, settings):
             calls.append(1)
             if len(calls) == 2:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 # command words -> (module, function, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("demo",): ("recon.train.cli", "demo_main", "train and evaluate on the embedded synthetic scene"),
-    ("train",): ("recon.train.cli", "train_main", "reconstruct a scene from photos or a posed dataset"),
+    ("train",): ("recon.app.train", "train_main", "reconstruct a scene from photos or a posed dataset"),
     ("eval",): ("recon.train.cli", "eval_main", "render a run's test views and report PSNR/SSIM/LPIPS"),
     ("view",): ("viewer.cli", "view_main", "serve a run or a PLY in the browser (viser)"),
     ("render",): ("viewer.cli", "render_main", "render a camera path of a run to a video"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,7 @@ from recon.config import Primitive, TrainConfig, load_config, load_preset, overr
 from recon.errors import ConfigError
 from recon.primitives import plural
 from recon.priors._progress import stderr_console
+from recon.priors.pointcloud import PointCloud
 from recon.run import load_run, mark_run, prepare_out, removed_if_start_fails, write_cameras
 from recon.train.health import EtaEstimate
 from recon.train.setup import (
@@ -30,6 +32,11 @@ from recon.wild.median import filter_weather
 from recon.wild.terms import attach_user_masks
 
 console = stderr_console()  # shared: the repair fit's bar nests under training's
+
+StartHook = Callable[[Trainer, PointCloud | None], None]
+"""Called as ``hook(trainer, init_cloud)`` once the primitives are initialised (or resumed), before
+the first step; ``init_cloud`` is None on a resume. ``recon train --viewer`` attaches the live
+viewer through one (:mod:`recon.app.train`): the trainer never imports the viewer."""
 
 
 @dataclass
@@ -190,38 +197,6 @@ def _progress_bar(total: int, start: int, device: str = "cpu") -> tuple[Progress
     return progress, update
 
 
-def _start_viewer(trainer: Trainer, cloud=None) -> None:
-    """Serves the live viewer: a render function over the trainer's parameters and its state."""
-    try:
-        from viewer.app import SceneContext, make_thumbnail
-        from viewer.live import start_live_viewer
-        from viewer.masks import live_mask_source
-        from viewer.render import make_live_render_fn
-    except ImportError:
-        console.print("[yellow]--viewer: the viewer is not installed (pip install 'recon[viewer]'); training without it")
-        return
-    scene, split = trainer.scene, trainer.split
-    bg = None if trainer.background is None else tuple(float(x) for x in trainer.background)
-    render_fn = make_live_render_fn(
-        trainer.config.primitive, lambda: trainer.params, lambda: trainer.sh_degree(trainer.step),
-        lock=trainer.state.lock, background=bg, backend=trainer.config.backend)
-    context = SceneContext(
-        cameras=scene.cameras, names=list(scene.names),
-        split={"train": list(split.train), "test": list(split.test)},
-        thumbnails=[make_thumbnail(img.numpy()) for img in scene.images],
-        points=None if cloud is None else cloud.points.numpy(),
-        point_colors=None if cloud is None else cloud.colors.numpy(),
-        primitives=[trainer.config.primitive])
-    if trainer.config.primitive == "gaussian":  # the page draws them; resent every few seconds, never per step
-        from viewer.splats import SplatSource
-
-        context.splats = SplatSource(lambda: trainer.params, lock=trainer.state.lock,
-                                     version=lambda: trainer.state.step, background=bg)
-    train_names = [scene.names[i] for i in split.train]  # recon.wild: robust (live), user and weather masks
-    context.masks = live_mask_source(train_names, trainer.images, trainer.wild, trainer.run_dir)
-    start_live_viewer(render_fn, trainer.state, scene=context)
-
-
 def _save_priors(out: Path, cloud, depths, names: list[str]) -> None:
     """Keeps the init cloud and depth priors in ``RUN/priors/`` (the viewer shows the cloud)."""
     from recon.priors.init import save_priors
@@ -229,12 +204,13 @@ def _save_priors(out: Path, cloud, depths, names: list[str]) -> None:
     save_priors(out, cloud, depths, names=names)
 
 
-def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: bool = False,
-                 quiet: bool = False, checkpoint: int | None = None) -> tuple[Trainer, TrainResult]:
+def run_training(config: TrainConfig, out: Path, resume: bool = False, quiet: bool = False,
+                 checkpoint: int | None = None, on_start: Sequence[StartHook] = ()) -> tuple[Trainer, TrainResult]:
     """Loads the scene, initialises (or resumes) and trains; writes everything under ``out``.
 
     ``config.json``, ``cameras.json`` and the run marker are written once the scene has loaded
     and split. ``checkpoint`` picks the step a resume starts from (default: the newest readable).
+    ``on_start`` hooks run in order just before the first step (the live viewer is one).
     """
     from recon.run import find_checkpoint
 
@@ -273,8 +249,8 @@ def run_training(config: TrainConfig, out: Path, resume: bool = False, viewer: b
         trainer.pseudo_source = repair_source(trainer, out, say)  # a bad model folder fails here, before training
         if trainer.pseudo_source is not None and ckpt is not None and trainer.pseudo_source.restore(trainer.step):
             say(f"repair: round {trainer.pseudo_source.round + 1} restored from {out / 'repair'}")
-    if viewer:
-        _start_viewer(trainer, cloud)
+    for hook in on_start:
+        hook(trainer, cloud)
     if quiet:
         result = trainer.train()
     else:
@@ -328,9 +304,12 @@ def _config_from_args(args: TrainArgs) -> TrainConfig:
     return config
 
 
-def train_main(argv: list[str], prog: str = "recon train") -> int:
+def train_main(argv: list[str], prog: str = "recon train", live_viewer: StartHook | None = None) -> int:
+    """``recon train``; ``live_viewer`` is the start hook that serves ``--viewer`` (see :mod:`recon.app.train`)."""
     args = tyro.cli(TrainArgs, args=_resume_shorthand(argv), prog=prog)
     out = Path(args.out)
+    if args.viewer and live_viewer is None:
+        raise ConfigError("--viewer: this entry point has no live viewer", hint="use the `recon train` command")
     if args.checkpoint is not None and not args.resume:
         raise ConfigError("--checkpoint needs --resume", hint="recon train --resume RUN --checkpoint STEP")
     if args.resume:
@@ -345,7 +324,8 @@ def train_main(argv: list[str], prog: str = "recon train") -> int:
         config = _config_from_args(args)
         folder = prepare_out(out, overwrite=args.overwrite, data=args.data)
     with removed_if_start_fails(folder):
-        _, result = run_training(config, out, resume=args.resume, viewer=args.viewer, checkpoint=args.checkpoint)
+        _, result = run_training(config, out, resume=args.resume, checkpoint=args.checkpoint,
+                                 on_start=[live_viewer] if args.viewer else [])
     return 130 if result.interrupted else 0
 
 

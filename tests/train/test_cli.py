@@ -82,39 +82,6 @@ def test_resume_after_sigkill_loses_at_most_one_interval(tmp_path):
     assert json.loads(latest.read_text())["step"] == saved + 3
 
 
-def test_train_viewer_gets_a_render_fn_and_scene_context(tmp_path, monkeypatch):
-    """`--viewer` hands the viewer a render function (uint8 images in every mode) and the scene."""
-    pytest.importorskip("viser")
-    import viewer.live
-
-    from recon.config import load_preset, override
-    from recon.train import cli as train_cli
-    from viewer.render import RenderSettings
-
-    calls = {}
-    monkeypatch.setattr(viewer.live, "start_live_viewer",
-                        lambda render_fn, state, **kw: calls.update(fn=render_fn, state=state, **kw))
-    config = override(load_preset("demo"), **{"data.path": train_cli.SYNTHETIC, "iterations": 2})
-    out = tmp_path / "run"
-    out.mkdir()
-    trainer, _ = train_cli.run_training(config, out, viewer=True, quiet=True)
-    assert calls["state"] is trainer.state
-    scene = calls["scene"]
-    assert len(scene.thumbnails) == len(trainer.scene) and scene.points.shape[1] == 3
-    assert scene.split["train"] == list(trainer.split.train)
-    cam = trainer.scene.cameras[[0]]
-    rgb = calls["fn"](cam, RenderSettings(mode="rgb"))
-    assert rgb.dtype == np.uint8 and rgb.shape == (cam.height, cam.width, 3)
-    # the viewer's RGB equals the engine's render of the same parameters
-    from recon.render import render
-
-    expected = render(config.primitive, trainer.params, cam, sh_degree=trainer.sh_degree(trainer.step),
-                      backgrounds=trainer.background.reshape(1, 3)).rgb[0].clamp(0, 1).detach().numpy()
-    assert np.abs(rgb.astype(np.float64) / 255 - expected).max() <= 1.5 / 255
-    for mode in ("depth", "alpha", "density"):
-        assert calls["fn"](cam, RenderSettings(mode=mode)).dtype == np.uint8
-
-
 def test_training_keeps_its_init_cloud_and_depth_priors(tmp_path):
     """RUN/priors holds the cloud the primitives started from and the training views' depth priors."""
     import torch

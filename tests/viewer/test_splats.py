@@ -188,7 +188,7 @@ def test_live_training_hands_the_viewer_its_gaussians(monkeypatch):
     """`recon train --viewer` on Gaussians: the splat source reads the trainer's current parameters
     under the training lock, its version is the step, and the page background is the training one."""
     import viewer.live
-    from recon.train import cli as train_cli
+    from recon.app.train import attach_live_viewer
 
     calls = {}
     monkeypatch.setattr(viewer.live, "start_live_viewer", lambda render_fn, state, **kw: calls.update(kw))
@@ -202,14 +202,14 @@ def test_live_training_hands_the_viewer_its_gaussians(monkeypatch):
         background=torch.tensor([0.1, 0.2, 0.3]),
         sh_degree=lambda step: 0,
     )
-    train_cli._start_viewer(trainer)
+    attach_live_viewer(trainer, None)
     source = calls["scene"].splats
     assert source.lock is state.lock and source.version() == 7
     trainer.params = _params(40, seed=5)  # densification replaces the dict: the source follows
     np.testing.assert_array_equal(source.read().centers, gaussian_splats(trainer.params).centers)
     np.testing.assert_allclose(source.background, (0.1, 0.2, 0.3))
     trainer.config.primitive = "triangle"
-    train_cli._start_viewer(trainer)
+    attach_live_viewer(trainer, None)
     assert calls["scene"].splats is None
 
 

@@ -171,7 +171,9 @@ def find_checkpoint(ckpt_dir: str | Path, step: int | None = None) -> Checkpoint
     if step is not None:
         if step not in steps:
             have = ", ".join(map(str, sorted(steps))) or "none"
-            raise ConfigError(f"no checkpoint at step {step}", path=ckpt_dir, hint=f"--checkpoint must be one of: {have}")
+            raise ConfigError(
+                f"no checkpoint at step {step}", path=ckpt_dir, hint=f"--checkpoint must be one of: {have}"
+            )
         return load_checkpoint(ckpt_dir / f"step_{step:06d}.json")
     pointer = latest_checkpoint(ckpt_dir)
     if pointer is None and (ckpt_dir / "latest.json").exists():
@@ -189,8 +191,9 @@ def find_checkpoint(ckpt_dir: str | Path, step: int | None = None) -> Checkpoint
             log.warning("skipped %d damaged checkpoint(s) (%s); using step %d", len(failures), failures[0], ckpt.step)
         return ckpt
     if failures:
-        raise ConfigError(f"no readable checkpoint ({failures[0]})", path=ckpt_dir,
-                          hint="start the run again with --overwrite")
+        raise ConfigError(
+            f"no readable checkpoint ({failures[0]})", path=ckpt_dir, hint="start the run again with --overwrite"
+        )
     return None
 
 

@@ -55,11 +55,17 @@ def _contains(folder: Path, path: Path) -> bool:
 
 def _check_deletable(out: Path, data: str | None) -> None:
     if data and Path(data).exists() and _contains(out, Path(data)):
-        raise ConfigError("--overwrite would delete the scene being read (--data lies inside --out)", path=out,
-                          hint="pick a new folder for --out, e.g. runs/NAME")
+        raise ConfigError(
+            "--overwrite would delete the scene being read (--data lies inside --out)",
+            path=out,
+            hint="pick a new folder for --out, e.g. runs/NAME",
+        )
     if not is_marked_run(out):
-        raise ConfigError("--overwrite deletes only run folders recon created (no .recon-run marker here)", path=out,
-                          hint="pick a new folder for --out, or delete this one yourself if it is an old run")
+        raise ConfigError(
+            "--overwrite deletes only run folders recon created (no .recon-run marker here)",
+            path=out,
+            hint="pick a new folder for --out, or delete this one yourself if it is an old run",
+        )
 
 
 def prepare_out(out: Path, *, resume: bool = False, overwrite: bool = False, data: str | None = None) -> OutFolder:
@@ -78,21 +84,28 @@ def prepare_out(out: Path, *, resume: bool = False, overwrite: bool = False, dat
         raise ConfigError("--out is an existing file, not a folder", path=out, hint="pass a folder path for the run")
     if resume:
         if not (out / "config.json").is_file():
-            raise ConfigError("--resume: no run to resume here (no config.json)", path=out,
-                              hint="start it without --resume")
+            raise ConfigError(
+                "--resume: no run to resume here (no config.json)", path=out, hint="start it without --resume"
+            )
         return OutFolder(out, fresh=False, created=False)
     created = not out.exists()
     if not created and any(out.iterdir()):
         if not overwrite:
-            raise ConfigError("the run folder already exists", path=out,
-                              hint="pass --resume to continue it or --overwrite to replace it")
+            raise ConfigError(
+                "the run folder already exists",
+                path=out,
+                hint="pass --resume to continue it or --overwrite to replace it",
+            )
         _check_deletable(out, data)
         shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ConfigError(f"cannot create the run folder ({err.strerror})", path=out,
-                          hint="pass a folder path whose parents are folders you can write to") from None
+        raise ConfigError(
+            f"cannot create the run folder ({err.strerror})",
+            path=out,
+            hint="pass a folder path whose parents are folders you can write to",
+        ) from None
     return OutFolder(out, fresh=True, created=created)
 
 

@@ -67,11 +67,15 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
     """
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
-        raise ConfigError("not a run directory (no config.json)", path=run_dir, hint="pass the --out folder of `recon train`")
+        raise ConfigError(
+            "not a run directory (no config.json)", path=run_dir, hint="pass the --out folder of `recon train`"
+        )
     config = load_config(run_dir / "config.json")
     ckpt = find_checkpoint(run_dir / "checkpoints", step)
     if ckpt is None:
-        raise ConfigError("the run has no checkpoint yet", path=run_dir, hint="train it first (recon train ... --out RUN)")
+        raise ConfigError(
+            "the run has no checkpoint yet", path=run_dir, hint="train it first (recon train ... --out RUN)"
+        )
     cameras, names, split, root = read_cameras(run_dir)
     record = json.loads((run_dir / "cameras.json").read_text())
     bg = ckpt.extra.get("background")

@@ -25,8 +25,13 @@ def test_round_trip_and_no_pickle(tmp_path):
         path = save_checkpoint(tmp_path, step, params, opts, state, {"sh_degree": 1}, keep=2)
     assert latest_checkpoint(tmp_path) == path
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["latest.json", "step_000020.json", "step_000020.safetensors",
-                     "step_000030.json", "step_000030.safetensors"]
+    assert files == [
+        "latest.json",
+        "step_000020.json",
+        "step_000020.safetensors",
+        "step_000030.json",
+        "step_000030.safetensors",
+    ]
     raw = (tmp_path / "step_000030.safetensors").read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])  # safetensors: 8-byte header length, then a JSON header
     json.loads(raw[8 : 8 + n])

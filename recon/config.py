@@ -31,8 +31,16 @@ from recon.resources import shipped_dir
 SCHEMA_VERSION = 2  # 2: per-family sections (schema 1 flattened them into init / optim / loss)
 PRESET_DIR = shipped_dir("configs") / "train"
 
-Primitive = Literal["gaussian", "triangle", "convex", "ges"]  # the built-in families (CLI choices)
-PRIMITIVES: tuple[str, ...] = ("gaussian", "triangle", "convex", "ges")
+
+def __getattr__(name: str) -> Any:
+    """``PRIMITIVES`` (the registered family names) and ``Primitive`` (their ``Literal``, the CLI's
+    choices), read from the family table when asked for, so that no family is listed here."""
+    if name in ("PRIMITIVES", "Primitive"):
+        from recon.primitives.family import FAMILIES
+
+        names = tuple(FAMILIES)
+        return names if name == "PRIMITIVES" else Literal[names]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -332,6 +340,12 @@ class TrainConfig:
     """Append to log.jsonl every N steps."""
     preset: str = ""
     """Name of the preset this config was built from (informational)."""
+    families: FamilySections = field(default_factory=default_sections)
+    """Per-family sections by family name (saved at the top level under each name)."""
+
+    def section(self, name: str | None = None) -> Any:
+        """The config section of family ``name`` (default: ``primitive``), e.g. a ``GesConfig``."""
+        return self.families.section(name or self.primitive)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict with ``schema_version``; each family's section under its name."""
@@ -346,12 +360,6 @@ class TrainConfig:
 # --------------------------------------------------------------------------------- strict IO
 def _check_value(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
-    families: FamilySections = field(default_factory=default_sections)
-    """Per-family sections by family name (saved at the top level under each name)."""
-
-    def section(self, name: str | None = None) -> Any:
-        """The config section of family ``name`` (default: ``primitive``), e.g. a ``GesConfig``."""
-        return self.families.section(name or self.primitive)
     if origin is Literal:
         if value not in typing.get_args(tp):
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, typing.get_args(tp)))}")
@@ -420,6 +428,8 @@ def config_from_dict(data: dict[str, Any], base: TrainConfig | None = None) -> T
         data: nested mapping; ``schema_version`` is checked and removed when present.
         base: config the values override (defaults when None).
     """
+    from recon.primitives.family import FAMILIES
+
     data = dict(data)
     version = data.pop("schema_version", SCHEMA_VERSION)
     if version not in (1, SCHEMA_VERSION):
@@ -443,8 +453,6 @@ def _field_type(key: str) -> Any:
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
     """Writes ``config`` as JSON (``.json``) or YAML (``.yaml``/``.yml``)."""
-    from recon.primitives.family import FAMILIES
-
     path = Path(path)
     data = config.to_dict()
     text = yaml.safe_dump(data, sort_keys=False) if path.suffix in (".yaml", ".yml") else json.dumps(data, indent=2)

@@ -21,7 +21,7 @@ from recon.config import TrainConfig, config_from_dict, override
 from recon.ops.family import GAUSSIAN, RasterFamily
 from recon.ops.reference.composite import ALPHA_MIN
 from recon.ops.reference.project import project_gaussians
-from recon.ops.reference.rasterize import composite_window
+from recon.ops.reference.rasterize import composite_window, conic_power
 from recon.primitives import FAMILIES, Family, PrimitiveSpec, gaussian, register_family
 from recon.render import render, render_views
 from recon.train.losses import psnr
@@ -49,11 +49,7 @@ def project_students(means, quats, scales, opacities, viewmats, Ks, width, heigh
 
 
 def student_window(ids: Tensor, pixels: Tensor, means2d: Tensor, conics: Tensor) -> Tensor:
-    m = means2d[ids]  # [B, K, 2]
-    a, b, c = conics[ids].unbind(-1)  # [B, K]
-    dx = pixels[:, None, :, 0] - m[..., 0, None]  # [B, K, P]
-    dy = pixels[:, None, :, 1] - m[..., 1, None]
-    power = 0.5 * (a[..., None] * dx * dx + c[..., None] * dy * dy) + b[..., None] * dx * dy
+    power = conic_power(ids, pixels, means2d, conics)  # [B, K, P]
     return torch.where(power >= 0, (1.0 + 0.5 * power.clamp_min(0)) ** -POWER, torch.zeros_like(power))
 
 

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from recon.ops.reference.composite import ALPHA_MIN
 from recon.ops.reference.project import project_gaussians
-from recon.ops.reference.rasterize import composite_window
+from recon.ops.reference.rasterize import composite_window, conic_power
 
 # p is clamped to [P_MIN, P_MAX] inside the power: d(p^k)/dp is finite at the centre for k < 1, and
 # p^k stays finite for k = 4 (P_MAX^k only has to be far beyond ln(255), where the pixel is skipped).
@@ -70,11 +70,7 @@ def ges_window(ids: Tensor, pixels: Tensor, means2d: Tensor, conics: Tensor, sha
     [V*N, 3], ``shape`` [N]; returns [B, K, P].
     """
     N = shape.shape[0]
-    m = means2d[ids]  # [B, K, 2]
-    a, b, c = conics[ids].unbind(-1)  # [B, K]
-    dx = pixels[:, None, :, 0] - m[..., 0, None]  # [B, K, P]
-    dy = pixels[:, None, :, 1] - m[..., 1, None]
-    power = 0.5 * (a[..., None] * dx * dx + c[..., None] * dy * dy) + b[..., None] * dx * dy
+    power = conic_power(ids, pixels, means2d, conics)  # [B, K, P]
     half_beta = 0.5 * shape[ids % N][..., None]  # [B, K, 1]
     value = torch.exp(-power.clamp(P_MIN, P_MAX).pow(half_beta))
     return torch.where(power >= 0, value, torch.zeros_like(value))

@@ -15,13 +15,20 @@ from recon.ops.reference.composite import WindowFn, composite_tiles
 from recon.ops.reference.convex import hull_lines
 
 
-def gaussian_window(ids: Tensor, pixels: Tensor, means2d: Tensor, conics: Tensor) -> Tensor:
-    """``exp(-(a dx^2 + c dy^2)/2 - b dx dy)``, 0 where the exponent is positive."""
+def conic_power(ids: Tensor, pixels: Tensor, means2d: Tensor, conics: Tensor) -> Tensor:
+    """[B, K, P] ``p = (a dx^2 + c dy^2)/2 + b dx dy``: half the squared Mahalanobis distance of each
+    pixel from each projected centre (``means2d`` [V*N, 2], ``conics`` [V*N, 3]); the radial
+    windows (Gaussian, GES) are functions of it."""
     m = means2d[ids]  # [B, K, 2]
     a, b, c = conics[ids].unbind(-1)  # [B, K]
     dx = pixels[:, None, :, 0] - m[..., 0, None]  # [B, K, P]
     dy = pixels[:, None, :, 1] - m[..., 1, None]
-    power = 0.5 * (a[..., None] * dx * dx + c[..., None] * dy * dy) + b[..., None] * dx * dy
+    return 0.5 * (a[..., None] * dx * dx + c[..., None] * dy * dy) + b[..., None] * dx * dy
+
+
+def gaussian_window(ids: Tensor, pixels: Tensor, means2d: Tensor, conics: Tensor) -> Tensor:
+    """``exp(-(a dx^2 + c dy^2)/2 - b dx dy)``, 0 where the exponent is positive."""
+    power = conic_power(ids, pixels, means2d, conics)  # [B, K, P]
     return torch.where(power >= 0, torch.exp(-power.clamp_min(0)), torch.zeros_like(power))
 
 

@@ -37,8 +37,8 @@ def main() -> None:
     from recon.repair.fixer import calibrate_blend, split_held_out
     from recon.repair.pretrained import load_repair_model
     from recon.repair.source import PseudoViewConfig, RepairedViews
-    from recon.run import load_run
-    from recon.train.setup import load_run_scene, masked_protocol
+    from recon.run import load_run, load_run_scene
+    from recon.train.setup import masked_protocol
 
     run = load_run(args.run)
     scene = load_run_scene(run)

@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from recon.config import load_preset, override
-from recon.train.setup import depth_prior_maps, initial_cloud, load_training_scene, make_split
+from recon.run import load_training_scene
+from recon.train.setup import depth_prior_maps, initial_cloud, make_split
 from recon.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The layers stay layered: run-directory I/O below the trainer and the viewer, the trainer blind to the viewer.
+"""The layers stay layered: run-directory I/O below the trainer and the viewer, which ignore each other.
 
 Two independent checks: what a fresh interpreter has in ``sys.modules`` after importing a layer
 (import-time dependencies, however indirect), and every ``import`` statement in the layer's
@@ -68,6 +68,7 @@ def test_trainer_does_not_import_the_viewer():
     [
         ("recon.run", ("recon.train", "viewer", "recon.app")),
         ("recon.train", ("viewer", "recon.app")),
+        ("viewer", ("recon.train", "recon.app")),  # the viewer reads runs through recon.run, never the trainer
     ],
 )
 def test_no_import_statement_crosses_a_layer(package, forbidden):

@@ -118,7 +118,7 @@ def run_mask_source(run: Any) -> MaskSource | None:
 
     A run has masks when training saved some under ``RUN/wild`` or it names user masks (a folder
     in ``wild.masks``, or the ``masks/`` its SfM undistorted). The photos (and user masks) are read
-    on first use, through :func:`recon.train.setup.load_run_scene`: the images the run trained on.
+    on first use, through :func:`recon.run.load_run_scene`: the images the run trained on.
     """
     if run is None:
         return None
@@ -135,7 +135,7 @@ def run_mask_source(run: Any) -> MaskSource | None:
     def load() -> tuple[list[Tensor], list[Tensor] | None]:
         with lock:
             if not loaded:
-                from recon.train.setup import load_run_scene
+                from recon.run import load_run_scene
                 from recon.wild.terms import user_masks, wild_enabled
 
                 scene = load_run_scene(run)

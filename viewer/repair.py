@@ -100,7 +100,7 @@ def load_frame_repair(run: Any, model_path: str | Path | None = None, **options:
         DataError: the run's training photos cannot be read.
     """
     from recon.repair.pretrained import load_repair_model
-    from recon.train.setup import load_run_scene
+    from recon.run import load_run_scene
 
     note = ""
     if model_path is None:

@@ -39,7 +39,7 @@ import yaml
 from recon.config import PRIMITIVES, TrainConfig, load_preset, override
 from recon.errors import ConfigError
 from recon.resources import shipped_dir
-from recon.train.setup import SYNTHETIC
+from recon.run import SYNTHETIC
 
 MATRIX_DIR = shipped_dir("configs") / "bench"
 

@@ -133,9 +133,8 @@ def apply_to_run(run_dir: Path, views: list[int] | None = None, model_path: Path
     from recon.repair.pretrained import load_repair_model, pipeline_options
     from recon.repair.source import PseudoViewConfig, RepairedViews
     from recon.repair.workflow import repair_dir
-    from recon.run import load_run
+    from recon.run import load_run, load_run_scene
     from recon.train.losses import psnr
-    from recon.train.setup import load_run_scene
 
     run = load_run(run_dir)
     scene = load_run_scene(run)

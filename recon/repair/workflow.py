@@ -34,8 +34,7 @@ def pairs_for_run(run_dir: str | Path, pair_config: PairConfig | None = None,
         ConfigError / DataError: not a run, no checkpoint, images changed since training, fewer
             than 2 training views.
     """
-    from recon.run import load_run
-    from recon.train.setup import load_run_scene
+    from recon.run import load_run, load_run_scene
 
     run = load_run(run_dir)
     scene = load_run_scene(run)

@@ -25,7 +25,7 @@ A run carries its cameras: every later command (eval, view, render, export) read
 ``cameras.json``, never from a new structure-from-motion, whose frame (and registered set)
 would differ. A photo folder's SfM output stays in the run (``RUN/sfm``, outside ``priors/``
 which training rewrites); ``recon eval`` reads its undistorted images from there
-(:func:`recon.train.setup.load_run_scene`) and checks each image against the hash recorded at
+(:func:`load_run_scene`) and checks each image against the hash recorded at
 training time, so a changed dataset or photo is an error, not a silently different score.
 
 The marker and ``config.json`` are written once the scene has loaded, so a start that fails on
@@ -45,9 +45,11 @@ from recon.run.checkpoint import (
 )
 from recon.run.folder import RUN_MARKER, OutFolder, is_marked_run, mark_run, prepare_out, removed_if_start_fails
 from recon.run.load import LoadedRun, load_run
+from recon.run.scene import SYNTHETIC, load_run_scene, load_training_scene
 
 __all__ = [
     "RUN_MARKER",
+    "SYNTHETIC",
     "Checkpoint",
     "LoadedRun",
     "OutFolder",
@@ -58,6 +60,8 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "load_run",
+    "load_run_scene",
+    "load_training_scene",
     "mark_run",
     "non_finite",
     "prepare_out",

@@ -17,16 +17,18 @@ from recon.errors import ConfigError
 from recon.primitives import plural
 from recon.priors._progress import stderr_console
 from recon.priors.pointcloud import PointCloud
-from recon.run import load_run, mark_run, prepare_out, removed_if_start_fails, write_cameras
-from recon.train.health import EtaEstimate
-from recon.train.setup import (
+from recon.run import (
     SYNTHETIC,
-    depth_prior_maps,
-    initial_cloud,
+    load_run,
     load_run_scene,
     load_training_scene,
-    make_split,
+    mark_run,
+    prepare_out,
+    removed_if_start_fails,
+    write_cameras,
 )
+from recon.train.health import EtaEstimate
+from recon.train.setup import depth_prior_maps, initial_cloud, make_split
 from recon.train.trainer import Trainer, TrainResult, sparse_enabled
 from recon.wild.median import filter_weather
 from recon.wild.terms import attach_user_masks

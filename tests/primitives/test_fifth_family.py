@@ -24,8 +24,9 @@ from recon.ops.reference.project import project_gaussians
 from recon.ops.reference.rasterize import composite_window, conic_power
 from recon.primitives import FAMILIES, Family, PrimitiveSpec, gaussian, register_family
 from recon.render import render, render_views
+from recon.run import load_training_scene
 from recon.train.losses import psnr
-from recon.train.setup import initial_cloud, load_training_scene, make_split
+from recon.train.setup import initial_cloud, make_split
 from recon.train.trainer import Trainer
 from tests.ops.scenes import cameras
 

@@ -15,7 +15,7 @@ from recon.cli import main
 from recon.config import DataConfig
 from recon.data.formats import load_scene
 from recon.data.images import image_size, read_image, upright_folder
-from recon.train.setup import load_training_scene
+from recon.run import load_training_scene
 
 from .synthetic_views import make_views
 

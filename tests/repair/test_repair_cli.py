@@ -12,8 +12,7 @@ pytest.importorskip("diffusers")
 
 from recon.cli import main
 from recon.repair.fixer import Fixer, FixerConfig
-from recon.run import load_run
-from recon.train.setup import load_run_scene
+from recon.run import load_run, load_run_scene
 from tests.repair.tiny_run import train_tiny_run
 
 

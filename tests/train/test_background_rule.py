@@ -15,7 +15,8 @@ from PIL import Image
 
 from recon.config import DataConfig, TrainConfig, override
 from recon.data.formats import load_scene
-from recon.train.setup import background_color, load_training_scene
+from recon.run import load_training_scene
+from recon.train.setup import background_color
 
 from ..data.conftest import ring_cameras
 

@@ -163,7 +163,7 @@ def test_skip_missing_is_accepted_by_train(tmp_path, capsys):
 def test_skip_missing_loads_the_shipped_fox_scene():
     from recon.config import DataConfig
     from recon.errors import DataError
-    from recon.train.setup import load_training_scene
+    from recon.run import load_training_scene
 
     frames = len(json.loads((FOX / "transforms.json").read_text())["frames"])
     images = len(list((FOX / "images").iterdir()))

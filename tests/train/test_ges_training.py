@@ -9,9 +9,10 @@ from recon.config import TrainConfig, override
 from recon.errors import ConfigError
 from recon.primitives import spec
 from recon.render import render_views
+from recon.run import load_training_scene
 from recon.train.losses import psnr
 from recon.train.optim import base_lrs
-from recon.train.setup import initial_cloud, load_training_scene, make_split
+from recon.train.setup import initial_cloud, make_split
 from recon.train.trainer import Trainer
 
 # Measured on this scene (seed 0, 60 steps, reference backend): GES 18.66 dB, Gaussians 18.75 dB on

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from recon.config import TrainConfig, override
-from recon.run import checkpoint_steps, find_checkpoint
+from recon.run import checkpoint_steps, find_checkpoint, load_training_scene
 from recon.train.health import CollapseMonitor, EtaEstimate, format_duration, suspicious_lrs
-from recon.train.setup import initial_cloud, load_training_scene, make_split
+from recon.train.setup import initial_cloud, make_split
 from recon.train.trainer import Trainer, TrainingDiverged
 
 

@@ -9,8 +9,9 @@ import torch
 from recon.config import TrainConfig, override
 from recon.render import render
 from recon.repair.source import PseudoView, between_cameras
+from recon.run import load_training_scene
 from recon.train.losses import weighted_l1
-from recon.train.setup import initial_cloud, load_training_scene, make_split
+from recon.train.setup import initial_cloud, make_split
 from recon.train.trainer import Trainer
 
 

@@ -13,8 +13,7 @@ from PIL import Image
 
 from recon.cli import main
 from recon.errors import DataError
-from recon.run import load_run
-from recon.train.setup import load_run_scene
+from recon.run import load_run, load_run_scene
 
 from .photo_scenes import photo_folder, posed_scene
 
@@ -102,7 +101,7 @@ def test_resume_of_a_downscaled_photo_folder_run_keeps_its_cameras_when_the_phot
 def test_photo_folder_downscale_applies_to_the_sfm_images_and_cameras(photo_run):
     from recon.config import DataConfig
     from recon.data.images import downscale_array
-    from recon.train.setup import load_training_scene
+    from recon.run import load_training_scene
 
     record = json.loads((photo_run / "cameras.json").read_text())
     photos = load_run(photo_run).config.data.path

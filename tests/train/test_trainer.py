@@ -7,8 +7,8 @@ import torch
 
 from recon.config import TrainConfig, override
 from recon.errors import ReconError
-from recon.run import latest_checkpoint, load_checkpoint
-from recon.train.setup import depth_prior_maps, initial_cloud, load_training_scene, make_split
+from recon.run import latest_checkpoint, load_checkpoint, load_training_scene
+from recon.train.setup import depth_prior_maps, initial_cloud, make_split
 from recon.train.trainer import Trainer
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from recon.run import load_run_scene
 from recon.train.cli import run_training
-from recon.train.setup import load_run_scene
 from tests.wild.conftest import wild_config
 from viewer.loading import load_viewable
 from viewer.masks import MASK_COLOURS, MaskSource, live_mask_source, overlay_masks, run_mask_source

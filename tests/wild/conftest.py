@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from recon.config import TrainConfig, override
-from recon.train.setup import initial_cloud, load_training_scene, make_split
+from recon.run import load_training_scene
+from recon.train.setup import initial_cloud, make_split
 from recon.train.trainer import Trainer
 
 

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from recon.errors import DataError
+from recon.run import load_training_scene
 from recon.train.losses import photometric_loss
-from recon.train.setup import load_training_scene
 from recon.wild.masks import read_user_masks
 from tests.wild.conftest import make_trainer, wild_config
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from recon.config import override
-from recon.train.setup import load_training_scene
+from recon.run import load_training_scene
 from recon.wild.terms import make_wild_terms
 from tests.priors.synthetic_views import make_views
 from tests.wild.conftest import wild_config

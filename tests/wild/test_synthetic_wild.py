@@ -8,7 +8,7 @@ import torch
 from recon.config import DataConfig
 from recon.data.synthetic_wild import make_synthetic_variant
 from recon.errors import ConfigError
-from recon.train.setup import load_training_scene
+from recon.run import load_training_scene
 
 KW = {"num_views": 6, "width": 32, "height": 24, "test_every": 3}
 

@@ -43,6 +43,23 @@ MARKS = (
 )
 ROUND = re.compile(r"^repair round (\d+)/\d+ at step")
 TICK = os.sysconf("SC_CLK_TCK")
+# `recon train` whose new run folder starts with a copy of FIXER_RUN/repair's pairs, model and gate
+# (sys.argv: FIXER_RUN, then recon train's arguments): --repair auto then skips pairs and fit.
+PREFILLED = """
+import shutil, sys
+from pathlib import Path
+import recon.train.cli as cli
+from recon.cli import main
+src, prepare = Path(sys.argv[1]) / "repair", cli.prepare_out
+def prefilled(out, **kw):
+    folder = prepare(out, **kw)
+    for name in ("pairs", "model"):
+        shutil.copytree(src / name, Path(out) / "repair" / name)
+    shutil.copy(src / "gate.json", Path(out) / "repair" / "gate.json")
+    return folder
+cli.prepare_out = prefilled
+sys.exit(main(["train", *sys.argv[2:]]))
+"""
 
 
 @dataclass
@@ -95,6 +112,9 @@ def train(record: RunRecord, args: argparse.Namespace) -> None:
     """Runs ``recon train`` for ``record`` and fills its CPU times, stage marks and gate verdict."""
     cmd = ["recon", "train", "--data", args.data, "--protocol", args.protocol, "--seed", str(record.seed),
            "--repair", record.mode, "--out", record.run, "--overwrite"]
+    if args.fixer_from and record.mode == "auto":
+        fixer_run = Path(args.fixer_from) / f"seed_{record.seed}" / "auto"
+        cmd = [sys.executable, "-c", PREFILLED, str(fixer_run.resolve()), *cmd[2:]]
     for flag, value in (("--views", args.views), ("--iterations", args.iterations),
                         ("--downscale", args.downscale), ("--preset", args.preset)):
         if value is not None:
@@ -269,6 +289,10 @@ def main() -> None:
     p.add_argument("--off-from", default=None,
                    help="an earlier --out with the same data, seeds and schedule: its --repair off runs are reused "
                         "(a repair candidate then trains only --repair auto, e.g. with --preset)")  # fmt: skip
+    p.add_argument("--fixer-from", default=None,
+                   help="an earlier --out with the same data, seeds and schedule: each --repair auto run starts with a "
+                        "copy of its pairs, fixer and gate (no pairs, no fit: a candidate's rounds and loss compared "
+                        "on the same fixer; their CPU time is not in the train CPU s)")  # fmt: skip
     p.add_argument("--out", required=True)
     args = p.parse_args()
     out = Path(args.out)

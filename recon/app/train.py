@@ -25,6 +25,7 @@ def attach_live_viewer(trainer: Trainer, cloud: PointCloud | None) -> None:
     try:
         from viewer.app import SceneContext, make_thumbnail
         from viewer.live import start_live_viewer
+        from viewer.masks import live_mask_source
         from viewer.render import make_live_render_fn
     except ImportError:
         train_cli.console.print(
@@ -56,6 +57,8 @@ def attach_live_viewer(trainer: Trainer, cloud: PointCloud | None) -> None:
         context.splats = SplatSource(
             lambda: trainer.params, lock=trainer.state.lock, version=lambda: trainer.state.step, background=bg
         )
+    train_names = [scene.names[i] for i in split.train]  # recon.wild: robust (live), user and weather masks
+    context.masks = live_mask_source(train_names, trainer.images, trainer.wild, trainer.run_dir)
     start_live_viewer(render_fn, trainer.state, scene=context)
 
 

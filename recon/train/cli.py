@@ -108,6 +108,9 @@ class TrainArgs:
     masks: str | None = None
     """User masks of transients (0 = ignore): auto (the masks/ folder of a photo folder when wild is on),
     none, or a folder of 0/1 PNGs named like the photos."""
+    weather: Literal["off", "median"] | None = None
+    """Weather filter of the training photos (snow, rain): median = replace pixels far from the median of the other
+    training views warped in through the poses and a depth (recon.wild.median); default: the preset's, off."""
 
 
 @dataclass
@@ -295,6 +298,7 @@ def _config_from_args(args: TrainArgs) -> TrainConfig:
                        ("repair.pipe_steps", args.repair_steps), ("repair.pipe_strength", args.repair_strength),
                        ("repair.pipe_guidance", args.repair_guidance), ("repair.pipe_prompt", args.repair_prompt),
                        ("wild.mode", args.wild), ("wild.reference", args.appearance), ("wild.masks", args.masks),
+                       ("wild.weather", args.weather),
                        ("wild.appearance", args.appearance_model),
                        ("device", args.device or ("cuda" if args.backend in ("cuda", "gsplat") else None))):
         if value is not None:

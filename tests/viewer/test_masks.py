@@ -75,6 +75,9 @@ def test_run_mask_source_matches_the_saved_mask_files(rain_run):
         assert np.array_equal(source.photo(v), photo)
         assert np.array_equal(overlay_masks(source.photo(v), masks), _expected(photo, truth))
     assert sum(int(source.masks(v)["replaced"].sum()) for v in range(len(train))) > 0
+    from viewer.cli import scene_context  # what `recon view RUN` hands the app
+
+    assert scene_context(load_viewable(rain_run), with_thumbnails=False).masks.names == source.names
 
 
 def test_runs_without_masks_have_no_mask_view(tmp_path):
@@ -120,14 +123,14 @@ def test_training_viewer_gets_the_live_masks(tmp_path, monkeypatch):
     """`recon train --viewer` hands the viewer the training's own robust masks, as they are now."""
     pytest.importorskip("viser")
     import viewer.live
+    from recon.app.train import attach_live_viewer
 
     calls = {}
     monkeypatch.setattr(viewer.live, "start_live_viewer", lambda render_fn, state, **kw: calls.update(kw))
     out = tmp_path / "run"
     out.mkdir()
-    trainer, _ = run_training(
-        wild_config("synthetic:wild-rain", iterations=3, **RAIN_RUN), out, viewer=True, quiet=True
-    )
+    config = wild_config("synthetic:wild-rain", iterations=3, **RAIN_RUN)
+    trainer, _ = run_training(config, out, quiet=True, on_start=[attach_live_viewer])
     source = calls["scene"].masks
     assert source.names == [trainer.scene.names[i] for i in trainer.split.train]
     for v, weights in trainer.wild.last_masks.items():

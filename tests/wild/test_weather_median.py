@@ -109,3 +109,22 @@ def test_filter_weather_hook_changes_only_training_views(scenes, tmp_path, monke
     monkeypatch.setattr("recon.train.setup.depth_prior_maps", lambda *a, **k: None)
     with pytest.raises(ConfigError, match="wild.weather median"):
         filter_weather(config, rain, train)
+
+
+def test_recon_train_weather_median_then_eval_and_resume(tmp_path, capsys):
+    """The filter runs after the image hashes are recorded: eval and --resume read the photos as given."""
+    import json
+
+    from recon.cli import main
+    from recon.config import load_config
+
+    out = tmp_path / "run"
+    argv = ["train", "--data", "synthetic:wild-rain", "--preset", "demo", "--iterations", "2", "--out", str(out)]
+    assert main([*argv, "--weather", "median"]) == 0
+    assert load_config(out / "config.json").wild.weather == "median"
+    assert len(list((out / "wild" / "median_replaced").glob("*.png"))) == 21  # every training view, no test view
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json", "--no-images"]) == 0
+    assert json.loads(capsys.readouterr().out)["psnr"] > 10
+    assert main(["train", "--resume", str(out), "--iterations", "4"]) == 0
+    assert "weather filter" in capsys.readouterr().err

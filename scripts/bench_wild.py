@@ -12,7 +12,7 @@ everything else identical; one torch thread; ``--modes off on streaks`` adds a t
   global colour ambiguity a run without appearance cannot resolve either;
 * ``recall_occluders`` / ``recall_rain`` / ``false_drop``: on the training views, the share of the
   pasted occluders' (rain streaks') pixels the final masks drop, and the share of the other
-  pixels they drop;
+  pixels they drop (on a real scene, ``--data``, every pixel counts as clean: the share dropped);
 * ``cpu_s`` / ``wall_s``: training time (process CPU seconds, wall seconds).
 
 The runs start from the demo preset's points: the scene's exact surface samples, or with
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-VARIANTS = ("clean", "wild-appearance", "wild-occluders", "wild-rain", "wild")
+VARIANTS = ("clean", "wild-appearance", "wild-occluders", "wild-rain", "wild", "wild-occluders-all")
 MODES = ("off", "on", "streaks", "median")
 # streaks = on + wild.streaks (recon.wild.weather); median = off + wild.weather median (recon.wild.median)
 MODE_OPTIONS = {
@@ -65,12 +65,28 @@ class Record:
     wall_s: float = math.nan
 
 
-def _config(variant: str, mode: str, seed: int, iterations: int | None, points: str = "exact"):
+def _config(
+    variant: str,
+    mode: str,
+    seed: int,
+    iterations: int | None,
+    points: str = "exact",
+    downscale: float = 1.0,
+    views=None,
+):
+    """The demo preset on ``variant`` (a name of :data:`VARIANTS` or a real scene's folder) in ``mode``.
+
+    ``points`` exact or sfm (see the module docstring), ``downscale`` of a real scene, ``views``
+    training views (``data.views``, None = the protocol's).
+    """
     from recon.config import load_preset, override, scale_schedule
 
-    kinds = ([] if variant == "clean" else [variant]) + (["sfm-points"] if points == "sfm" else [])
-    path = ":".join(["synthetic", "+".join(kinds)]) if kinds else "synthetic"
-    config = override(load_preset("demo"), **{"data.path": path, "seed": seed, **MODE_OPTIONS[mode]})
+    if variant in VARIANTS:
+        kinds = ([] if variant == "clean" else [variant]) + (["sfm-points"] if points == "sfm" else [])
+        data = {"data.path": ":".join(["synthetic", "+".join(kinds)]) if kinds else "synthetic"}
+    else:  # a real scene (--data): LLFF protocol, the scene's own points
+        data = {"data.path": variant, "data.protocol": "llff", "data.downscale": downscale}
+    config = override(load_preset("demo"), **{**data, "data.views": views, "seed": seed, **MODE_OPTIONS[mode]})
     return config if iterations is None else scale_schedule(config, iterations)
 
 
@@ -129,11 +145,13 @@ def _mask_scores(trainer) -> tuple[float | None, float | None, float | None]:
     return recall[0], recall[1], dropped / max(clean, 1)
 
 
-def run_one(variant: str, mode: str, seed: int, out: Path, iterations: int | None, points: str = "exact") -> Record:
+def run_one(variant: str, mode: str, seed: int, out: Path, iterations: int | None, **options) -> Record:
+    """Trains ``variant`` in ``mode`` (``options``: those of :func:`_config`) and scores the run."""
     from recon.train.cli import run_training
 
-    config = _config(variant, mode, seed, iterations, points)
-    run_dir = out / "runs" / f"{variant}-{mode}-s{seed}{'-sfm' if points == 'sfm' else ''}"
+    config = _config(variant, mode, seed, iterations, **options)
+    tag = "".join(f"-{k}{v}" for k, v in sorted(options.items()) if v not in (None, "exact", 1, 1.0))
+    run_dir = out / "runs" / f"{Path(variant).name}-{mode}-s{seed}{tag}"
     run_dir.mkdir(parents=True, exist_ok=True)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     trainer, _ = run_training(config, run_dir, quiet=True)
@@ -174,7 +192,7 @@ def table(records: list[Record]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS[:5]), choices=VARIANTS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--modes", nargs="+", default=["off", "on"], choices=MODES)
     parser.add_argument("--iterations", type=int, default=None, help="override the demo preset's 500 steps")
@@ -184,15 +202,21 @@ def main() -> None:
         default="exact",
         help="initial points: the scene's exact surface samples, or SfM-like ones (sparse, noisy: sfm-points)",
     )
+    parser.add_argument("--data", help="a real scene folder instead of the variants (LLFF protocol, its own points)")
+    parser.add_argument("--downscale", type=float, default=1.0, help="image downscale of --data")
+    parser.add_argument("--views", type=int, default=None, help="training views (data.views; default: all)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if args.data:
+        args.variants = [args.data]
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     records: list[Record] = []
     for variant in args.variants:
         for seed in args.seeds:
             for mode in args.modes:
-                rec = run_one(variant, mode, seed, args.out, args.iterations, args.points)
+                options = {"points": args.points, "downscale": args.downscale, "views": args.views}
+                rec = run_one(variant, mode, seed, args.out, args.iterations, **options)
                 records.append(rec)
                 print(json.dumps(asdict(rec)), flush=True)
                 (args.out / "results.json").write_text(json.dumps([asdict(r) for r in records], indent=1))

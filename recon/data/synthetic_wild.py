@@ -7,7 +7,8 @@ leaves its test views clean:
   ``gain = exposure x balance`` per channel, exposure in [0.6, 1], balance in [0.85, 1] (gains
   never above 1, so nothing clips and the change is exactly a diagonal colour transform);
 * ``wild-occluders``: an opaque, flat-coloured rectangle or disc (4-12 % of the image) pasted
-  into every third training view;
+  into every third training view; ``wild-occluders-all``: one in every training view (tourist
+  photos; and a sparse-view subset, ``data.views``, keeps its occluders);
 * ``wild-rain``: 40 thin slanted streaks blended over every training view;
 * ``wild``: all three;
 * ``sfm-points``: the scene's exact surface samples replaced by what SfM would give a user's run
@@ -36,6 +37,7 @@ SYNTHETIC = "synthetic"
 VARIANTS = {
     "wild-appearance": ("appearance",),
     "wild-occluders": ("occluders",),
+    "wild-occluders-all": ("occluders-all",),
     "wild-rain": ("rain",),
     "wild": ("appearance", "occluders", "rain"),
     "sfm-points": ("sfm-points",),
@@ -88,7 +90,7 @@ def sfm_like_points(scene: SceneData, num_points: int, noise: float, seed: int) 
 
 
 def perturb_views(scene: SceneData, kinds: tuple[str, ...], seed: int = 0) -> SceneData:
-    """Applies ``kinds`` (appearance, occluders, rain, sfm-points) to ``scene``'s training views
+    """Applies ``kinds`` (appearance, occluders, occluders-all, rain, sfm-points) to ``scene``'s training views
     (its points for ``sfm-points``) in place.
 
     Returns:
@@ -106,7 +108,7 @@ def perturb_views(scene: SceneData, kinds: tuple[str, ...], seed: int = 0) -> Sc
             exposure = 0.6 + 0.4 * torch.rand((), generator=gen)
             gains[i] = exposure * (0.85 + 0.15 * torch.rand(3, generator=gen))
             img = img * gains[i]
-        if "occluders" in kinds and k % 3 == 1:
+        if ("occluders" in kinds and k % 3 == 1) or "occluders-all" in kinds:
             occ = _occluder(h, w, gen)
             colour = torch.rand(3, generator=gen)
             img = torch.where(occ[..., None], colour, img)

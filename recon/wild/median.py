@@ -3,7 +3,9 @@
 Rain streaks and snowflakes sit at a different place in every photo, the surface does not. For each
 training view, the other training views are warped into it through the view's depth (the scene's
 depth maps, else stereo depth; :func:`recon.train.losses.warp_to_view`), keeping only samples
-that see the same surface point (the source's own depth agrees within ``occlusion``). Per pixel:
+that see the same surface point (the source's own depth agrees within ``occlusion``), and brought into
+the view's colours by an affine colour transform fitted on the pixels both see (photos in the wild
+change exposure and white balance from shot to shot; :func:`match_colours`). Per pixel:
 
 * ``m``: the per-channel median of the warped samples (the view's own pixel left out);
 * ``d = mean_c |I - m|``: how far the photo is from it; an outlier when ``d > threshold``, with
@@ -34,6 +36,7 @@ from recon.data.scene import SceneData
 from recon.errors import ConfigError
 from recon.priors._progress import stderr_console, track
 from recon.train.losses import warp_to_view
+from recon.wild.appearance import apply_affine, fit_affine
 from recon.wild.masks import save_mask_png
 
 MAD_TO_SIGMA = 1.4826  # median absolute deviation of a normal distribution -> its standard deviation
@@ -102,6 +105,33 @@ def backproject_z(depth: Tensor, K: Tensor, viewmat: Tensor, viewmat_src: Tensor
     return world @ viewmat_src[2, :3].double() + viewmat_src[2, 3].double()
 
 
+def match_colours(image: Tensor, samples: Tensor, valid: Tensor, min_pixels: int = 64, rounds: int = 3) -> Tensor:
+    """Each warped sample in the view's colours: an affine colour transform per source (its exposure and
+    white balance against the view's), least squares over the pixels it sees, refitted ``rounds`` times
+    without the worst 10 % of the last fit (rain, occluders, edges); sources seeing fewer than
+    ``min_pixels`` pixels are left as they are.
+
+    Args:
+        image: [H, W, 3] the view's photo.
+        samples: [S, H, W, 3] warped colours; valid: [S, H, W] bool (:func:`warped_samples`).
+
+    Returns:
+        [S, H, W, 3] the samples after their transforms.
+    """
+    out = samples.clone()
+    for s in range(samples.shape[0]):
+        src, dst = samples[s][valid[s]], image[valid[s]]  # [P, 3] each
+        if src.shape[0] < min_pixels:
+            continue
+        transform = fit_affine(src, dst)  # [3, 4]
+        for _ in range(rounds):  # trimmed least squares: the worst 10 % of the last fit left out
+            residual = (apply_affine(src, transform) - dst).abs().mean(-1)  # [P]
+            inliers = residual <= torch.quantile(residual, 0.9)
+            transform = fit_affine(src[inliers], dst[inliers])
+        out[s] = apply_affine(samples[s], transform)
+    return out
+
+
 def median_filter_view(
     image: Tensor,
     samples: Tensor,
@@ -147,6 +177,7 @@ def median_filter_views(
     min_views: int = 3,
     brighter: bool = True,
     occlusion: float = 0.02,
+    colours: bool = True,
     progress: bool = False,
 ) -> list[MedianFiltered]:
     """The filter applied to every view, each against all the others.
@@ -156,6 +187,7 @@ def median_filter_views(
         depths: per view [H, W] camera-z depth (0 = unknown).
         cameras: the views' cameras.
         scale, floor, min_views, brighter: see :func:`median_filter_view`; occlusion: see :func:`warped_samples`.
+        colours: bring the samples into each view's colours first (:func:`match_colours`).
         progress: show a progress bar on an interactive terminal.
 
     Returns:
@@ -165,6 +197,8 @@ def median_filter_views(
     for v in track(range(len(images)), "weather filter (multi-view median)", enabled=progress):
         sources = [s for s in range(len(images)) if s != v]
         samples, valid = warped_samples(v, sources, images, depths, cameras, occlusion)
+        if colours:
+            samples = match_colours(images[v], samples, valid)
         out.append(median_filter_view(images[v], samples, valid, scale, floor, min_views, brighter))
     return out
 

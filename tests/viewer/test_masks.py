@@ -18,7 +18,10 @@ from viewer.masks import MASK_COLOURS, MaskSource, live_mask_source, overlay_mas
 
 from .conftest import free_port, wait_until
 
-RAIN_RUN = {"data.synthetic_views": 12, "wild.mode": "on", "wild.robust_start": 0.0, "wild.weather": "median"}
+RAIN_RUN = {  # 64x48: at 32x24 warping errors of whole pixels swamp the streaks and the median replaces nothing
+    "data.synthetic_views": 12, "data.synthetic_width": 64, "data.synthetic_height": 48,
+    "wild.mode": "on", "wild.robust_start": 0.0, "wild.weather": "median",
+}  # fmt: skip
 
 
 def _zeros(path: Path) -> np.ndarray:
@@ -74,7 +77,7 @@ def test_run_mask_source_matches_the_saved_mask_files(rain_run):
         photo = (np.clip(photos[i].numpy(), 0, 1) * 255 + 0.5).astype(np.uint8)  # the photo as trained on
         assert np.array_equal(source.photo(v), photo)
         assert np.array_equal(overlay_masks(source.photo(v), masks), _expected(photo, truth))
-    assert sum(int(source.masks(v)["replaced"].sum()) for v in range(len(train))) > 0
+    assert sum(int(source.masks(v)["replaced"].sum()) for v in range(len(train))) > 500  # the streaks
     from viewer.cli import scene_context  # what `recon view RUN` hands the app
 
     assert scene_context(load_viewable(rain_run), with_thumbnails=False).masks.names == source.names

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from recon.config import TrainConfig, override
-from recon.data.synthetic_wild import make_synthetic_variant
+from recon.data.synthetic import make_synthetic_scene
+from recon.data.synthetic_wild import make_synthetic_variant, perturb_views
 from recon.errors import ConfigError
 from recon.wild.masks import read_binary_mask
-from recon.wild.median import filter_weather, median_filter_view, median_filter_views, warped_samples
+from recon.wild.median import filter_weather, match_colours, median_filter_view, median_filter_views, warped_samples
 
 SCENE = {"num_views": 24, "width": 64, "height": 48, "test_every": 8}
 
@@ -68,9 +69,41 @@ def test_median_rule_on_a_hand_made_stack():
     assert torch.equal(both_ways.replaced, replaced) and torch.equal(both_ways.image, expected)
 
 
+def test_match_colours_undoes_each_sources_exposure_despite_outliers():
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(20, 30, 3, generator=gen)
+    gains = torch.tensor([[0.6, 0.7, 0.8], [1.0, 0.9, 0.85], [0.75, 0.75, 0.75]])  # [S, 3] per-source exposure
+    samples = image * gains[:, None, None]  # [S, H, W, 3]
+    streaks = torch.rand(3, 20, 30, generator=gen) < 0.05
+    samples = torch.where(streaks[..., None], torch.ones(3), samples)  # rain in the sources
+    valid = torch.rand(3, 20, 30, generator=gen) < 0.8
+    valid[2] = False
+    valid[2, :5, :5] = True  # 25 pixels: too few to fit, left as they are
+    matched = match_colours(image, samples, valid)
+    clean = ~streaks[:2]
+    torch.testing.assert_close(matched[:2][clean], image.expand(2, -1, -1, -1)[clean], atol=1e-4, rtol=0)
+    assert torch.equal(matched[2], samples[2])
+
+
+def test_exposure_changes_between_photos_are_matched_before_the_median():
+    """Rain on photos of changing exposure and white balance (synthetic wild-appearance + rain): the
+    samples are brought into each view's colours first. Measured: 22.9 dB -> 33.2 dB against the clean
+    views in their own gains, 27.8 dB without the colour matching."""
+    scene = perturb_views(make_synthetic_scene(**SCENE), ("appearance", "rain"))
+    truth = make_synthetic_scene(**SCENE)
+    train = [i for i in range(len(scene)) if i not in scene.split["test"]]
+    gains = scene.meta["wild"]["gains"]
+    args = ([scene.images[i] for i in train], [scene.depths[i] for i in train], scene.cameras[train])
+    target = [(truth.images[i] * gains[i]).clamp(0, 1) for i in train]
+    before = sum(_psnr(scene.images[i], t) for i, t in zip(train, target)) / len(train)
+    matched = sum(_psnr(r.image, t) for r, t in zip(median_filter_views(*args), target)) / len(train)
+    unmatched = sum(_psnr(r.image, t) for r, t in zip(median_filter_views(*args, colours=False), target)) / len(train)
+    assert matched > before + 8.0 and matched > unmatched + 3.0
+
+
 def test_rain_is_removed_and_clean_views_are_left_nearly_unchanged(scenes):
-    """Measured: rainy training views 24.5 dB -> 32.6 dB against the clean ones, 97 % of the visible
-    streak pixels replaced, 0.7 % of the others; clean views 35.3 dB after the filter (0.8 % replaced)."""
+    """Measured: rainy training views 24.5 dB -> 33.0 dB against the clean ones, 97 % of the visible
+    streak pixels replaced, 0.6 % of the others; clean views 35.4 dB after the filter (0.8 % replaced)."""
     clean, rain, train = scenes
     cams, depths = rain.cameras[train], [rain.depths[i] for i in train]
     filtered = median_filter_views([rain.images[i] for i in train], depths, cams)

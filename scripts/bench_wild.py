@@ -39,13 +39,14 @@ import numpy as np
 import torch
 
 VARIANTS = ("clean", "wild-appearance", "wild-occluders", "wild-rain", "wild", "wild-occluders-all")
-MODES = ("off", "on", "streaks", "median")
+MODES = ("off", "on", "streaks", "median", "on-median")
 # streaks = on + wild.streaks (recon.wild.weather); median = off + wild.weather median (recon.wild.median)
 MODE_OPTIONS = {
     "off": {"wild.mode": "off"},
     "on": {"wild.mode": "on"},
     "streaks": {"wild.mode": "on", "wild.streaks": True},
     "median": {"wild.mode": "off", "wild.weather": "median"},
+    "on-median": {"wild.mode": "on", "wild.weather": "median"},
 }
 
 

@@ -40,6 +40,7 @@ MASK_COLOURS: dict[str, tuple[int, int, int]] = {
     "robust": (235, 30, 30),
 }
 """Tint of each kind, in painting order (a later kind paints over an earlier one)."""
+_COLOUR_NAMES = {"user": "yellow", "replaced": "blue", "left out": "magenta", "robust": "red"}
 
 
 @dataclass
@@ -82,10 +83,9 @@ def overlay_masks(photo: np.ndarray, masks: dict[str, np.ndarray], strength: flo
 
 def legend(masks: dict[str, np.ndarray]) -> str:
     """Markdown: each present kind's colour and share of the photo's pixels."""
-    parts = []
-    for kind, (r, g, b) in MASK_COLOURS.items():
-        if kind in masks:
-            parts.append(f'<span style="color:rgb({r},{g},{b})">■</span> {kind} {100 * masks[kind].mean():.1f} %')
+    parts = [
+        f"**{_COLOUR_NAMES[kind]}**: {kind} {100 * masks[kind].mean():.1f} %" for kind in MASK_COLOURS if kind in masks
+    ]
     return "  \n".join(parts) if parts else "no masks for this photo"
 
 
@@ -130,6 +130,8 @@ def run_mask_source(run: Any) -> MaskSource | None:
         return None
     train = list(run.split.train)
     names = [run.names[i] for i in train]
+    if not names:
+        return None
     lock, loaded = threading.Lock(), {}
 
     def load() -> tuple[list[Tensor], list[Tensor] | None]:
@@ -170,7 +172,7 @@ def live_mask_source(names: list[str], photos: list[Tensor], wild: Any, run_dir:
         run_dir: the run folder (the weather filter's masks, written before training), or None.
     """
     wild_dir = None if run_dir is None else Path(run_dir) / "wild"
-    if wild is None and (wild_dir is None or not _has_saved_masks(wild_dir)):
+    if not names or (wild is None and (wild_dir is None or not _has_saved_masks(wild_dir))):
         return None
 
     def photo(v: int) -> np.ndarray:

@@ -35,6 +35,7 @@ from recon.config import TrainConfig
 from recon.data.scene import SceneData
 from recon.errors import ConfigError
 from recon.priors._progress import stderr_console, track
+from recon.priors.consistency import backproject
 from recon.train.losses import warp_to_view
 from recon.wild.appearance import apply_affine, fit_affine
 from recon.wild.masks import save_mask_png
@@ -80,6 +81,7 @@ def warped_samples(
     """
     depth = depths[v].double()  # [H, W]
     h, w = depth.shape
+    world = backproject(depth, cameras.Ks[v], cameras.viewmats[v])  # [H, W, 3] float64 surface points
     colours, valid = [], []
     for s in sources:
         hs, ws = images[s].shape[:2]
@@ -89,20 +91,12 @@ def warped_samples(
         src = images[s].permute(2, 0, 1)[None].float()  # [1, 3, Hs, Ws]
         colours.append(F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)[0])
         # The surface point's depth seen from the source vs. what the source's own depth map holds there.
-        z = (backproject_z(depth, cameras.Ks[v], cameras.viewmats[v], Vs)).float()  # [H, W]
+        z = (world @ Vs[2, :3] + Vs[2, 3]).float()  # [H, W]
         seen = F.grid_sample(depths[s][None, None].float(), grid, mode="nearest", align_corners=False)[0, 0]
         valid.append(ok & (seen > 0) & ((seen - z).abs() <= occlusion * z))
     if not colours:
         return torch.zeros(0, h, w, 3), torch.zeros(0, h, w, dtype=torch.bool)
     return torch.stack(colours).permute(0, 2, 3, 1), torch.stack(valid)
-
-
-def backproject_z(depth: Tensor, K: Tensor, viewmat: Tensor, viewmat_src: Tensor) -> Tensor:
-    """[H, W] camera z in a source camera (``viewmat_src``) of the points of a reference depth map."""
-    from recon.priors.consistency import backproject
-
-    world = backproject(depth, K, viewmat)  # [H, W, 3] float64
-    return world @ viewmat_src[2, :3].double() + viewmat_src[2, 3].double()
 
 
 def match_colours(image: Tensor, samples: Tensor, valid: Tensor, min_pixels: int = 64, rounds: int = 3) -> Tensor:

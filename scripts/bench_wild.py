@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 VARIANTS = ("clean", "wild-appearance", "wild-occluders", "wild-rain", "wild", "wild-occluders-all")
-MODES = ("off", "on", "streaks", "median", "on-median")
+MODES = ("off", "on", "streaks", "median", "on-median", "bilateral")
 # streaks = on + wild.streaks (recon.wild.weather); median = off + wild.weather median (recon.wild.median)
 MODE_OPTIONS = {
     "off": {"wild.mode": "off"},
@@ -47,6 +47,7 @@ MODE_OPTIONS = {
     "streaks": {"wild.mode": "on", "wild.streaks": True},
     "median": {"wild.mode": "off", "wild.weather": "median"},
     "on-median": {"wild.mode": "on", "wild.weather": "median"},
+    "bilateral": {"wild.mode": "on", "wild.appearance": "bilateral"},  # a bilateral grid per photo, not an affine
 }
 
 
@@ -96,8 +97,7 @@ def _scores(trainer) -> dict[str, float]:
     """Means over the test views of the four image metrics (see the module docstring)."""
     from recon.eval import metrics
     from recon.render import render
-    from recon.wild.appearance import apply_affine
-    from recon.wild.protocol import nerfw_halves
+    from recon.wild.protocol import apply_appearance, nerfw_halves
 
     scene, params = trainer.scene, {k: v.detach() for k, v in trainer.params.items()}
     ref = None if trainer.wild is None else trainer.wild.reference()
@@ -111,8 +111,8 @@ def _scores(trainer) -> dict[str, float]:
             backgrounds=trainer.pseudo_background().reshape(1, 3),
         )
         raw, gt = out.rgb[0], scene.images[i]
-        pred = (raw if ref is None else apply_affine(raw, ref)).clamp(0, 1)
-        half, half_gt = nerfw_halves(raw, gt)
+        pred = (raw if ref is None else apply_appearance(raw, ref)).clamp(0, 1)
+        half, half_gt = nerfw_halves(raw, gt, ref)
         rows.append(
             [
                 float(metrics.psnr(pred, gt)),

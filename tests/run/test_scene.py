@@ -14,8 +14,7 @@ from PIL import Image
 from recon.cli import main
 from recon.errors import DataError
 from recon.run import load_run, load_run_scene
-
-from .photo_scenes import photo_folder, posed_scene
+from tests.train.photo_scenes import photo_folder, posed_scene
 
 pytest.importorskip("pycolmap")
 

@@ -201,6 +201,7 @@ def test_live_training_hands_the_viewer_its_gaussians(monkeypatch):
         split=SimpleNamespace(train=[], test=[]),
         background=torch.tensor([0.1, 0.2, 0.3]),
         sh_degree=lambda step: 0,
+        images=[], wild=None, run_dir=None,  # no masks
     )
     attach_live_viewer(trainer, None)
     source = calls["scene"].splats

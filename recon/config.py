@@ -269,10 +269,14 @@ class WildConfig:
     appearance: Literal["affine", "bilateral", "none"] = "affine"
     """Per-image colour model when on: affine (3x3 + bias per training image, L2 toward identity), bilateral
     (a low-resolution grid of affine transforms per training image, by position and luminance) or none."""
+    appearance_fit: Literal["closed", "adam"] = "closed"
+    """How affine transforms are learnt: closed = refitted by least squares to the render at every step of
+    their image (no learning rate), adam = gradient steps at appearance_lr. Bilateral grids always use Adam."""
     appearance_lr: float = 5e-3
-    """Adam learning rate of the colour transforms."""
+    """Adam learning rate of the colour transforms (adam fit, bilateral grids)."""
     appearance_reg: float = 1e-3
-    """Weight of the squared distance of a view's transform from the identity (per cell for bilateral)."""
+    """Weight of the squared distance of a view's transform from the identity (per cell for bilateral; the
+    ridge of the closed fit, per unit of pixel weight)."""
     bilateral_cells: int = 16
     """Bilateral grid: cells across the image (in x and in y)."""
     bilateral_bins: int = 8

@@ -281,7 +281,7 @@ class Trainer:
                 raise
             self._diverged("nan", step)
         target = self._target(v, bg)[None]
-        rgb = out.rgb if self.wild is None else self.wild.in_view(v, out.rgb)  # [1, H, W, 3] in view v's appearance
+        rgb = out.rgb if self.wild is None else self.wild.in_view(v, out.rgb, target)  # [1, H, W, 3] in v's appearance
         weight = None if self.wild is None else self.wild.pixel_weight(v, rgb[0], target[0], step)
         loss, l1 = losses.photometric_loss(rgb, target, c.loss.ssim_lambda, weight)
         terms = {"l1": l1, **self._regularisers(), **(self.wild.regularisers(v) if self.wild is not None else {})}

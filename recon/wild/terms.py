@@ -25,7 +25,9 @@ def wild_enabled(config: WildConfig, scene: SceneData) -> bool:
 def make_appearance(config: WildConfig, num_images: int, device: torch.device | str = "cpu") -> PerImageAppearance:
     """The per-image colour model ``config.appearance`` names (affine or bilateral) of ``num_images`` images."""
     if config.appearance == "affine":
-        return AffineAppearance(num_images, config.appearance_lr, device, reg=config.appearance_reg)
+        return AffineAppearance(
+            num_images, config.appearance_lr, device, reg=config.appearance_reg, fit=config.appearance_fit
+        )
     for key in ("bilateral_cells", "bilateral_bins"):
         if getattr(config, key) < 1:
             raise ConfigError(
@@ -103,9 +105,27 @@ class WildTerms:
         self.robust_from = int(config.robust_start * iterations)
         self.last_masks: dict[int, Tensor] = {}  # view -> [H, W] latest robust weights (CPU), for inspection
 
-    def in_view(self, v: int, rgb: Tensor) -> Tensor:
-        """[..., 3] render in training view ``v``'s appearance (unchanged without appearance)."""
-        return rgb if self.appearance is None else self.appearance(v, rgb)
+    def in_view(self, v: int, rgb: Tensor, target: Tensor | None = None) -> Tensor:
+        """[..., H, W, 3] render in training view ``v``'s appearance (unchanged without appearance).
+
+        With ``target`` ([..., H, W, 3], the photo), an affine transform fitted in closed form
+        (``wild.appearance_fit`` closed) is first refitted to this render, on the pixels the user mask
+        and the view's latest transient mask keep.
+        """
+        if self.appearance is None:
+            return rgb
+        if target is not None:
+            self.appearance.fit(v, rgb, target, self._trusted(v))
+        return self.appearance(v, rgb)
+
+    def _trusted(self, v: int) -> Tensor | None:
+        """[H, W] user mask x latest robust mask of view ``v``, or None (every pixel)."""
+        weight = self.masks[v] if self.masks is not None else None
+        robust = self.last_masks.get(v)
+        if robust is not None:
+            robust = robust.to(self.appearance.params[v].device)
+            weight = robust if weight is None else weight * robust
+        return weight
 
     def pixel_weight(self, v: int, rgb: Tensor, target: Tensor, step: int) -> Tensor | None:
         """[H, W] loss weights of view ``v`` at ``step`` (user mask x robust mask x streak mask), None = all ones.

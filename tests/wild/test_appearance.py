@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from recon.config import WildConfig
 from recon.data.synthetic_wild import make_synthetic_variant
 from recon.errors import ConfigError
 from recon.run import find_checkpoint
 from recon.wild.appearance import IDENTITY, AffineAppearance, apply_affine, fit_affine
 from recon.wild.protocol import nerfw_halves, reference_transform
-from recon.wild.terms import make_appearance
+from recon.wild.terms import WildTerms, make_appearance
 from tests.wild.conftest import make_trainer, wild_config
 
 
@@ -27,9 +28,9 @@ def test_identity_transform_is_bitwise_noop():
 
 
 def test_first_step_with_appearance_at_identity_equals_plain_training():
-    """Step 0 (before any appearance update, robust loss still in warm-up): same loss, same parameters."""
+    """Step 0 (Adam fit: before any appearance update, robust loss still in warm-up): same loss, same parameters."""
     plain = make_trainer(wild_config(**{"wild.mode": "off"}))
-    wild = make_trainer(wild_config(**{"wild.mode": "on", "wild.robust_start": 0.5}))
+    wild = make_trainer(wild_config(**{"wild.mode": "on", "wild.robust_start": 0.5, "wild.appearance_fit": "adam"}))
     assert plain.wild is None and wild.wild is not None and wild.wild.appearance is not None
     a, b = plain.train_step(0), wild.train_step(0)
     assert a["loss"] == b["loss"] and a["l1"] == b["l1"] and b["appearance_reg"] == 0.0
@@ -47,8 +48,36 @@ def test_fit_affine_recovers_known_gains(appearance_scene):
         assert t[:, 3].abs().max() < 1e-3
 
 
+def test_weighted_fit_equals_the_fit_on_the_kept_pixels():
+    """0/1 weights: the same transform as the plain fit on the kept pixels alone (ridge per unit of weight)."""
+    gen = torch.Generator().manual_seed(3)
+    src, dst = torch.rand(6, 8, 3, generator=gen), torch.rand(6, 8, 3, generator=gen)
+    keep = torch.rand(6, 8, generator=gen) > 0.4
+    weighted = fit_affine(src, dst, 1e-2, keep.float())
+    assert torch.allclose(weighted, fit_affine(src[keep], dst[keep], 1e-2), atol=1e-6)
+    assert not torch.allclose(weighted, fit_affine(src, dst, 1e-2), atol=1e-3)
+
+
+def test_closed_fit_recovers_known_gains_through_the_wild_terms(appearance_scene):
+    """Default fit (closed): ``in_view(v, render, photo)`` refits view v's transform and returns the render in
+    it; with the clean image as the render the known gains come back within 2 %. The trainer hands it the photo."""
+    wild, clean = appearance_scene
+    train = wild.split["train"]
+    gains = wild.meta["wild"]["gains"]
+    terms = WildTerms(WildConfig(mode="on"), 10, [wild.names[i] for i in train], None, appearance=True, robust=False)
+    for v, i in enumerate(train):
+        out = terms.in_view(v, clean.images[i][None], wild.images[i][None])  # [1, H, W, 3]
+        transform = terms.appearance.transforms[v]
+        assert ((apply_affine(torch.ones(3), transform) / gains[i]) - 1).abs().max() < 0.02
+        assert torch.equal(out[0], apply_affine(clean.images[i], transform))
+    trainer = make_trainer(wild_config("synthetic:wild-appearance", **{"wild.mode": "on"}))
+    v = trainer.view_index(0)
+    trainer.train_step(0)
+    assert not torch.equal(trainer.wild.appearance.transforms[v], IDENTITY)
+
+
 def test_adam_training_of_transforms_recovers_known_gains(appearance_scene):
-    """The trainer's path: transforms optimised by Adam on L1 against the photos, scene fixed at the truth."""
+    """The adam fit: transforms optimised by Adam on L1 against the photos, scene fixed at the truth."""
     wild, clean = appearance_scene
     train = wild.split["train"]
     model = AffineAppearance(len(train), lr=5e-3)

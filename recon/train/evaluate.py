@@ -98,7 +98,7 @@ def evaluate_run(run: LoadedRun, scene: SceneData, out_dir: Path | None = None, 
         if ref is not None:
             row["psnr_reference"] = float(metrics.psnr(pred, gt, mask))
             row["ssim_reference"] = float(metrics.ssim(pred, gt, mask))
-        sp, sg = (pred, gt) if ref is None else nerfw_halves(raw, gt)  # scored pair
+        sp, sg = (pred, gt) if ref is None else nerfw_halves(raw, gt, ref)  # scored pair
         sm = None if mask is None else mask[:, mask.shape[1] - sp.shape[1]:]
         row.update(psnr=float(metrics.psnr(sp, sg, sm)), ssim=float(metrics.ssim(sp, sg, sm)))
         a, b = (metrics.composite(sp, sm), metrics.composite(sg, sm)) if sm is not None else (sp, sg)

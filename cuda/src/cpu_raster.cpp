@@ -1,5 +1,5 @@
-// CPU rasterization (OpenMP over tiles) of every family (families.h) but Gaussians, which have a
-// faster tile-blocked path (cpu_raster_gaussian_impl.h) and are dispatched there.
+// CPU rasterization (OpenMP over tiles) of every family (families.h) but Gaussians and GES, which
+// have a faster tile-blocked path (cpu_raster_blocked_impl.h) and are dispatched there.
 //
 // Each tile's primitives are loaded once into window policies, then every pixel of the tile runs
 // the shared compositing template (composite.h). Gradients and max weights are written to
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "composite.h"
-#include "cpu_raster_gaussian_impl.h"
+#include "cpu_raster_blocked_impl.h"
 #include "families.h"
 #include "launchers.h"
 
@@ -50,6 +50,10 @@ struct GradSink {
         for (int k = 0; k < P; ++k) row[k] += v[k];
     }
 };
+
+// Whether window W composites through the blocked SIMD path (cpu_simd_windows_impl.h).
+template <class W>
+constexpr bool kBlocked = std::is_same_v<W, GaussianWindow> || std::is_same_v<W, GesWindow>;
 
 struct TileSpan {
     int64_t v, begin, end;
@@ -193,8 +197,8 @@ void cpu_rasterize_fwd(const RasterArgs& a, float* colors, float* alphas, float*
                        int32_t* last_ids, float* max_weights) {
     dispatch_family(a.family, [&](auto family) {
         using W = typename decltype(family)::Window;
-        if constexpr (std::is_same_v<W, GaussianWindow>)
-            cpu_rasterize_gaussians_fwd(a, colors, alphas, transmittance, last_ids, max_weights);
+        if constexpr (kBlocked<W>)
+            cpu_rasterize_blocked_fwd<W>(a, colors, alphas, transmittance, last_ids, max_weights);
         else
             rasterize_fwd<W>(a, colors, alphas, transmittance, last_ids, max_weights);
     });
@@ -205,9 +209,9 @@ void cpu_rasterize_bwd(const RasterArgs& a, const float* transmittance, const in
                        float* v_features, float* v_opacities, float* v_backgrounds) {
     dispatch_family(a.family, [&](auto family) {
         using W = typename decltype(family)::Window;
-        if constexpr (std::is_same_v<W, GaussianWindow>)
-            cpu_rasterize_gaussians_bwd(a, transmittance, last_ids, v_colors, v_alphas,
-                                        v_window_params, v_features, v_opacities, v_backgrounds);
+        if constexpr (kBlocked<W>)
+            cpu_rasterize_blocked_bwd<W>(a, transmittance, last_ids, v_colors, v_alphas,
+                                         v_window_params, v_features, v_opacities, v_backgrounds);
         else
             rasterize_bwd<W>(a, transmittance, last_ids, v_colors, v_alphas, v_window_params,
                              v_features, v_opacities, v_backgrounds);

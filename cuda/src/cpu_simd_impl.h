@@ -111,8 +111,9 @@ RECON_SIMD_INLINE float hmax(const F& v) {
     return m;
 }
 
-// exp(x) for x in [-5.6, 0]: Cody-Waite reduction x = n ln2 + r and Cephes' expf polynomial
-// (within 1 ulp of glibc expf on every float in [-5.6, 0]; no FMA contraction: -ffp-contract=off).
+// exp(x) for x in [-87, 88] (n in [-126, 127] below; the Gaussian window needs [-5.6, 0]):
+// Cody-Waite reduction x = n ln2 + r and Cephes' expf polynomial (within 1 ulp of glibc expf on
+// every float in [-5.6, 0]; no FMA contraction: -ffp-contract=off).
 template <class F, class I>
 RECON_SIMD_INLINE F exp_small(const F& x) {
     const float kMagic = 12582912.f;  // 1.5 * 2^23: adding it rounds to the nearest integer
@@ -125,8 +126,47 @@ RECON_SIMD_INLINE F exp_small(const F& x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     const F y = p * (r * r) + r + 1.f;
-    const I scale = (__builtin_convertvector(n, I) + 127) << 23;  // bits of 2^n, n in [-9, 0]
+    const I scale = (__builtin_convertvector(n, I) + 127) << 23;  // bits of 2^n
     return y * (F)scale;
+}
+
+// min(max(x, lo), hi) per lane.
+template <class F>
+RECON_SIMD_INLINE F clamp(const F& x, float lo, float hi) {
+    const F y = x > lo ? x : splat<F>(lo);
+    return y < hi ? y : splat<F>(hi);
+}
+
+// exp(x) for any x, saturated to exp(-87) (~1.6e-38) and exp(88) (~1.7e38).
+template <class F, class I>
+RECON_SIMD_INLINE F exp_any(const F& x) {
+    return exp_small<F, I>(clamp(x, -87.f, 88.f));
+}
+
+// ln(x) for normal positive x (no zeros, subnormals, infinities or NaNs): x = m 2^e with m in
+// [sqrt(1/2), sqrt(2)) and Cephes' logf polynomial in m - 1 (a few ulp).
+template <class F, class I>
+RECON_SIMD_INLINE F log_normal(const F& x) {
+    const I bits = (I)x;
+    F e = __builtin_convertvector(((bits >> 23) & 0xff) - 126, F);
+    F m = (F)((bits & 0x007fffff) | 0x3f000000) - 1.f;  // mantissa in [1/2, 1), minus 1
+    const I small = m + 1.f < 0.707106781186547524f;     // m + 1 < sqrt(1/2): use 2 (m + 1) - 1
+    m = select(small, m + m + 1.f, m);
+    e = select(small, e - 1.f, e);
+    const F z = m * m;
+    F y = splat<F>(7.0376836292e-2f);
+    y = y * m + -1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m + -1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m + -1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m + -2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    y += e * -2.12194440e-4f;
+    y += -0.5f * z;
+    return (m + y) + e * 0.693359375f;
 }
 
 }  // namespace simd

@@ -1,18 +1,19 @@
-// Tile-blocked CPU rasterization of Gaussians (forward and backward), in explicit SIMD.
-// Private to cpu_raster.cpp, which includes it once and dispatches the Gaussian family here.
+// Tile-blocked CPU rasterization (forward and backward) in explicit SIMD, of the families whose
+// window is a function of the Gaussian exponent: Gaussians and GES (cpu_simd_windows_impl.h).
+// Private to cpu_raster.cpp, which includes it once and dispatches those families here.
 //
 // Same numbers as the per-pixel compositing template (composite.h) that the CUDA kernels run, but
 // the loops are swapped: the tile's primitives are the outer loop and the tile's pixels the inner
 // loop, 8 (AVX) or 4 pixels at a time (cpu_simd_impl.h). Per pixel, every operation and its order are
-// those of composite_forward / composite_backward and GaussianWindow, so colours, alphas,
-// transmittances and last ids agree with them up to the exponential (a polynomial expf within
-// 1 ulp of libm's). Only the sums over a tile's pixels of a primitive's gradients are taken in
-// another (fixed) order.
+// those of composite_forward / composite_backward and the window, so colours, alphas,
+// transmittances and last ids agree with them up to the exponential and logarithm (polynomials
+// within a few ulp of libm's). Only the sums over a tile's pixels of a primitive's gradients are
+// taken in another (fixed) order.
 //
-// Per primitive, the pixel loop covers only the tile rows where the Gaussian can reach the alpha
-// threshold (a conservative box of {exponent <= min(5.6, ln(255 opacity))}, see
-// cpu_gaussian_tiles_impl.h); pixels outside it would be skipped by the threshold anyway. Rows whose
-// walks all stopped are dropped, and so are pixel vectors where the entry is composited nowhere.
+// Per primitive, the pixel loop covers only the tile rows where the window can reach the alpha
+// threshold (a conservative box of {exponent <= visible_level}, see cpu_blocked_tiles_impl.h);
+// pixels outside it would be skipped by the threshold anyway. Rows whose walks all stopped are
+// dropped, and so are pixel vectors where the entry is composited nowhere.
 // Gradients are written once per intersection (no per-pixel accumulation, no atomics) and reduced
 // per primitive in a fixed order, so results do not depend on the thread count.
 #pragma once
@@ -20,23 +21,16 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
-#include "cpu_gaussian_tiles_impl.h"
+#include "cpu_blocked_tiles_impl.h"
 #include "cpu_simd_impl.h"
+#include "cpu_simd_windows_impl.h"
 #include "launchers.h"
-#include "window_gaussian.h"
 
 namespace recon {
 namespace {
-
-// GaussianWindow::eval at offsets (dx, dy): 0 where the exponent is negative or above 5.6.
-template <class F, class I>
-RECON_SIMD_INLINE F window_at(const GaussianWindow& g, const F& dx, const F& dy) {
-    const F sigma = 0.5f * (g.a * dx * dx + g.c * dy * dy) + g.b * dx * dy;  // g.exponent
-    const I in = (sigma >= 0.f) & (sigma <= 5.6f);
-    return simd::keep(in, simd::exp_small<F, I>(simd::keep(in, -sigma)));
-}
 
 // Per-pixel state of the forward walk of one tile, structure of arrays [n_pad].
 struct FwdState {
@@ -49,16 +43,17 @@ struct FwdState {
 
 // Forward of entry `id` (features f [C]) over pixels [p0, p1), L at a time: composites it where
 // alive; returns its max weight, *stopped counts the pixels whose walk ends here.
-template <int L>
-RECON_SIMD_INLINE float forward_entry(const GaussianWindow& g, float o, const float* f, int C,
+template <int L, class W>
+RECON_SIMD_INLINE float forward_entry(const W& win, float o, const float* f, int C,
                                       int32_t id, int p0, int p1, const float* px,
                                       const float* py, const FwdState& st, int* stopped) {
     using F = typename simd::Lanes<L>::F;
     using I = typename simd::Lanes<L>::I;
     using simd::keep, simd::load, simd::select, simd::store;
+    const GaussianWindow& g = conic_of(win);
     F wmax{}, n_stop{};  // float counts: AVX (without AVX2) has no 8-lane integer add
     for (int p = p0; p < p1; p += L) {
-        const F w = window_at<F, I>(g, load<F>(px + p) - g.mx, load<F>(py + p) - g.my);
+        const F w = sample<F, I, false>(win, load<F>(px + p) - g.mx, load<F>(py + p) - g.my).w;
         const F ow = o * w;
         const F alpha = ow < kMaxAlpha ? ow : simd::splat<F>(kMaxAlpha);
         const F t = load<F>(st.T + p);
@@ -95,27 +90,24 @@ struct BackState {
     int n_pad;
 };
 
-// Gradients of one entry summed over pixels [p0, p1); features in v_f [C].
-struct EntryGrad {
-    float opacity, mx, my, a, b, c;
-};
-
 // Backward of entry `id` (features f [C]), L pixels at a time: composite_backward's per-pixel
-// body for every pixel whose walk reaches it; returns whether it was composited at any pixel.
-template <int L>
-RECON_SIMD_INLINE bool backward_entry(const GaussianWindow& g, float o, const float* f, int C,
-                                      int32_t id, int p0, int p1, const float* px,
-                                      const float* py, const BackState& st, EntryGrad* out,
-                                      float* v_f) {
+// body for every pixel whose walk reaches it. Writes the gradients summed over pixels [p0, p1): v_row = [opacity, features (C), window
+// (W::kParams)], a row of the per-intersection buffer.
+template <int L, class W>
+RECON_SIMD_INLINE void backward_entry(const W& win, float o, const float* f, int C, int32_t id,
+                                      int p0, int p1, const float* px, const float* py,
+                                      const BackState& st, float* v_row) {
     using F = typename simd::Lanes<L>::F;
     using I = typename simd::Lanes<L>::I;
     using simd::keep, simd::load, simd::select, simd::store;
-    F g_o{}, g_mx{}, g_my{}, g_a{}, g_b{}, g_c{};
-    I any{};
+    constexpr bool kHasBeta = std::is_same_v<W, GesWindow>;  // window params [mx, my, a, b, c, beta]
+    const GaussianWindow& g = conic_of(win);
+    F g_o{}, g_mx{}, g_my{}, g_a{}, g_b{}, g_c{}, g_beta{};
     std::fill(st.v_f, st.v_f + C * L, 0.f);
     for (int p = p0; p < p1; p += L) {
         const F dx = load<F>(px + p) - g.mx, dy = load<F>(py + p) - g.my;
-        const F w = window_at<F, I>(g, dx, dy);
+        const WindowSample<F> ws = sample<F, I, true>(win, dx, dy);
+        const F w = ws.w;
         const F ow = o * w;
         const F alpha = ow < kMaxAlpha ? ow : simd::splat<F>(kMaxAlpha);
         const I ok = simd::less_equal<I>(id, st.last + p) & (alpha >= kAlphaThreshold);
@@ -135,79 +127,92 @@ RECON_SIMD_INLINE bool backward_entry(const GaussianWindow& g, float o, const fl
             float* s = st.v_f + c * L;
             store(s, load<F>(s) + weight_ok * load<F>(st.vcol + (size_t)c * st.n_pad + p));
         }
-        any |= ok;
-        // GaussianWindow::vjp with v_w = o * v_a, where the alpha is not clamped.
+        // The window's vjp with v_w = o * v_a, where the alpha is not clamped.
         const I grad = ok & (ow <= kMaxAlpha);
-        const F v_sigma = -w * (o * v_a);
+        const F v_w = o * v_a;
+        const F v_sigma = ws.dw_dp * v_w;  // GaussianWindow::vjp from here, with v_sigma
         g_o += keep(grad, w * v_a);
         g_mx += keep(grad, -(g.a * dx + g.b * dy) * v_sigma);
         g_my += keep(grad, -(g.b * dx + g.c * dy) * v_sigma);
         g_a += keep(grad, 0.5f * dx * dx * v_sigma);
         g_b += keep(grad, dx * dy * v_sigma);
         g_c += keep(grad, 0.5f * dy * dy * v_sigma);
+        if constexpr (kHasBeta) g_beta += keep(grad, ws.dw_dbeta * v_w);
     }
     using simd::hsum;
-    *out = EntryGrad{hsum(g_o), hsum(g_mx), hsum(g_my), hsum(g_a), hsum(g_b), hsum(g_c)};
-    for (int c = 0; c < C; ++c) v_f[c] = hsum(load<F>(st.v_f + c * L));
-    bool composited = false;
-    for (int l = 0; l < L; ++l) composited = composited || any[l] != 0;
-    return composited;
+    v_row[0] = hsum(g_o);
+    for (int c = 0; c < C; ++c) v_row[1 + c] = hsum(load<F>(st.v_f + c * L));
+    float* v_wp = v_row + 1 + C;  // [W::kParams]
+    v_wp[0] = hsum(g_mx);
+    v_wp[1] = hsum(g_my);
+    v_wp[2] = hsum(g_a);
+    v_wp[3] = hsum(g_b);
+    v_wp[4] = hsum(g_c);
+    if constexpr (kHasBeta) v_wp[5] = hsum(g_beta);
 }
 
 // The lane count's instances: 8 lanes in AVX code where the CPU has it, else 4.
-using ForwardEntry = float (*)(const GaussianWindow&, float, const float*, int, int32_t, int, int,
-                               const float*, const float*, const FwdState&, int*);
-using BackwardEntry = bool (*)(const GaussianWindow&, float, const float*, int, int32_t, int, int,
-                               const float*, const float*, const BackState&, EntryGrad*, float*);
+template <class W>
+using ForwardEntry = float (*)(const W&, float, const float*, int, int32_t, int, int, const float*,
+                               const float*, const FwdState&, int*);
+template <class W>
+using BackwardEntry = void (*)(const W&, float, const float*, int, int32_t, int, int, const float*,
+                               const float*, const BackState&, float*);
 
-float forward_entry_4(const GaussianWindow& g, float o, const float* f, int C, int32_t id, int p0,
-                      int p1, const float* px, const float* py, const FwdState& st, int* stopped) {
-    return forward_entry<4>(g, o, f, C, id, p0, p1, px, py, st, stopped);
+template <class W>
+float forward_entry_4(const W& win, float o, const float* f, int C, int32_t id, int p0, int p1,
+                      const float* px, const float* py, const FwdState& st, int* stopped) {
+    return forward_entry<4>(win, o, f, C, id, p0, p1, px, py, st, stopped);
 }
-bool backward_entry_4(const GaussianWindow& g, float o, const float* f, int C, int32_t id, int p0,
-                      int p1, const float* px, const float* py, const BackState& st,
-                      EntryGrad* out, float* v_f) {
-    return backward_entry<4>(g, o, f, C, id, p0, p1, px, py, st, out, v_f);
+template <class W>
+void backward_entry_4(const W& win, float o, const float* f, int C, int32_t id, int p0, int p1,
+                      const float* px, const float* py, const BackState& st, float* v_row) {
+    backward_entry<4>(win, o, f, C, id, p0, p1, px, py, st, v_row);
 }
 #if RECON_HAVE_AVX_PATH
-RECON_TARGET_AVX float forward_entry_8(const GaussianWindow& g, float o, const float* f, int C,
-                                       int32_t id, int p0, int p1, const float* px,
-                                       const float* py, const FwdState& st, int* stopped) {
-    return forward_entry<8>(g, o, f, C, id, p0, p1, px, py, st, stopped);
+template <class W>
+RECON_TARGET_AVX float forward_entry_8(const W& win, float o, const float* f, int C, int32_t id,
+                                       int p0, int p1, const float* px, const float* py,
+                                       const FwdState& st, int* stopped) {
+    return forward_entry<8>(win, o, f, C, id, p0, p1, px, py, st, stopped);
 }
-RECON_TARGET_AVX bool backward_entry_8(const GaussianWindow& g, float o, const float* f, int C,
-                                       int32_t id, int p0, int p1, const float* px,
-                                       const float* py, const BackState& st, EntryGrad* out,
-                                       float* v_f) {
-    return backward_entry<8>(g, o, f, C, id, p0, p1, px, py, st, out, v_f);
+template <class W>
+RECON_TARGET_AVX void backward_entry_8(const W& win, float o, const float* f, int C, int32_t id,
+                                       int p0, int p1, const float* px, const float* py,
+                                       const BackState& st, float* v_row) {
+    backward_entry<8>(win, o, f, C, id, p0, p1, px, py, st, v_row);
 }
 #endif
 
-ForwardEntry pick_forward_entry() {
+template <class W>
+ForwardEntry<W> pick_forward_entry() {
 #if RECON_HAVE_AVX_PATH
-    if (simd::cpu_has_avx()) return forward_entry_8;
+    if (simd::cpu_has_avx()) return forward_entry_8<W>;
 #endif
-    return forward_entry_4;
+    return forward_entry_4<W>;
 }
 
-BackwardEntry pick_backward_entry() {
+template <class W>
+BackwardEntry<W> pick_backward_entry() {
 #if RECON_HAVE_AVX_PATH
-    if (simd::cpu_has_avx()) return backward_entry_8;
+    if (simd::cpu_has_avx()) return backward_entry_8<W>;
 #endif
-    return backward_entry_4;
+    return backward_entry_4<W>;
 }
 
-void cpu_rasterize_gaussians_fwd(const RasterArgs& a, float* colors, float* alphas,
-                                 float* transmittance, int32_t* last_ids, float* max_weights) {
+// The blocked forward of window W (GaussianWindow, GesWindow): rasterize_fwd's outputs.
+template <class W>
+void cpu_rasterize_blocked_fwd(const RasterArgs& a, float* colors, float* alphas,
+                               float* transmittance, int32_t* last_ids, float* max_weights) {
     const int64_t n_tiles = a.num_views * a.tile_width * a.tile_height;
     const int C = a.num_channels;
     std::vector<float> maxw(a.num_isects, 0.f);
-    const std::vector<Box> boxes = visible_boxes(a);
-    const ForwardEntry forward = pick_forward_entry();
+    const std::vector<Box> boxes = visible_boxes<W>(a);
+    const ForwardEntry<W> forward = pick_forward_entry<W>();
 #pragma omp parallel num_threads(cpu_threads(n_tiles))
     {
         Block b;
-        std::vector<Entry> es;
+        std::vector<Entry<W>> es;
         std::vector<float> T, color;
         std::vector<int32_t> alive, last;
 #pragma omp for schedule(dynamic, 1) nowait
@@ -224,12 +229,12 @@ void cpu_rasterize_gaussians_fwd(const RasterArgs& a, float* colors, float* alph
             const FwdState st{T.data(), alive.data(), last.data(), color.data(), n_pad};
             int n_alive = n, row0 = 0, row1 = b.bh;  // rows [row0, row1) hold every live pixel
             for (int64_t k = 0; k < (int64_t)es.size() && n_alive > 0; ++k) {
-                const Entry& e = es[k];
+                const Entry<W>& e = es[k];
                 int p0, p1;
                 lane_range(b, std::max(e.r0, row0), std::min(e.r1, row1), &p0, &p1);
                 if (p0 >= p1) continue;
                 int stopped = 0;
-                maxw[b.begin + k] = forward(e.g, e.o, e.f, C, (int32_t)(b.begin + k), p0, p1,
+                maxw[b.begin + k] = forward(e.win, e.o, e.f, C, (int32_t)(b.begin + k), p0, p1,
                                             b.px.data(), b.py.data(), st, &stopped);
                 if (stopped == 0) continue;
                 n_alive -= stopped;
@@ -260,21 +265,23 @@ void cpu_rasterize_gaussians_fwd(const RasterArgs& a, float* colors, float* alph
     }
 }
 
-void cpu_rasterize_gaussians_bwd(const RasterArgs& a, const float* transmittance,
-                                 const int32_t* last_ids, const float* v_colors,
-                                 const float* v_alphas, float* v_window_params, float* v_features,
-                                 float* v_opacities, float* v_backgrounds) {
+// The blocked backward of window W (GaussianWindow, GesWindow): rasterize_bwd's outputs.
+template <class W>
+void cpu_rasterize_blocked_bwd(const RasterArgs& a, const float* transmittance,
+                               const int32_t* last_ids, const float* v_colors,
+                               const float* v_alphas, float* v_window_params, float* v_features,
+                               float* v_opacities, float* v_backgrounds) {
     const int64_t n_tiles = a.num_views * a.tile_width * a.tile_height;
-    const int C = a.num_channels, P = GaussianWindow::kParams;
+    const int C = a.num_channels, P = W::kParams;
     const int stride = 1 + C + P;  // per intersection: [opacity, features (C), window (P)]
     std::vector<float> rows(a.num_isects * stride, 0.f);
     std::vector<float> v_bg_tiles(a.backgrounds != nullptr ? n_tiles * C : 0, 0.f);
-    const std::vector<Box> boxes = visible_boxes(a);
-    const BackwardEntry backward = pick_backward_entry();
+    const std::vector<Box> boxes = visible_boxes<W>(a);
+    const BackwardEntry<W> backward = pick_backward_entry<W>();
 #pragma omp parallel num_threads(cpu_threads(n_tiles))
     {
         Block b;
-        std::vector<Entry> es;
+        std::vector<Entry<W>> es;
         std::vector<float> T, Tf, acc, kterm, vcol;
         std::vector<int32_t> last, row_last;
         std::vector<float> v_f_lanes((size_t)C * kLanes);
@@ -313,7 +320,7 @@ void cpu_rasterize_gaussians_bwd(const RasterArgs& a, const float* transmittance
             const BackState st{T.data(),    acc.data(),  Tf.data(),        kterm.data(),
                                last.data(), vcol.data(), v_f_lanes.data(), n_pad};
             for (int64_t i = max_last; i >= b.begin; --i) {
-                const Entry& e = es[i - b.begin];
+                const Entry<W>& e = es[i - b.begin];
                 int r0 = e.r0, r1 = e.r1;  // trimmed to rows holding a pixel whose walk reaches i
                 while (r0 < r1 && row_last[r0] < i) ++r0;
                 while (r1 > r0 && row_last[r1 - 1] < i) --r1;
@@ -321,17 +328,7 @@ void cpu_rasterize_gaussians_bwd(const RasterArgs& a, const float* transmittance
                 lane_range(b, r0, r1, &p0, &p1);
                 if (p0 >= p1) continue;
                 float* row = rows.data() + i * stride;
-                EntryGrad gr;
-                if (!backward(e.g, e.o, e.f, C, (int32_t)i, p0, p1, b.px.data(), b.py.data(), st,
-                              &gr, row + 1))
-                    continue;
-                row[0] = gr.opacity;
-                float* vw = row + 1 + C;
-                vw[0] = gr.mx;
-                vw[1] = gr.my;
-                vw[2] = gr.a;
-                vw[3] = gr.b;
-                vw[4] = gr.c;
+                backward(e.win, e.o, e.f, C, (int32_t)i, p0, p1, b.px.data(), b.py.data(), st, row);
             }
         }
     }

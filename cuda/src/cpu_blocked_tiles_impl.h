@@ -1,6 +1,6 @@
-// Tile setup of the blocked CPU Gaussian rasterizer (cpu_raster_gaussian_impl.h): the pixel block of
-// a tile (padded to whole vectors), and per tile-list entry the block rows its Gaussian can reach
-// (a conservative box outside which alpha < 1/255).
+// Tile setup of the blocked CPU rasterizer (cpu_raster_blocked_impl.h): the pixel block of a tile
+// (padded to whole vectors), and per tile-list entry the block rows its window can reach (a
+// conservative box outside which alpha < 1/255).
 #pragma once
 
 #include <algorithm>
@@ -8,8 +8,8 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu_simd_windows_impl.h"
 #include "launchers.h"
-#include "window_gaussian.h"
 
 namespace recon {
 namespace {
@@ -17,8 +17,9 @@ namespace {
 constexpr int kLanes = 8;  // block padding: a multiple of every lane count used
 
 // One tile-list entry: window, opacity, features and the block rows [r0, r1) it can reach.
+template <class W>
 struct Entry {
-    GaussianWindow g;
+    W win;
     float o;
     int32_t r0, r1;
     const float* f;  // [C]
@@ -61,19 +62,21 @@ int64_t pixel_of(const RasterArgs& a, const Block& b, int p) {
 }
 
 // Pixel box (inclusive) of one (view, primitive) outside which alpha < 1/255 for sure: the
-// bounding box of {exponent <= min(5.6, ln(255 o))}, widened by a relative 1e-3 and one pixel;
+// bounding box of {exponent <= visible_level}, widened by a relative 1e-3 and one pixel;
 // empty when o < 1/255 (alpha <= o), unbounded when the conic is not positive definite or not
 // finite. Visiting more pixels than needed never changes a result.
 struct Box {
     int32_t x0, x1, y0, y1;
 };
 
-Box visible_box(const GaussianWindow& g, float o) {
+template <class W>
+Box visible_box(const W& win, float o) {
     constexpr double kBig = 1 << 30;  // far outside any image, still an int32
     if (!(o >= kAlphaThreshold)) return Box{1, 0, 1, 0};
+    const GaussianWindow& g = conic_of(win);
     const double a = g.a, b = g.b, c = g.c, det = a * c - b * b;
     if (a > 0.0 && c > 0.0 && det > 0.0) {
-        const double s = std::min(5.6, std::log(255.0 * (double)o)) * 1.001 + 1e-3;
+        const double s = visible_level(win, std::log(255.0 * (double)o)) * 1.001 + 1e-3;
         const double hx = std::sqrt(2.0 * s * c / det), hy = std::sqrt(2.0 * s * a / det);
         const double x0 = std::floor(g.mx - hx - 0.5) - 1.0, x1 = std::ceil(g.mx + hx - 0.5) + 1.0;
         const double y0 = std::floor(g.my - hy - 0.5) - 1.0, y1 = std::ceil(g.my + hy - 0.5) + 1.0;
@@ -86,24 +89,25 @@ Box visible_box(const GaussianWindow& g, float o) {
 }
 
 // Boxes of every (view, primitive) [V * N].
+template <class W>
 std::vector<Box> visible_boxes(const RasterArgs& a) {
     std::vector<Box> boxes(a.num_views * a.num_primitives);
 #pragma omp parallel for schedule(static) num_threads(cpu_threads(a.num_views * a.num_primitives, 4096))
     for (int64_t flat = 0; flat < a.num_views * a.num_primitives; ++flat)
-        boxes[flat] = visible_box(
-            GaussianWindow::load(a.window_params + flat * GaussianWindow::kParams, nullptr, 0),
-            a.opacities[flat % a.num_primitives]);
+        boxes[flat] = visible_box(W::load(a.window_params + flat * W::kParams, nullptr, 0),
+                                  a.opacities[flat % a.num_primitives]);
     return boxes;
 }
 
 // The tile's entries with the block rows crossing their box (none when the box misses it).
+template <class W>
 void load_entries(const RasterArgs& a, const std::vector<Box>& boxes, const Block& b,
-                  std::vector<Entry>& es) {
+                  std::vector<Entry<W>>& es) {
     es.resize(b.end - b.begin);
     for (int64_t k = 0; k < b.end - b.begin; ++k) {
         const int64_t flat = a.flatten_ids[b.begin + k];
-        Entry& e = es[k];
-        e.g = GaussianWindow::load(a.window_params + flat * GaussianWindow::kParams, nullptr, 0);
+        Entry<W>& e = es[k];
+        e.win = W::load(a.window_params + flat * W::kParams, nullptr, 0);
         e.o = a.opacities[flat % a.num_primitives];
         e.f = a.features + flat * a.num_channels;
         const Box& box = boxes[flat];

@@ -28,7 +28,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-FAMILIES = ("gaussian", "triangle", "convex")
+FAMILIES = ("gaussian", "triangle", "convex", "ges")
 
 
 def look_at(eye: list[float]) -> torch.Tensor:
@@ -53,10 +53,12 @@ def make_scene(family: str, N: int, W: int, seed: int = 0) -> dict[str, torch.Te
         "colors": torch.rand(1, N, 3, generator=g),
         "opacities": torch.rand(N, generator=g) * 0.8 + 0.1,
     }
-    if family == "gaussian":
+    if family in ("gaussian", "ges"):
         scene["means"] = centres
         scene["quats"] = torch.randn(N, 4, generator=g)
         scene["scales"] = (torch.rand(N, 3, generator=g) * 0.5 + 0.25) * size
+        if family == "ges":  # beta around the learnt values (median 2.1, see BENCHMARKS.md), none exactly 2
+            scene["shape"] = torch.rand(N, generator=g) * 1.5 + 1.5
     elif family == "triangle":
         scene["vertices"] = centres[:, None, :] + torch.randn(N, 3, 3, generator=g) * size
         scene["sigma"] = torch.rand(N, generator=g) + 0.5
@@ -68,59 +70,32 @@ def make_scene(family: str, N: int, W: int, seed: int = 0) -> dict[str, torch.Te
     return scene
 
 
-def render(module, family: str, s: dict[str, torch.Tensor], W: int):
-    """Stages 1-3 of one backend; returns colors [1,H,W,3], alphas, depths."""
-    vm, Ks = s["viewmats"], s["Ks"]
-    if family == "gaussian":
-        m2, d, conics, radii = module.project_gaussians(s["means"], s["quats"], s["scales"], vm, Ks, W, W)
-    elif family == "triangle":
-        m2, d, v2, radii = module.project_triangles(s["vertices"], vm, Ks, W, W)
-    else:
-        m2, d, p2, hull, radii = module.project_convexes(
-            s["points"], s["delta"], s["sigma"], s["opacities"], vm, Ks, W, W
-        )
-    offsets, ids = module.isect_tiles(m2, radii, d, W, W)
-    f = torch.cat([s["colors"], d[..., None]], -1)
-    if family == "gaussian":
-        out = module.rasterize_gaussians_to_pixels(m2, conics, f, s["opacities"], W, W, offsets, ids)
-    elif family == "triangle":
-        out = module.rasterize_triangles_to_pixels(v2, s["sigma"], f, s["opacities"], W, W, offsets, ids)
-    else:
-        out = module.rasterize_convexes_to_pixels(
-            p2, hull, s["delta"], s["sigma"], d, f, s["opacities"], W, W, offsets, ids
-        )
-    colors, alphas, _ = out
-    depth = torch.where(alphas > 0, colors[..., 3:] / alphas.clamp_min(1e-10), 0.0)
-    return colors[..., :3], alphas, depth
+def render(backend: str, family: str, s: dict[str, torch.Tensor], W: int):
+    """The public op with one backend (stages 1-3); returns colors [1,H,W,3], alphas, depths."""
+    from recon.ops.family import raster_family
+    from recon.ops.rasterize import rasterize
 
-
-def render_gsplat(s: dict[str, torch.Tensor], W: int):
-    from gsplat import rasterization
-
-    colors, alphas, _ = rasterization(
-        s["means"], s["quats"], s["scales"], s["opacities"], s["colors"][0], s["viewmats"],
-        s["Ks"], W, W, render_mode="RGB+ED", packed=False,
-    )  # fmt: skip
-    return colors[..., :3], alphas, colors[..., 3:]
+    fam = raster_family(family)
+    inputs = {spec.name: s[spec.name] for spec in fam.inputs}
+    out = rasterize(fam, inputs, s["colors"][0], s["viewmats"], s["Ks"], W, W, backend=backend)
+    return out.colors, out.alphas, out.depths
 
 
 def run_case(family: str, backend: str, N: int, W: int, repeats: int) -> dict:
     """Times forward+backward of one (family, backend) and measures its error to the reference."""
     device = "cuda" if backend in ("cuda", "gsplat") else "cpu"
     s = {k: v.to(device) for k, v in make_scene(family, N, W).items()}
-    if backend == "reference":
-        from recon.ops import reference as module
-    else:
-        from recon.ops import kernels as module
+    if backend in ("cpu", "cuda"):
+        from recon.ops import kernels
 
-        ok, why = module.available(device)
-        if not ok and backend != "gsplat":
+        ok, why = kernels.available(device)
+        if not ok:
             return {"skipped": why}
     params = [k for k in s if k not in ("viewmats", "Ks")]
 
     def step():
         xs = {k: (v.clone().requires_grad_() if k in params else v) for k, v in s.items()}
-        out = render_gsplat(xs, W) if backend == "gsplat" else render(module, family, xs, W)
+        out = render(backend, family, xs, W)
         loss = sum((o * (i + 1.0)).mean() for i, o in enumerate(out))
         loss.backward()
         return out
@@ -145,11 +120,9 @@ def run_case(family: str, backend: str, N: int, W: int, repeats: int) -> dict:
     else:
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if W <= 256 and backend != "reference":
-        from recon.ops import reference
-
         s_cpu = {k: v.cpu() for k, v in s.items()}
         with torch.no_grad():
-            ref_out = render(reference, family, s_cpu, W)
+            ref_out = render("reference", family, s_cpu, W)
         result["max_abs_diff"] = {
             name: (a.detach().cpu() - b).abs().max().item()
             for name, a, b in zip(("color", "alpha", "depth"), out, ref_out)
@@ -174,7 +147,7 @@ def cases(gpu: bool) -> list[tuple[str, str, int, int, int]]:
 def machine() -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}
     try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        lscpu = subprocess.run(["lscpu"], check=False, capture_output=True, text=True).stdout
         info["cpu"] = next(l.split(":", 1)[1].strip() for l in lscpu.splitlines() if "Model name" in l)
     except (OSError, StopIteration):
         info["cpu"] = platform.processor()
@@ -201,7 +174,7 @@ def main() -> None:
     todo = [c for c in cases(torch.cuda.is_available()) if c[0] in wanted]
     for case in track(todo, description="benchmarking", disable=args.json):
         cmd = [sys.executable, __file__, "--case", *map(str, case)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
         row = {"family": case[0], "backend": case[1]}
         try:
             row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -232,8 +205,9 @@ def main() -> None:
         mem = r.get("peak_rss_mb", r.get("peak_mem_mb", 0.0))
         diff = r.get("max_abs_diff")
         diff_s = "/".join(f"{diff[k]:.1e}" for k in ("color", "alpha", "depth")) if diff else "-"
-        sp, sp_cpu, cpu_ms = (r.get(k) for k in ("speedup_vs_reference",
-                                                 "cpu_time_speedup_vs_reference", "cpu_ms_per_image"))
+        sp, sp_cpu, cpu_ms = (
+            r.get(k) for k in ("speedup_vs_reference", "cpu_time_speedup_vs_reference", "cpu_ms_per_image")
+        )
         print(f"{r['family']:9} {r['backend']:9} {r['N']:>7} {r['size']:>5} {r['ms_per_image']:>9.1f} "
               f"{(f'{sp:.1f}' if sp else '-'):>7} {(f'{cpu_ms:.1f}' if cpu_ms else '-'):>8} "
               f"{(f'{sp_cpu:.1f}' if sp_cpu else '-'):>7} {mem:>8.0f}  {diff_s}")  # fmt: skip

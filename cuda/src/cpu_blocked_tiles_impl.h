@@ -16,11 +16,12 @@ namespace {
 
 constexpr int kLanes = 8;  // block padding: a multiple of every lane count used
 
-// One tile-list entry: window, opacity, features and the block rows [r0, r1) it can reach.
+// One tile-list entry: window, opacity, features, the block rows [r0, r1) it can reach and the
+// exponent p_max beyond which its alpha < 1/255 (Box).
 template <class W>
 struct Entry {
     W win;
-    float o;
+    float o, p_max;
     int32_t r0, r1;
     const float* f;  // [C]
 };
@@ -62,30 +63,32 @@ int64_t pixel_of(const RasterArgs& a, const Block& b, int p) {
 }
 
 // Pixel box (inclusive) of one (view, primitive) outside which alpha < 1/255 for sure: the
-// bounding box of {exponent <= visible_level}, widened by a relative 1e-3 and one pixel;
-// empty when o < 1/255 (alpha <= o), unbounded when the conic is not positive definite or not
-// finite. Visiting more pixels than needed never changes a result.
+// bounding box of {exponent <= p_max}, p_max = visible_level widened by a relative 1e-3 (and the
+// box by one pixel); empty when o < 1/255 (alpha <= o), unbounded when the conic is not positive
+// definite or not finite (p_max still holds: the window is a function of p). Visiting more pixels
+// than needed never changes a result.
 struct Box {
     int32_t x0, x1, y0, y1;
+    float p_max;
 };
 
 template <class W>
 Box visible_box(const W& win, float o) {
     constexpr double kBig = 1 << 30;  // far outside any image, still an int32
-    if (!(o >= kAlphaThreshold)) return Box{1, 0, 1, 0};
+    if (!(o >= kAlphaThreshold)) return Box{1, 0, 1, 0, -1.f};
     const GaussianWindow& g = conic_of(win);
     const double a = g.a, b = g.b, c = g.c, det = a * c - b * b;
+    const double s = visible_level(win, std::log(255.0 * (double)o)) * 1.001 + 1e-3;
     if (a > 0.0 && c > 0.0 && det > 0.0) {
-        const double s = visible_level(win, std::log(255.0 * (double)o)) * 1.001 + 1e-3;
         const double hx = std::sqrt(2.0 * s * c / det), hy = std::sqrt(2.0 * s * a / det);
         const double x0 = std::floor(g.mx - hx - 0.5) - 1.0, x1 = std::ceil(g.mx + hx - 0.5) + 1.0;
         const double y0 = std::floor(g.my - hy - 0.5) - 1.0, y1 = std::ceil(g.my + hy - 0.5) + 1.0;
         if (std::isfinite(x0) && std::isfinite(x1) && std::isfinite(y0) && std::isfinite(y1)) {
             auto clamp = [kBig](double x) { return (int32_t)std::min(kBig, std::max(-kBig, x)); };
-            return Box{clamp(x0), clamp(x1), clamp(y0), clamp(y1)};
+            return Box{clamp(x0), clamp(x1), clamp(y0), clamp(y1), (float)s};
         }
     }
-    return Box{INT_MIN, INT_MAX, INT_MIN, INT_MAX};
+    return Box{INT_MIN, INT_MAX, INT_MIN, INT_MAX, (float)s};
 }
 
 // Boxes of every (view, primitive) [V * N].
@@ -111,6 +114,7 @@ void load_entries(const RasterArgs& a, const std::vector<Box>& boxes, const Bloc
         e.o = a.opacities[flat % a.num_primitives];
         e.f = a.features + flat * a.num_channels;
         const Box& box = boxes[flat];
+        e.p_max = box.p_max;
         const int64_t r0 = std::max<int64_t>(0, (int64_t)box.y0 - b.y0);
         const int64_t r1 = std::min<int64_t>(b.bh, (int64_t)box.y1 - b.y0 + 1);
         const bool miss = r0 >= r1 || box.x1 < b.x0 || box.x0 > b.x0 + b.bw - 1;

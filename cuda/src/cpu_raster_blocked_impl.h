@@ -41,19 +41,34 @@ struct FwdState {
     int n_pad;
 };
 
-// Forward of entry `id` (features f [C]) over pixels [p0, p1), L at a time: composites it where
-// alive; returns its max weight, *stopped counts the pixels whose walk ends here.
+// Exponents p at pixels [p, p + L) and whether any of them can reach the alpha threshold (the
+// window is not evaluated otherwise: it would be skipped at every lane).
+template <class F, class W>
+RECON_SIMD_INLINE bool exponents_at(const Entry<W>& e, const float* px, const float* py, F* dx,
+                                    F* dy, F* p) {
+    const GaussianWindow& g = conic_of(e.win);
+    *dx = simd::load<F>(px) - g.mx;
+    *dy = simd::load<F>(py) - g.my;
+    *p = exponent_at(g, *dx, *dy);
+    return simd::any_lane((*p >= 0.f) & (*p <= e.p_max));
+}
+
+// Forward of tile-list entry `id` over pixels [p0, p1), L at a time: composites it where alive;
+// returns its max weight, *stopped counts the pixels whose walk ends here.
 template <int L, class W>
-RECON_SIMD_INLINE float forward_entry(const W& win, float o, const float* f, int C,
-                                      int32_t id, int p0, int p1, const float* px,
-                                      const float* py, const FwdState& st, int* stopped) {
+RECON_SIMD_INLINE float forward_entry(const Entry<W>& e, int C, int32_t id, int p0, int p1,
+                                      const float* px, const float* py, const FwdState& st,
+                                      int* stopped) {
     using F = typename simd::Lanes<L>::F;
     using I = typename simd::Lanes<L>::I;
     using simd::keep, simd::load, simd::select, simd::store;
-    const GaussianWindow& g = conic_of(win);
+    const float o = e.o;
+    const float* f = e.f;
     F wmax{}, n_stop{};  // float counts: AVX (without AVX2) has no 8-lane integer add
     for (int p = p0; p < p1; p += L) {
-        const F w = sample<F, I, false>(win, load<F>(px + p) - g.mx, load<F>(py + p) - g.my).w;
+        F dx, dy, power;
+        if (!exponents_at(e, px + p, py + p, &dx, &dy, &power)) continue;
+        const F w = sample<F, I, false>(e.win, power).w;
         const F ow = o * w;
         const F alpha = ow < kMaxAlpha ? ow : simd::splat<F>(kMaxAlpha);
         const F t = load<F>(st.T + p);
@@ -90,23 +105,26 @@ struct BackState {
     int n_pad;
 };
 
-// Backward of entry `id` (features f [C]), L pixels at a time: composite_backward's per-pixel
-// body for every pixel whose walk reaches it. Writes the gradients summed over pixels [p0, p1): v_row = [opacity, features (C), window
-// (W::kParams)], a row of the per-intersection buffer.
+// Backward of tile-list entry `id`, L pixels at a time: composite_backward's per-pixel body for
+// every pixel whose walk reaches it. Writes the gradients summed over pixels [p0, p1) to v_row =
+// [opacity, features (C), window (W::kParams)], its row of the per-intersection buffer.
 template <int L, class W>
-RECON_SIMD_INLINE void backward_entry(const W& win, float o, const float* f, int C, int32_t id,
-                                      int p0, int p1, const float* px, const float* py,
-                                      const BackState& st, float* v_row) {
+RECON_SIMD_INLINE void backward_entry(const Entry<W>& e, int C, int32_t id, int p0, int p1,
+                                      const float* px, const float* py, const BackState& st,
+                                      float* v_row) {
     using F = typename simd::Lanes<L>::F;
     using I = typename simd::Lanes<L>::I;
     using simd::keep, simd::load, simd::select, simd::store;
     constexpr bool kHasBeta = std::is_same_v<W, GesWindow>;  // window params [mx, my, a, b, c, beta]
-    const GaussianWindow& g = conic_of(win);
+    const GaussianWindow& g = conic_of(e.win);
+    const float o = e.o;
+    const float* f = e.f;
     F g_o{}, g_mx{}, g_my{}, g_a{}, g_b{}, g_c{}, g_beta{};
     std::fill(st.v_f, st.v_f + C * L, 0.f);
     for (int p = p0; p < p1; p += L) {
-        const F dx = load<F>(px + p) - g.mx, dy = load<F>(py + p) - g.my;
-        const WindowSample<F> ws = sample<F, I, true>(win, dx, dy);
+        F dx, dy, power;
+        if (!exponents_at(e, px + p, py + p, &dx, &dy, &power)) continue;
+        const WindowSample<F> ws = sample<F, I, true>(e.win, power);
         const F w = ws.w;
         const F ow = o * w;
         const F alpha = ow < kMaxAlpha ? ow : simd::splat<F>(kMaxAlpha);
@@ -153,34 +171,34 @@ RECON_SIMD_INLINE void backward_entry(const W& win, float o, const float* f, int
 
 // The lane count's instances: 8 lanes in AVX code where the CPU has it, else 4.
 template <class W>
-using ForwardEntry = float (*)(const W&, float, const float*, int, int32_t, int, int, const float*,
-                               const float*, const FwdState&, int*);
+using ForwardEntry = float (*)(const Entry<W>&, int, int32_t, int, int, const float*, const float*,
+                               const FwdState&, int*);
 template <class W>
-using BackwardEntry = void (*)(const W&, float, const float*, int, int32_t, int, int, const float*,
-                               const float*, const BackState&, float*);
+using BackwardEntry = void (*)(const Entry<W>&, int, int32_t, int, int, const float*, const float*,
+                               const BackState&, float*);
 
 template <class W>
-float forward_entry_4(const W& win, float o, const float* f, int C, int32_t id, int p0, int p1,
-                      const float* px, const float* py, const FwdState& st, int* stopped) {
-    return forward_entry<4>(win, o, f, C, id, p0, p1, px, py, st, stopped);
+float forward_entry_4(const Entry<W>& e, int C, int32_t id, int p0, int p1, const float* px,
+                      const float* py, const FwdState& st, int* stopped) {
+    return forward_entry<4>(e, C, id, p0, p1, px, py, st, stopped);
 }
 template <class W>
-void backward_entry_4(const W& win, float o, const float* f, int C, int32_t id, int p0, int p1,
-                      const float* px, const float* py, const BackState& st, float* v_row) {
-    backward_entry<4>(win, o, f, C, id, p0, p1, px, py, st, v_row);
+void backward_entry_4(const Entry<W>& e, int C, int32_t id, int p0, int p1, const float* px,
+                      const float* py, const BackState& st, float* v_row) {
+    backward_entry<4>(e, C, id, p0, p1, px, py, st, v_row);
 }
 #if RECON_HAVE_AVX_PATH
 template <class W>
-RECON_TARGET_AVX float forward_entry_8(const W& win, float o, const float* f, int C, int32_t id,
-                                       int p0, int p1, const float* px, const float* py,
-                                       const FwdState& st, int* stopped) {
-    return forward_entry<8>(win, o, f, C, id, p0, p1, px, py, st, stopped);
+RECON_TARGET_AVX float forward_entry_8(const Entry<W>& e, int C, int32_t id, int p0, int p1,
+                                       const float* px, const float* py, const FwdState& st,
+                                       int* stopped) {
+    return forward_entry<8>(e, C, id, p0, p1, px, py, st, stopped);
 }
 template <class W>
-RECON_TARGET_AVX void backward_entry_8(const W& win, float o, const float* f, int C, int32_t id,
-                                       int p0, int p1, const float* px, const float* py,
-                                       const BackState& st, float* v_row) {
-    backward_entry<8>(win, o, f, C, id, p0, p1, px, py, st, v_row);
+RECON_TARGET_AVX void backward_entry_8(const Entry<W>& e, int C, int32_t id, int p0, int p1,
+                                       const float* px, const float* py, const BackState& st,
+                                       float* v_row) {
+    backward_entry<8>(e, C, id, p0, p1, px, py, st, v_row);
 }
 #endif
 
@@ -234,8 +252,8 @@ void cpu_rasterize_blocked_fwd(const RasterArgs& a, float* colors, float* alphas
                 lane_range(b, std::max(e.r0, row0), std::min(e.r1, row1), &p0, &p1);
                 if (p0 >= p1) continue;
                 int stopped = 0;
-                maxw[b.begin + k] = forward(e.win, e.o, e.f, C, (int32_t)(b.begin + k), p0, p1,
-                                            b.px.data(), b.py.data(), st, &stopped);
+                maxw[b.begin + k] = forward(e, C, (int32_t)(b.begin + k), p0, p1, b.px.data(),
+                                            b.py.data(), st, &stopped);
                 if (stopped == 0) continue;
                 n_alive -= stopped;
                 auto row_dead = [&](int r) {
@@ -328,7 +346,7 @@ void cpu_rasterize_blocked_bwd(const RasterArgs& a, const float* transmittance,
                 lane_range(b, r0, r1, &p0, &p1);
                 if (p0 >= p1) continue;
                 float* row = rows.data() + i * stride;
-                backward(e.win, e.o, e.f, C, (int32_t)i, p0, p1, b.px.data(), b.py.data(), st, row);
+                backward(e, C, (int32_t)i, p0, p1, b.px.data(), b.py.data(), st, row);
             }
         }
     }

@@ -42,23 +42,21 @@ inline double visible_level(const GesWindow& w, double log_255o) {
     return std::pow(std::min(5.6, log_255o), 2.0 / (double)w.beta);
 }
 
-// GaussianWindow::eval: exp(-p), 0 where p is negative or above 5.6; dw/dp = -w.
+// GaussianWindow::eval at exponents p: exp(-p), 0 where p is negative or above 5.6; dw/dp = -w.
 template <class F, class I, bool kGrad>
-RECON_SIMD_INLINE WindowSample<F> sample(const GaussianWindow& g, const F& dx, const F& dy) {
-    const F p = exponent_at(g, dx, dy);
+RECON_SIMD_INLINE WindowSample<F> sample(const GaussianWindow& /*g*/, const F& p) {
     const I in = (p >= 0.f) & (p <= 5.6f);
     const F w = simd::keep(in, simd::exp_small<F, I>(simd::keep(in, -p)));
     return WindowSample<F>{w, -w, F{}};
 }
 
-// GesWindow::eval: exp(-s), s = clamp(p)^(beta/2) = exp((beta/2) ln clamp(p)) (s = clamp(p)
+// GesWindow::eval at exponents p: exp(-s), s = clamp(p)^(beta/2) = exp((beta/2) ln clamp(p)) (s = clamp(p)
 // exactly for beta = 2: the Gaussian's numbers), 0 where p is negative or s above 5.6.
 // GesWindow::vjp: dw/dp = -w (beta/2) s / p inside the clamp range (0 outside it),
 // dw/dbeta = -w s ln(clamp(p)) / 2.
 template <class F, class I, bool kGrad>
-RECON_SIMD_INLINE WindowSample<F> sample(const GesWindow& win, const F& dx, const F& dy) {
+RECON_SIMD_INLINE WindowSample<F> sample(const GesWindow& win, const F& p) {
     const float half_beta = 0.5f * win.beta;
-    const F p = exponent_at(win.g, dx, dy);
     const F pc = simd::clamp(p, kGesMinPower, kGesMaxPower);
     const bool gaussian = win.beta == 2.f;
     const F log_pc = kGrad || !gaussian ? simd::log_normal<F, I>(pc) : F{};

@@ -169,7 +169,8 @@ RECON_SIMD_INLINE void backward_entry(const Entry<W>& e, int C, int32_t id, int 
     if constexpr (kHasBeta) v_wp[5] = hsum(g_beta);
 }
 
-// The lane count's instances: 8 lanes in AVX code where the CPU has it, else 4.
+// The lane count's instances: 8 lanes in AVX code where the CPU has it, else 4 (the 8-lane ones
+// also compile, unused, where there is no AVX path).
 template <class W>
 using ForwardEntry = float (*)(const Entry<W>&, int, int32_t, int, int, const float*, const float*,
                                const FwdState&, int*);
@@ -187,7 +188,6 @@ void backward_entry_4(const Entry<W>& e, int C, int32_t id, int p0, int p1, cons
                       const float* py, const BackState& st, float* v_row) {
     backward_entry<4>(e, C, id, p0, p1, px, py, st, v_row);
 }
-#if RECON_HAVE_AVX_PATH
 template <class W>
 RECON_TARGET_AVX float forward_entry_8(const Entry<W>& e, int C, int32_t id, int p0, int p1,
                                        const float* px, const float* py, const FwdState& st,
@@ -200,22 +200,10 @@ RECON_TARGET_AVX void backward_entry_8(const Entry<W>& e, int C, int32_t id, int
                                        float* v_row) {
     backward_entry<8>(e, C, id, p0, p1, px, py, st, v_row);
 }
-#endif
 
-template <class W>
-ForwardEntry<W> pick_forward_entry() {
-#if RECON_HAVE_AVX_PATH
-    if (simd::cpu_has_avx()) return forward_entry_8<W>;
-#endif
-    return forward_entry_4<W>;
-}
-
-template <class W>
-BackwardEntry<W> pick_backward_entry() {
-#if RECON_HAVE_AVX_PATH
-    if (simd::cpu_has_avx()) return backward_entry_8<W>;
-#endif
-    return backward_entry_4<W>;
+template <class Fn>
+Fn for_this_cpu(Fn lanes4, Fn lanes8) {
+    return simd::cpu_has_avx() ? lanes8 : lanes4;
 }
 
 // The blocked forward of window W (GaussianWindow, GesWindow): rasterize_fwd's outputs.
@@ -226,7 +214,7 @@ void cpu_rasterize_blocked_fwd(const RasterArgs& a, float* colors, float* alphas
     const int C = a.num_channels;
     std::vector<float> maxw(a.num_isects, 0.f);
     const std::vector<Box> boxes = visible_boxes<W>(a);
-    const ForwardEntry<W> forward = pick_forward_entry<W>();
+    const auto forward = for_this_cpu<ForwardEntry<W>>(forward_entry_4<W>, forward_entry_8<W>);
 #pragma omp parallel num_threads(cpu_threads(n_tiles))
     {
         Block b;
@@ -295,7 +283,7 @@ void cpu_rasterize_blocked_bwd(const RasterArgs& a, const float* transmittance,
     std::vector<float> rows(a.num_isects * stride, 0.f);
     std::vector<float> v_bg_tiles(a.backgrounds != nullptr ? n_tiles * C : 0, 0.f);
     const std::vector<Box> boxes = visible_boxes<W>(a);
-    const BackwardEntry<W> backward = pick_backward_entry<W>();
+    const auto backward = for_this_cpu<BackwardEntry<W>>(backward_entry_4<W>, backward_entry_8<W>);
 #pragma omp parallel num_threads(cpu_threads(n_tiles))
     {
         Block b;

@@ -4,8 +4,8 @@
 //
 // Same numbers as the per-pixel compositing template (composite.h) that the CUDA kernels run, but
 // the loops are swapped: the tile's primitives are the outer loop and the tile's pixels the inner
-// loop, 8 (AVX) or 4 pixels at a time (cpu_simd_impl.h). Per pixel, every operation and its order are
-// those of composite_forward / composite_backward and the window, so colours, alphas,
+// loop, 8 (AVX) or 4 pixels at a time (cpu_simd_impl.h). Per pixel, every operation and its order
+// are those of composite_forward / composite_backward and the window, so colours, alphas,
 // transmittances and last ids agree with them up to the exponential and logarithm (polynomials
 // within a few ulp of libm's). Only the sums over a tile's pixels of a primitive's gradients are
 // taken in another (fixed) order.
@@ -13,7 +13,9 @@
 // Per primitive, the pixel loop covers only the tile rows where the window can reach the alpha
 // threshold (a conservative box of {exponent <= visible_level}, see cpu_blocked_tiles_impl.h);
 // pixels outside it would be skipped by the threshold anyway. Rows whose walks all stopped are
-// dropped, and so are pixel vectors where the entry is composited nowhere.
+// dropped; pixel vectors where no exponent is below the entry's p_max (the box's level) or where no
+// walk reaches the entry (backward) skip the window, and those where the entry is composited
+// nowhere skip the rest.
 // Gradients are written once per intersection (no per-pixel accumulation, no atomics) and reduced
 // per primitive in a fixed order, so results do not depend on the thread count.
 #pragma once
@@ -115,20 +117,21 @@ RECON_SIMD_INLINE void backward_entry(const Entry<W>& e, int C, int32_t id, int 
     using F = typename simd::Lanes<L>::F;
     using I = typename simd::Lanes<L>::I;
     using simd::keep, simd::load, simd::select, simd::store;
-    constexpr bool kHasBeta = std::is_same_v<W, GesWindow>;  // window params [mx, my, a, b, c, beta]
+    constexpr bool kHasBeta = std::is_same_v<W, GesWindow>;  // params [mx, my, a, b, c, beta]
     const GaussianWindow& g = conic_of(e.win);
     const float o = e.o;
     const float* f = e.f;
     F g_o{}, g_mx{}, g_my{}, g_a{}, g_b{}, g_c{}, g_beta{};
     std::fill(st.v_f, st.v_f + C * L, 0.f);
     for (int p = p0; p < p1; p += L) {
+        const I reach = simd::less_equal<I>(id, st.last + p);  // walks that reach entry id
         F dx, dy, power;
-        if (!exponents_at(e, px + p, py + p, &dx, &dy, &power)) continue;
+        if (!simd::any_lane(reach) || !exponents_at(e, px + p, py + p, &dx, &dy, &power)) continue;
         const WindowSample<F> ws = sample<F, I, true>(e.win, power);
         const F w = ws.w;
         const F ow = o * w;
         const F alpha = ow < kMaxAlpha ? ow : simd::splat<F>(kMaxAlpha);
-        const I ok = simd::less_equal<I>(id, st.last + p) & (alpha >= kAlphaThreshold);
+        const I ok = reach & (alpha >= kAlphaThreshold);
         if (!simd::any_lane(ok)) continue;  // nothing changes at these pixels
         const F ra = 1.f / (1.f - alpha);
         const F t0 = load<F>(st.T + p), acc = load<F>(st.acc + p);

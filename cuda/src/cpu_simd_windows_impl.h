@@ -21,8 +21,8 @@ namespace {
 // Window value at L pixels and its derivatives (filled only when asked for).
 template <class F>
 struct WindowSample {
-    F w;        // window value, 0 where the pixel is skipped
-    F dw_dp;    // d w / d p
+    F w;         // window value, 0 where the pixel is skipped
+    F dw_dp;     // d w / d p
     F dw_dbeta;  // d w / d beta (GES)
 };
 
@@ -35,9 +35,12 @@ RECON_SIMD_INLINE F exponent_at(const GaussianWindow& g, const F& dx, const F& d
 RECON_SIMD_INLINE const GaussianWindow& conic_of(const GaussianWindow& g) { return g; }
 RECON_SIMD_INLINE const GaussianWindow& conic_of(const GesWindow& w) { return w.g; }
 
-// Largest p where opacity * window can reach 1/255, given ln(255 opacity) > 0 (double, exact
-// up to rounding; the caller adds a margin). Also the cut of eval: windows below exp(-5.6) < 1/255.
-inline double visible_level(const GaussianWindow& /*g*/, double log_255o) { return std::min(5.6, log_255o); }
+// Largest p where opacity * window can reach 1/255, given ln(255 opacity) > 0 (in double; the
+// caller adds a margin for float rounding). The windows' own cut (0 below exp(-5.6) < 1/255) is
+// included.
+inline double visible_level(const GaussianWindow& /*g*/, double log_255o) {
+    return std::min(5.6, log_255o);
+}
 inline double visible_level(const GesWindow& w, double log_255o) {
     return std::pow(std::min(5.6, log_255o), 2.0 / (double)w.beta);
 }
@@ -50,8 +53,8 @@ RECON_SIMD_INLINE WindowSample<F> sample(const GaussianWindow& /*g*/, const F& p
     return WindowSample<F>{w, -w, F{}};
 }
 
-// GesWindow::eval at exponents p: exp(-s), s = clamp(p)^(beta/2) = exp((beta/2) ln clamp(p)) (s = clamp(p)
-// exactly for beta = 2: the Gaussian's numbers), 0 where p is negative or s above 5.6.
+// GesWindow::eval at exponents p: exp(-s), s = clamp(p)^(beta/2) = exp((beta/2) ln clamp(p))
+// (s = clamp(p) exactly for beta = 2: the Gaussian's numbers), 0 where p < 0 or s > 5.6.
 // GesWindow::vjp: dw/dp = -w (beta/2) s / p inside the clamp range (0 outside it),
 // dw/dbeta = -w s ln(clamp(p)) / 2.
 template <class F, class I, bool kGrad>

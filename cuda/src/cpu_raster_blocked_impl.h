@@ -13,9 +13,8 @@
 // Per primitive, the pixel loop covers only the tile rows where the window can reach the alpha
 // threshold (a conservative box of {exponent <= visible_level}, see cpu_blocked_tiles_impl.h);
 // pixels outside it would be skipped by the threshold anyway. Rows whose walks all stopped are
-// dropped; pixel vectors where no exponent is below the entry's p_max (the box's level) or where no
-// walk reaches the entry (backward) skip the window, and those where the entry is composited
-// nowhere skip the rest.
+// dropped; pixel vectors where no exponent is below the entry's p_max (the box's level) skip the
+// window, and those where the entry is composited nowhere skip the rest.
 // Gradients are written once per intersection (no per-pixel accumulation, no atomics) and reduced
 // per primitive in a fixed order, so results do not depend on the thread count.
 #pragma once
@@ -124,14 +123,13 @@ RECON_SIMD_INLINE void backward_entry(const Entry<W>& e, int C, int32_t id, int 
     F g_o{}, g_mx{}, g_my{}, g_a{}, g_b{}, g_c{}, g_beta{};
     std::fill(st.v_f, st.v_f + C * L, 0.f);
     for (int p = p0; p < p1; p += L) {
-        const I reach = simd::less_equal<I>(id, st.last + p);  // walks that reach entry id
         F dx, dy, power;
-        if (!simd::any_lane(reach) || !exponents_at(e, px + p, py + p, &dx, &dy, &power)) continue;
+        if (!exponents_at(e, px + p, py + p, &dx, &dy, &power)) continue;
         const WindowSample<F> ws = sample<F, I, true>(e.win, power);
         const F w = ws.w;
         const F ow = o * w;
         const F alpha = ow < kMaxAlpha ? ow : simd::splat<F>(kMaxAlpha);
-        const I ok = reach & (alpha >= kAlphaThreshold);
+        const I ok = simd::less_equal<I>(id, st.last + p) & (alpha >= kAlphaThreshold);
         if (!simd::any_lane(ok)) continue;  // nothing changes at these pixels
         const F ra = 1.f / (1.f - alpha);
         const F t0 = load<F>(st.T + p), acc = load<F>(st.acc + p);

@@ -1,8 +1,11 @@
 // Torch glue of the recon kernels: checks, allocation and dispatch to the CPU / CUDA launchers.
 // The only translation unit that includes torch headers. Written once for every family: the
-// projection and rasterization entry points take a family id (families.h); the per-family
-// projection entry points of the Python API are one-line adapters at the end.
+// projection and rasterization ops take a family id (families.h), so a new family needs no edit
+// here. The ops are registered with the dispatcher (TORCH_LIBRARY, namespace `recon`: called as
+// torch.ops.recon.<op>); their fake (meta) implementations and autograd formulas are registered
+// from Python by recon/ops/kernels.py, which is what lets them run under torch.compile.
 #include <torch/extension.h>
+#include <torch/library.h>
 
 #include <string>
 #include <tuple>
@@ -19,7 +22,6 @@
 
 namespace {
 
-namespace py = pybind11;
 using at::Tensor;
 using recon::ProjectArgs;
 using recon::RasterArgs;
@@ -59,7 +61,7 @@ void with_family(int64_t family, Fn&& fn) {
 // Checks the per-primitive inputs of projector P and points the launcher arguments at them. K is
 // the second dimension of inputs[0] when it is [N,K,3] (points per primitive), else 0.
 template <class P>
-ProjectArgs project_args(int64_t family, const std::vector<Tensor>& inputs, size_t num_inputs,
+ProjectArgs project_args(int64_t family, at::TensorList inputs, size_t num_inputs,
                          const Tensor& viewmats, const Tensor& Ks, int64_t width, int64_t height,
                          double near_plane, double far_plane, double eps2d) {
     TORCH_CHECK(inputs.size() == num_inputs, "family ", family, " takes ", num_inputs,
@@ -95,7 +97,7 @@ ProjectArgs project_args(int64_t family, const std::vector<Tensor>& inputs, size
 
 // Projection of any family: inputs (Projector::kNumInputs tensors [N, ...]) ->
 // [means2d [V,N,2], depths [V,N], shape2d [V,N,...], hull [V,N,K] (convexes only), radii [V,N,2]].
-std::vector<Tensor> project_fwd(int64_t family, const std::vector<Tensor>& inputs,
+std::vector<Tensor> project_fwd(int64_t family, at::TensorList inputs,
                                 const Tensor& viewmats, const Tensor& Ks, int64_t width,
                                 int64_t height, double near_plane, double far_plane,
                                 double eps2d) {
@@ -130,7 +132,7 @@ std::vector<Tensor> project_fwd(int64_t family, const std::vector<Tensor>& input
 
 // Backward of project_fwd: inputs are the Projector::kNumGradInputs differentiable inputs; returns
 // their gradients. Culled rows (radii 0) get none.
-std::vector<Tensor> project_bwd(int64_t family, const std::vector<Tensor>& inputs,
+std::vector<Tensor> project_bwd(int64_t family, at::TensorList inputs,
                                 const Tensor& viewmats, const Tensor& Ks, int64_t width,
                                 int64_t height, double eps2d, const Tensor& radii,
                                 const Tensor& v_means2d, const Tensor& v_depths,
@@ -306,67 +308,62 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rasterize_bwd(
     return {v_window_params, v_features, v_opacities, v_backgrounds};
 }
 
-// A fixed-size Python tuple of the outputs (the per-family entry points return tuples).
-py::tuple as_tuple(const std::vector<Tensor>& ts) { return py::tuple(py::cast(ts)); }
+// What the fake (meta) implementation of project_fwd needs to know about a family, from its
+// Projector: (number of inputs, number of differentiable inputs, whether a hull is returned, the
+// trailing sizes of shape2d for K points per primitive).
+std::tuple<int64_t, int64_t, bool, std::vector<int64_t>> project_layout(int64_t family, int64_t K) {
+    std::tuple<int64_t, int64_t, bool, std::vector<int64_t>> layout;
+    with_family(family, [&](auto fam) {
+        using P = typename decltype(fam)::Projector;
+        const recon::Shape2d s = P::shape2d((int)K);
+        layout = {P::kNumInputs, P::kNumGradInputs, P::kHasHull,
+                  std::vector<int64_t>(s.size, s.size + s.rank)};
+    });
+    return layout;
+}
+
+// The same kernels serve CPU and CUDA tensors (each entry point dispatches on the device).
+void register_kernels(torch::Library& m) {
+    m.impl("project_fwd", &project_fwd);
+    m.impl("project_bwd", &project_bwd);
+    m.impl("isect_tiles", &isect_tiles);
+    m.impl("rasterize_fwd", &rasterize_fwd);
+    m.impl("rasterize_bwd", &rasterize_bwd);
+}
 
 }  // namespace
 
+// Schemas of the ops (shapes: ENGINE.md, bindings above). `family` is a families.h id; `inputs` are
+// the projection inputs of that family ([N, ...] each), in the order of its Projector.
+TORCH_LIBRARY(recon, m) {
+    m.def("project_fwd(int family, Tensor[] inputs, Tensor viewmats, Tensor Ks, int width, "
+          "int height, float near_plane, float far_plane, float eps2d) -> Tensor[]");
+    m.def("project_bwd(int family, Tensor[] inputs, Tensor viewmats, Tensor Ks, int width, "
+          "int height, float eps2d, Tensor radii, Tensor v_means2d, Tensor v_depths, "
+          "Tensor v_shape2d) -> Tensor[]");
+    m.def("isect_tiles(Tensor means2d, Tensor radii, Tensor depths, int width, int height, "
+          "int tile_size) -> (Tensor tile_offsets, Tensor flatten_ids)");
+    m.def("rasterize_fwd(int family, Tensor wparams, Tensor? hull, Tensor features, "
+          "Tensor opacities, Tensor? backgrounds, int width, int height, int tile_size, "
+          "Tensor tile_offsets, Tensor flatten_ids) -> (Tensor colors, Tensor alphas, "
+          "Tensor transmittance, Tensor last_ids, Tensor max_weights)");
+    m.def("rasterize_bwd(int family, Tensor wparams, Tensor? hull, Tensor features, "
+          "Tensor opacities, Tensor? backgrounds, int width, int height, int tile_size, "
+          "Tensor tile_offsets, Tensor flatten_ids, Tensor transmittance, Tensor last_ids, "
+          "Tensor v_colors, Tensor v_alphas) -> (Tensor v_wparams, Tensor v_features, "
+          "Tensor v_opacities, Tensor v_backgrounds)");
+}
+
+TORCH_LIBRARY_IMPL(recon, CPU, m) { register_kernels(m); }
+
+#ifdef RECON_WITH_CUDA
+TORCH_LIBRARY_IMPL(recon, CUDA, m) { register_kernels(m); }
+#endif
+
+// The Python module: build facts and the CPU thread count (recon/ops/threads.py), not ops.
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-    using recon::kConvex;
-    using recon::kGaussian;
-    using recon::kGes;
-    using recon::kTriangle;
-    using T = const Tensor&;
-    m.doc() = "recon rasterization kernels (CPU/OpenMP and CUDA)";
-    m.def("project_fwd", &project_fwd, "projection of any family (families.h)");
-    m.def("project_bwd", &project_bwd, "backward of project_fwd");
-    // Per-family projection entry points (recon/ops/kernels.py): adapters of project_fwd/bwd.
-    m.def("project_gaussians_fwd", [](T means, T quats, T scales, T viewmats, T Ks, int64_t width,
-                                      int64_t height, double near, double far, double eps2d) {
-        return as_tuple(project_fwd(kGaussian, {means, quats, scales}, viewmats, Ks, width, height,
-                                    near, far, eps2d));
-    });
-    m.def("project_gaussians_bwd", [](T means, T quats, T scales, T viewmats, T Ks, int64_t width,
-                                      int64_t height, double eps2d, T radii, T v_means2d,
-                                      T v_depths, T v_conics) {
-        return as_tuple(project_bwd(kGaussian, {means, quats, scales}, viewmats, Ks, width, height,
-                                    eps2d, radii, v_means2d, v_depths, v_conics));
-    });
-    m.def("project_triangles_fwd", [](T vertices, T viewmats, T Ks, int64_t width, int64_t height,
-                                      double near, double far) {
-        return as_tuple(
-            project_fwd(kTriangle, {vertices}, viewmats, Ks, width, height, near, far, 0.0));
-    });
-    m.def("project_triangles_bwd", [](T vertices, T viewmats, T Ks, int64_t width, int64_t height,
-                                      T radii, T v_means2d, T v_depths, T v_verts2d) {
-        return project_bwd(kTriangle, {vertices}, viewmats, Ks, width, height, 0.0, radii,
-                           v_means2d, v_depths, v_verts2d)[0];
-    });
-    m.def("project_convexes_fwd", [](T points, T delta, T sigma, T opacities, T viewmats, T Ks,
-                                     int64_t width, int64_t height, double near, double far) {
-        return as_tuple(project_fwd(kConvex, {points, delta, sigma, opacities}, viewmats, Ks,
-                                    width, height, near, far, 0.0));
-    });
-    m.def("project_convexes_bwd", [](T points, T viewmats, T Ks, int64_t width, int64_t height,
-                                     T radii, T v_means2d, T v_depths, T v_points2d) {
-        return project_bwd(kConvex, {points}, viewmats, Ks, width, height, 0.0, radii, v_means2d,
-                           v_depths, v_points2d)[0];
-    });
-    m.def("project_ges_fwd", [](T means, T quats, T scales, T shape, T opacities, T viewmats, T Ks,
-                                int64_t width, int64_t height, double near, double far,
-                                double eps2d) {
-        return as_tuple(project_fwd(kGes, {means, quats, scales, shape, opacities}, viewmats, Ks,
-                                    width, height, near, far, eps2d));
-    });
-    m.def("project_ges_bwd", [](T means, T quats, T scales, T viewmats, T Ks, int64_t width,
-                                int64_t height, double eps2d, T radii, T v_means2d, T v_depths,
-                                T v_conics) {
-        return as_tuple(project_bwd(kGes, {means, quats, scales}, viewmats, Ks, width, height, eps2d,
-                                    radii, v_means2d, v_depths, v_conics));
-    });
-    m.def("isect_tiles", &isect_tiles);
-    m.def("rasterize_fwd", &rasterize_fwd);
-    m.def("rasterize_bwd", &rasterize_bwd);
+    m.doc() = "recon rasterization kernels (CPU/OpenMP and CUDA); the ops are torch.ops.recon.*";
+    m.def("project_layout", &project_layout, "family id, K -> (inputs, grad inputs, hull, shape2d)");
     m.def("set_cpu_threads", &recon::set_cpu_threads, "CPU kernels' threads (0: OpenMP default)");
     m.def("cpu_threads", [] { return recon::cpu_threads(); }, "threads the CPU kernels use now");
 #ifdef RECON_WITH_CUDA

@@ -29,7 +29,10 @@ def value_checks_enabled(device: torch.device) -> bool:
     """Whether the ops check input values (finite, ranges) of tensors on ``device``.
 
     ``RECON_CHECK_VALUES``: ``auto`` (default) = on the CPU only, ``1`` = everywhere, ``0`` = nowhere.
+    Never while ``torch.compile`` traces: a value read back would break the graph.
     """
+    if torch.compiler.is_compiling():
+        return False
     flag = os.environ.get("RECON_CHECK_VALUES", "auto").strip().lower()
     if flag in ("1", "true", "yes", "on"):
         return True

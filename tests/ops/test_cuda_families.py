@@ -48,7 +48,7 @@ def test_generic_projection_matches_reference(family):
     fid, names, n_grad = FAMILIES[family]
     p = scene(family, N)
     viewmats, Ks = cameras(V, W, H)
-    outs = kernels.load_extension().project_fwd(fid, [p[k] for k in names], viewmats, Ks, W, H, 0.01, 1e10, 0.3)
+    outs = kernels.library().project_fwd(fid, [p[k] for k in names], viewmats, Ks, W, H, 0.01, 1e10, 0.3)
     x = [p[k].clone().requires_grad_() for k in names[:n_grad]]
     refs = REFERENCE[family](*x, *(p[k] for k in names[n_grad:]), viewmats, Ks, W, H)
     assert len(outs) == len(refs)  # means2d, depths, shape2d, (hull), radii
@@ -67,16 +67,14 @@ def test_generic_projection_matches_reference(family):
     torch.autograd.backward(
         [r for r in refs[:3] if r.requires_grad], [c for r, c in zip(refs, cots) if r.requires_grad]
     )
-    grads = kernels.load_extension().project_bwd(
-        fid, [p[k] for k in names[:n_grad]], viewmats, Ks, W, H, 0.3, outs[-1], *cots
-    )
+    grads = kernels.library().project_bwd(fid, [p[k] for k in names[:n_grad]], viewmats, Ks, W, H, 0.3, outs[-1], *cots)
     assert len(grads) == n_grad
     for g, xi in zip(grads, x):
         assert g.shape == xi.shape and rel_err(xi.grad, g) < 1e-3
 
 
 def test_shared_bindings_reject_bad_families_and_shapes():
-    ext = kernels.load_extension()
+    ext = kernels.library()
     viewmats, Ks = cameras(1, 32, 32)
     g = gaussians(10)
     args = (viewmats, Ks, 32, 32, 0.01, 1e10, 0.3)
@@ -160,7 +158,7 @@ def test_cuda_projection_matches_cpu(family):
     V, N, W, H = 3, 2000, 64, 48
     fid, names, n_grad = FAMILIES[family]
     p, (viewmats, Ks) = scene(family, N), cameras(V, W, H)
-    ext, results, radii = kernels.load_extension(), {}, None
+    ext, results, radii = kernels.library(), {}, None
     for dev in ("cpu", "cuda"):
         cams = (viewmats.to(dev), Ks.to(dev))
         outs = ext.project_fwd(fid, [p[k].to(dev) for k in names], *cams, W, H, 0.01, 1e10, 0.3)

@@ -71,11 +71,13 @@ _ok, _why = kernels.available("cpu")
 
 @pytest.mark.skipif(not _ok, reason=f"CPU kernels unavailable: {_why}")
 def test_every_family_has_its_projection_kernels():
+    """Each record with a kernel id is a family of the C++ table (families.h) with the same inputs."""
     ext = kernels.load_extension()
     for fam in (f for f in FAMILIES.values() if f.kernel_id is not None):
-        assert callable(getattr(ext, f"project_{fam.plural}_fwd")) and callable(
-            getattr(ext, f"project_{fam.plural}_bwd")
-        )
+        num_inputs, num_grad, _, _ = ext.project_layout(fam.kernel_id, 6 if fam.name == "convex" else 0)
+        assert (num_inputs, num_grad) == (len(fam.project_inputs), fam.num_grad_inputs)
+    with pytest.raises(RuntimeError, match="unknown primitive family id 9"):
+        ext.project_layout(9, 0)
 
 
 @pytest.mark.skipif(not _ok, reason=f"CPU kernels unavailable: {_why}")

@@ -336,6 +336,7 @@ void register_kernels(torch::Library& m) {
 // Schemas of the ops (shapes: ENGINE.md, bindings above). `family` is a families.h id; `inputs` are
 // the projection inputs of that family ([N, ...] each), in the order of its Projector.
 TORCH_LIBRARY(recon, m) {
+    m.set_python_module("recon.ops.kernels");  // home of the fake and autograd registrations
     m.def("project_fwd(int family, Tensor[] inputs, Tensor viewmats, Tensor Ks, int width, "
           "int height, float near_plane, float far_plane, float eps2d) -> Tensor[]");
     m.def("project_bwd(int family, Tensor[] inputs, Tensor viewmats, Tensor Ks, int width, "

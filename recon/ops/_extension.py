@@ -3,8 +3,9 @@
 The extension is built from ``cuda/`` (shipped in the wheel, see :mod:`recon.resources`) on first
 use with ``torch.utils.cpp_extension.load`` and ninja into a cache directory (``RECON_EXT_DIR``,
 default ``~/.cache/recon/ext/<hash>``) and loaded from there afterwards. The CUDA kernels are
-compiled in only when torch sees a GPU and ``nvcc`` is found. The autograd glue around the
-extension's functions is :mod:`recon.ops.kernels`; only these two modules touch the extension.
+compiled in only when torch sees a GPU and ``nvcc`` is found. Loading it registers the ops
+``torch.ops.recon.*``; their fake implementations and autograd formulas are registered by
+:mod:`recon.ops.kernels`. Only these two modules touch the extension.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import shutil
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -32,9 +34,10 @@ _CU_SOURCES = ("cuda_project.cu", "cuda_isect.cu", "cuda_raster.cu")
 # -Wno-psabi: GCC notes about 32-byte vector arguments of inlined SIMD helpers (no ABI involved).
 _CFLAGS = ("-O3", "-fopenmp", "-ffp-contract=off", "-Wno-psabi")
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: an on_load callback may look the extension up
 _module: ModuleType | None = None
 _error: str | None = None
+_on_load: list[Callable[[ModuleType], None]] = []
 
 
 class ExtensionBuildError(ReconError):
@@ -124,7 +127,18 @@ def load_extension() -> ModuleType:
                 "set RECON_EXT_VERBOSE=1 to see the compiler output, or use backend='reference'"
             )
             raise ExtensionBuildError(_error) from err
+        for callback in _on_load:
+            callback(_module)
         return _module
+
+
+def on_load(callback: Callable[[ModuleType], None]) -> None:
+    """Calls ``callback(extension)`` when the extension is loaded, or now if it already is."""
+    with _lock:
+        if _module is None:
+            _on_load.append(callback)
+            return
+    callback(_module)
 
 
 def available(device: str | torch.device = "cpu") -> tuple[bool, str]:
@@ -159,4 +173,4 @@ def ext_for(t: Tensor) -> ModuleType:
     return ext
 
 
-__all__ = ["CUDA_DIR", "ExtensionBuildError", "available", "ext_for", "load_extension"]
+__all__ = ["CUDA_DIR", "ExtensionBuildError", "available", "ext_for", "load_extension", "on_load"]

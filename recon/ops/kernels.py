@@ -19,17 +19,13 @@ graph runs the ops with the count set by the last eager call.
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from recon.ops._extension import CUDA_DIR, ExtensionBuildError, available, ext_for, load_extension  # noqa: F401 (re-exported)
+from recon.ops._extension import CUDA_DIR, ExtensionBuildError, available, ext_for, load_extension, on_load  # noqa: F401 (re-exported)
 from recon.ops.family import CONVEX, GAUSSIAN, TRIANGLE, RasterFamily
-
-_register_lock = threading.Lock()
-_registered = False
 
 
 def _f32(t: Tensor) -> Tensor:
@@ -137,38 +133,36 @@ def _rasterize_backward(ctx, v_colors, v_alphas, *_non_differentiable):
     return None, v_wparams, None, v_features, v_opacities, v_bg, None, None, None, None, None
 
 
-def _register() -> None:
-    """Registers the fake implementations and the autograd formulas of the extension's ops (once)."""
-    global _registered
-    with _register_lock:
-        if _registered:
-            return
-        for name, fake in (
-            ("project_fwd", _project_fwd_fake),
-            ("project_bwd", _project_bwd_fake),
-            ("isect_tiles", _isect_tiles_fake),
-            ("rasterize_fwd", _rasterize_fwd_fake),
-            ("rasterize_bwd", _rasterize_bwd_fake),
-        ):
-            torch.library.register_fake(f"recon::{name}", fake)
-        torch.library.register_autograd("recon::project_fwd", _project_backward, setup_context=_project_setup)
-        torch.library.register_autograd("recon::rasterize_fwd", _rasterize_backward, setup_context=_rasterize_setup)
-        _registered = True
+def _register(_ext) -> None:
+    """Registers the fake implementations and the autograd formulas of the extension's ops; runs
+    once, when the extension is loaded (the C++ library names this module as their home)."""
+    for name, fake in (
+        ("project_fwd", _project_fwd_fake),
+        ("project_bwd", _project_bwd_fake),
+        ("isect_tiles", _isect_tiles_fake),
+        ("rasterize_fwd", _rasterize_fwd_fake),
+        ("rasterize_bwd", _rasterize_bwd_fake),
+    ):
+        torch.library.register_fake(f"recon::{name}", fake)
+    torch.library.register_autograd("recon::project_fwd", _project_backward, setup_context=_project_setup)
+    torch.library.register_autograd("recon::rasterize_fwd", _rasterize_backward, setup_context=_rasterize_setup)
+
+
+on_load(_register)
 
 
 def library(like: Tensor | None = None):
-    """``torch.ops.recon``, the extension's ops, with their fake and autograd halves registered.
+    """``torch.ops.recon``: the extension's ops, registered with their fake and autograd halves.
 
     Eager calls load the extension on first use and set the CPU thread count for tensors ``like``;
-    inside ``torch.compile`` the ops are only looked up (load the extension before compiling, e.g.
-    with one eager call, for a graph without breaks).
+    inside ``torch.compile`` the ops are only looked up (the extension loads during the first
+    trace, at a graph break, unless an eager call loaded it before).
     """
     if not torch.compiler.is_compiling():
         if like is None:
             load_extension()
         else:
             ext_for(like)
-        _register()
     return torch.ops.recon
 
 

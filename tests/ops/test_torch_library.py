@@ -8,6 +8,11 @@ pure-PyTorch reference twin, and ``torch.compile`` of a render function against 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -20,6 +25,7 @@ kernels = pytest.importorskip("recon.ops.kernels")
 _ok, _why = kernels.available("cpu")
 pytestmark = pytest.mark.skipif(not _ok, reason=f"CPU kernels unavailable: {_why}")
 
+REPO = Path(__file__).resolve().parents[2]
 COMPILED = [name for name, fam in FAMILIES.items() if fam.kernel_id is not None]
 W, H, TILE = 24, 16, 8  # 3 x 2 tiles
 
@@ -155,3 +161,35 @@ def test_torch_compile_renders_without_grad_in_one_graph(name):
         want, got = _render_fn(name)(p, colors, viewmats, Ks), compiled(p, colors, viewmats, Ks)
     for field in ("colors", "alphas", "depths", "radii"):
         torch.testing.assert_close(getattr(got, field), getattr(want, field), rtol=1e-5, atol=1e-6)
+
+
+_FRESH_PROCESS = """
+import torch
+from recon.ops import _extension
+from recon.ops.rasterize import rasterize
+
+torch.manual_seed(0)
+p = {"means": torch.randn(20, 3) * 0.3, "quats": torch.randn(20, 4), "scales": torch.rand(20, 3) * 0.1 + 0.05,
+     "opacities": torch.rand(20) * 0.8 + 0.1}
+viewmats, Ks = torch.eye(4)[None].clone(), torch.tensor([[[20.0, 0, 12], [0, 20.0, 8], [0, 0, 1]]])
+viewmats[0, 2, 3] = 3.0
+assert _extension._module is None
+def render(p):
+    return rasterize("gaussian", p, torch.ones(20, 3), viewmats, Ks, 24, 16, backend="cpu").colors
+grads = []
+for fn in (torch.compile(render, backend="aot_eager"), render):
+    x = {k: v.clone().requires_grad_() for k, v in p.items()}
+    fn(x).sum().backward()
+    grads.append(x["means"].grad)
+assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+"""
+
+
+def test_compile_before_any_eager_call_in_a_fresh_process():
+    """The first call is compiled: the extension loads during the trace, and its fake and autograd
+    halves are registered on load (``set_python_module`` names their module), not on an eager call."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS], check=False, capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]

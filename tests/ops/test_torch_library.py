@@ -124,7 +124,7 @@ def _render_fn(name: str):
     return render
 
 
-@pytest.mark.parametrize("name", COMPILED)
+@pytest.mark.parametrize("name", ["gaussian", "convex"])  # both graph-break kinds; opcheck covers the others' AOT
 def test_torch_compile_matches_eager(name):
     """``torch.compile`` (aot_eager: the ops traced with their fake implementations and autograd
     formulas into forward and backward graphs) renders and differentiates as eager, the 2D

@@ -3,7 +3,7 @@
 Families differ only in their projection (ENGINE.md stage 1) and their window (stage 3); tile
 binning, sorting and compositing are shared. A :class:`RasterFamily` says what the public op takes
 (validated, activated inputs), how they are projected (the reference twin's function, and the
-kernels' ``project_<plural>_fwd`` / ``_bwd``), how the projection becomes the window tensors of
+kernels' ``torch.ops.recon.project_fwd`` / ``_bwd`` with its id), how the projection becomes the window tensors of
 stage 3 (packed into one ``[V, N, P]`` tensor for the kernels) and which kernel id composites them.
 :func:`recon.ops.rasterize.rasterize` runs the one pipeline for any record of :data:`FAMILIES`.
 
@@ -64,9 +64,10 @@ class RasterFamily:
 
     Attributes:
         name: ``"gaussian"``, ``"triangle"``, ``"convex"``, ``"ges"`` (keys of :data:`FAMILIES`).
-        plural: names the public op ``rasterize_<plural>`` and the kernels ``project_<plural>_*``.
-        kernel_id: family id of the extension's ``rasterize_fwd`` / ``rasterize_bwd``; None when the
-            family has no compiled kernel yet (``backend="auto"`` then renders with the reference).
+        plural: names the public op ``rasterize_<plural>`` and the reference's ``project_<plural>``.
+        kernel_id: family id (``cuda/include/families.h``) of the ops ``torch.ops.recon.project_*`` /
+            ``rasterize_*``; None when the family has no compiled kernel yet (``backend="auto"`` then
+            renders with the reference).
         inputs: per-primitive inputs of the public op, validated in this order.
         position: the input that places the primitive: its centre (mean over the points of a
             triangle or convex) is where SH colours are looked at from.

@@ -55,9 +55,14 @@ def write_cameras(
     (run_dir / "cameras.json").write_text(json.dumps(data))
 
 
-def read_cameras(run_dir: Path) -> tuple[Cameras, list[str], Split, str]:
-    """Cameras, names, split and scene root of ``RUN/cameras.json``."""
-    data = json.loads((run_dir / "cameras.json").read_text())
+def read_camera_record(run_dir: Path) -> dict:
+    """``RUN/cameras.json`` as written by :func:`write_cameras` (plain JSON values)."""
+    return json.loads((run_dir / "cameras.json").read_text())
+
+
+def read_cameras(run_dir: Path, data: dict | None = None) -> tuple[Cameras, list[str], Split, str]:
+    """Cameras, names, split and scene root of ``RUN/cameras.json`` (or of its already-read ``data``)."""
+    data = read_camera_record(run_dir) if data is None else data
     cams = Cameras.create(data["Ks"], data["viewmats"], data["widths"], data["heights"])
     s = data["split"]
     return cams, data["names"], Split(s["train"], s["test"], s["protocol"]), data["scene_root"]

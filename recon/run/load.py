@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from recon.cameras import Cameras
 from recon.config import TrainConfig, load_config
 from recon.data.splits import Split
 from recon.errors import ConfigError
-from recon.run.cameras import read_cameras
+from recon.run.cameras import read_camera_record, read_cameras
 from recon.run.checkpoint import find_checkpoint
 
 
@@ -76,8 +75,8 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
         raise ConfigError(
             "the run has no checkpoint yet", path=run_dir, hint="train it first (recon train ... --out RUN)"
         )
-    cameras, names, split, root = read_cameras(run_dir)
-    record = json.loads((run_dir / "cameras.json").read_text())
+    record = read_camera_record(run_dir)
+    cameras, names, split, root = read_cameras(run_dir, record)
     bg = ckpt.extra.get("background")
     return LoadedRun(
         config=config,

@@ -234,6 +234,6 @@ class MaskView:
                     self._legend.content = f"cannot show the masks: {err}"
                     self._legend.visible = True
                     return
+                self._legend.content = legend(masks)  # before the image: a redraw is done once the image changed
                 self._image.image = image
-                self._legend.content = legend(masks)
             self._image.visible = self._legend.visible = shown

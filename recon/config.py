@@ -227,6 +227,9 @@ class RepairConfig:
     """Gain of the distance weight min(1, gain d / (1.2 D)) (GaussianObject 2, LM-Gaussian 16)."""
     color_match: bool = True
     """Match each repaired view's per-channel mean/std to the warped nearest photo within the mask."""
+    alpha_threshold: float = 0.5
+    """Pseudo-view pixels whose rendered opacity is below this get no loss (0 = every pixel: holes
+    and empty background are taught by the repaired view too)."""
     held_out: int = 6
     """auto: leave-one-out sub-runs generating the fixer's training pairs."""
     pair_fraction: float = 0.1

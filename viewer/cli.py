@@ -8,7 +8,7 @@ from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import tyro
@@ -22,8 +22,10 @@ from viewer.loading import Viewable, add_scene_extras, load_viewable
 from viewer.masks import run_mask_source
 from viewer.paths import CameraPath, orbit_path, spiral_path
 from viewer.render import RENDER_MODES, REPAIRED, RenderSettings, make_render_fn
-from viewer.repair import FrameRepair
 from viewer.splats import splat_source
+
+if TYPE_CHECKING:
+    from recon.repair.postpass import FrameRepair
 
 
 @dataclass
@@ -129,7 +131,7 @@ def load_repair(v: Viewable, path: str | Path | None, required: bool, **options)
         ConfigError: a PLY with ``path`` or ``required``; a bad ``path``; no model when ``required``.
     """
     from recon.errors import ReconError
-    from viewer.repair import load_frame_repair, run_model_dir
+    from recon.repair.postpass import load_frame_repair, run_model_dir
 
     if v.run is None:
         if path is None and not required:
@@ -264,19 +266,11 @@ def resolve_path(args: RenderArgs, v: Viewable) -> tuple[list, int, int, float]:
     return cam_path.frames(args.frames), cam_path.width, cam_path.height, args.fps or cam_path.fps
 
 
-def _bare_repair(argv: list[str]) -> list[str]:
-    """``--repair`` without a folder (last, or followed by another option) means ``--repair auto``: the run's model."""
-    argv = list(argv)
-    if "--repair" in argv:
-        i = argv.index("--repair")
-        if i + 1 == len(argv) or argv[i + 1].startswith("-"):
-            argv.insert(i + 1, "auto")
-    return argv
-
-
 def render_main(argv: list[str], prog: str = "recon render") -> int:
     """Entry point of ``recon render``: writes one video."""
-    args = tyro.cli(RenderArgs, args=_bare_repair(argv), prog=prog)
+    from recon.repair.postpass import bare_repair_flag
+
+    args = tyro.cli(RenderArgs, args=bare_repair_flag(argv), prog=prog)
     check_render_args(args)
     import imageio.v2 as imageio
 

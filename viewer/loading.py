@@ -36,7 +36,7 @@ class Viewable:
         run_dir: the run directory (camera paths are saved under it), or None.
         points: [P, 3] prior point cloud or None; point_colors [P, 3] in [0, 1] or None.
         run: the loaded run (:class:`recon.run.LoadedRun`; its photos feed the repair
-            post-pass, :mod:`viewer.repair`), None for a PLY.
+            post-pass, :mod:`recon.repair.postpass`), None for a PLY.
     """
 
     sets: dict[str, PrimitiveSet]

@@ -22,7 +22,7 @@ from torch import Tensor
 from recon.cameras import Cameras
 
 if TYPE_CHECKING:
-    from viewer.repair import FrameRepair
+    from recon.repair.postpass import FrameRepair
 
 RenderMode = Literal["rgb", "depth", "alpha", "density", "repaired"]
 RENDER_MODES: tuple[str, ...] = ("rgb", "depth", "alpha", "density")
@@ -37,7 +37,7 @@ class RenderSettings:
     Attributes:
         mode: ``rgb``, ``depth`` (colour-mapped, near = warm), ``alpha`` (grey), ``density``
             (heat-map of how many primitive centres project into each pixel) or ``repaired``
-            (RGB through a diffusion repair model, :mod:`viewer.repair`).
+            (RGB through a diffusion repair model, :mod:`recon.repair.postpass`).
         primitive: which primitive set to render when a run holds several (None = the first).
         background: RGB background in [0, 1]; None = the primitive set's own (its training one).
         appearance: runs with per-image appearance (:mod:`recon.wild`): the reference appearance of
@@ -223,7 +223,7 @@ def make_render_fn(sets: Mapping[str, PrimitiveSet], *, backend: str = "auto",
         backend: rasterizer backend passed to ``render``.
         render: the engine's render function (default :func:`recon.render.render`); injectable
             for tests.
-        repair: the post-pass of the ``repaired`` mode (:func:`viewer.repair.load_frame_repair`);
+        repair: the post-pass of the ``repaired`` mode (:func:`recon.repair.postpass.load_frame_repair`);
             None = no such mode.
         appearance: ``RenderSettings.appearance`` name -> reference appearance of a run with
             per-image appearance (:func:`recon.wild.protocol.reference_transform`); None = none.

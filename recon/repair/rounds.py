@@ -142,7 +142,10 @@ class RepairRounds:
             self.train_images,
             self.cameras_for_round(k),
             PseudoViewConfig(
-                refresh_every=self.iterations + 1, distance_gain=c.distance_gain, color_match=c.color_match
+                refresh_every=self.iterations + 1,
+                alpha_threshold=c.alpha_threshold,
+                distance_gain=c.distance_gain,
+                color_match=c.color_match,
             ),
         )
         self.current, self.round = source.views(step), k

@@ -151,7 +151,7 @@ class PseudoViewConfig:
     refresh_every: int = 1000
     """Re-render and re-repair every N training steps (renders improve, so do repairs)."""
     alpha_threshold: float = 0.5
-    """Pixels with less accumulated opacity get weight 0."""
+    """Pixels with less accumulated opacity get weight 0 (0 = none)."""
     distance_gain: float = 2.0
     """Gain of the distance weight (GaussianObject: 2, LM-Gaussian: 16)."""
     occlusion_tol: float = 0.05
@@ -201,7 +201,7 @@ class RepairedViews:
             inputs, warped, valid = render_condition(out, cam, self.train_images[j], self.train_cameras[j],
                                                      out_src.depth[0, ..., 0], c.occlusion_tol)  # [1, 8, H, W]
             image = self.model.repair(inputs, **dict(c.repair_options))[0].permute(1, 2, 0)  # [H, W, 3]
-            covered = (out.alpha[0, ..., 0] > c.alpha_threshold).float()
+            covered = (out.alpha[0, ..., 0] >= c.alpha_threshold).float()
             if c.color_match:
                 image = match_colors(image, warped, covered * valid)
             weight = covered * self.distance[k]

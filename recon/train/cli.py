@@ -143,6 +143,10 @@ class EvalArgs:
     """Evaluate the checkpoint of this step instead of the latest readable one."""
     appearance: str | None = None
     """Runs with per-image appearance: mean or a training image name (default: the run's)."""
+    repair: str | None = None
+    """Score the test views through the per-frame repair post-pass (Difix3D+): `--repair` alone uses the
+    run's model (RUN/repair/model), `--repair PATH` a local diffusers folder (img2img options: the run's
+    repair.pipe_*). Images and metrics.json go to RUN/eval_repaired."""
 
 
 INIT_METHODS = ("auto", "scene", "sfm", "mvs", "mono", "hull", "random")
@@ -367,21 +371,34 @@ def demo_main(argv: list[str], prog: str = "recon demo") -> int:
     return 0
 
 
-def _evaluate(run_dir: Path, images: bool = True, step: int | None = None, appearance: str | None = None):
+def _evaluate(run_dir: Path, images: bool = True, step: int | None = None, appearance: str | None = None,
+              repair: str | None = None):
     from recon.train.evaluate import evaluate_run
 
     run = load_run(run_dir, step)
+    post = None
+    if repair is not None:
+        from recon.repair.postpass import load_frame_repair
+        from recon.repair.pretrained import pipeline_options
+
+        post = load_frame_repair(run, None if repair == "auto" else repair, **pipeline_options(run.config.repair))
+        if post.note:
+            print(f"note: {post.note}")
     scene = load_run_scene(run)  # the run's own cameras and images: never a new SfM
-    return evaluate_run(run, scene, run_dir / "eval", images=images, appearance=appearance)
+    out = run_dir / ("eval" if post is None else "eval_repaired")
+    return evaluate_run(run, scene, out, images=images, appearance=appearance, repair=post)
 
 
 def eval_main(argv: list[str], prog: str = "recon eval") -> int:
-    args = tyro.cli(EvalArgs, args=list(argv), prog=prog)
-    res = _evaluate(Path(args.run), images=not args.no_images, step=args.checkpoint, appearance=args.appearance)
+    from recon.repair.postpass import bare_repair_flag
+
+    args = tyro.cli(EvalArgs, args=bare_repair_flag(argv), prog=prog)
+    res = _evaluate(Path(args.run), images=not args.no_images, step=args.checkpoint, appearance=args.appearance,
+                    repair=args.repair)
     if args.json:
         print(json.dumps(res.to_dict()))
         return 0
-    kind = ("masked " if res.masked else "") + ("NeRF-W " if res.protocol else "")
+    kind = ("repaired, " if res.repaired else "") + ("masked " if res.masked else "") + ("NeRF-W " if res.protocol else "")
     for row in res.views:
         lp = "n/a" if row["lpips"] is None else f"{row['lpips']:.4f}"
         print(f"{row['name']:<32} {kind}PSNR {row['psnr']:6.2f}  SSIM {row['ssim']:.4f}  LPIPS {lp}")

@@ -72,6 +72,14 @@ def test_rounds_ask_once_replace_views_and_draw_per_step(scene, tmp_path):
     assert all(rounds.views(s) == [] for s in range(90, 100))  # after stop
 
 
+def test_alpha_threshold_reaches_the_pseudo_views(scene):
+    """``repair.alpha_threshold`` 0 puts loss on the empty pixels too (holes and background)."""
+    default, every = (_rounds(scene, lambda step: _Brighter(), **kw) for kw in ({}, {"alpha_threshold": 0.0}))
+    default.views(20), every.views(20)
+    assert any(bool((v.weight == 0).any()) for v in default.current)
+    assert all(bool((v.weight > 0).all()) for v in every.current)
+
+
 def test_a_refused_model_turns_repair_off_for_good(scene):
     calls = []
     rounds = _rounds(scene, lambda step: calls.append(step))

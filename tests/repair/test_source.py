@@ -100,6 +100,11 @@ def test_repaired_views_refresh_cache_and_weights(scene):
         img, _, mask = render_world(world, v.camera, supersample=1)
         assert torch.allclose(v.image, img[0], atol=1e-6)  # identity repair: the render itself
         assert torch.equal(v.weight, (mask[0] > 0.5).float() * source.distance[k])
+    assert any(bool((v.weight == 0).any()) for v in views)  # the sky: no loss at the default threshold
+    every = RepairedViews(_Channels(0), _exact_renderer(scene, []), cams, [scene.images[i] for i in train], pseudo,
+                          PseudoViewConfig(alpha_threshold=0.0)).views(0)  # fmt: skip
+    for k, v in enumerate(every):  # threshold 0: every pixel, the empty ones too
+        assert torch.equal(v.weight, torch.full_like(v.weight, float(source.distance[k])))
 
 
 def test_repaired_views_see_the_warped_nearest_photo(scene):

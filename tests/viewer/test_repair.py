@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from recon.primitives.gaussian import init_from_points
+from recon.repair.postpass import FrameRepair
 from viewer.cameras import look_at_pose, pose_to_cameras
 from viewer.render import PrimitiveSet, RenderSettings, make_render_fn, to_uint8
-from viewer.repair import FrameRepair
 
 W, H = 64, 48
 

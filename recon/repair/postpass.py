@@ -1,11 +1,12 @@
-"""The "repaired" render mode: a per-frame diffusion repair post-pass (Difix3D+ style).
+"""The per-frame repair post-pass (Difix3D+ style): renders through a repair model after training.
 
 Each rendered frame goes through a run's repair model (:mod:`recon.repair`: the scene's fixer in
 ``RUN/repair/model`` or a local diffusers folder) with the nearest training photo warped into the
 frame by the rendered depth as its reference, as training's repair rounds do
 (:func:`recon.repair.source.render_condition`). Frames are repaired one by one, so a video
 flickers where the model changes its mind between neighbouring frames; the post-pass is off by
-default (``recon render --repair``, the viewer's ``repaired`` mode).
+default. Used by ``recon render --repair``, the viewer's ``repaired`` mode and ``recon eval
+--repair`` (Difix3D+ scores the distilled scene with this pass on).
 """
 
 from __future__ import annotations
@@ -112,3 +113,13 @@ def load_frame_repair(run: Any, model_path: str | Path | None = None, **options:
     scene = load_run_scene(run)
     train = list(run.split.train)
     return FrameRepair(model, scene.cameras[train], [scene.images[i] for i in train], note)
+
+
+def bare_repair_flag(argv: list[str]) -> list[str]:
+    """``--repair`` without a folder (last, or followed by another option) means ``--repair auto``: the run's model."""
+    argv = list(argv)
+    if "--repair" in argv:
+        i = argv.index("--repair")
+        if i + 1 == len(argv) or argv[i + 1].startswith("-"):
+            argv.insert(i + 1, "auto")
+    return argv

@@ -1,0 +1,73 @@
+"""``recon eval RUN --repair [PATH]``: the test views scored through the repair post-pass (Difix3D+)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from recon.cli import main
+from recon.eval import metrics
+from recon.render import render
+from recon.repair.fixer import Fixer, FixerConfig
+from recon.run import load_run, load_run_scene
+from tests.repair.tiny_run import train_tiny_run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    # a random background: the evaluation renders on white, the repair model sees black (training's pseudo views)
+    return train_tiny_run(tmp_path_factory.mktemp("run"), **{"loss.background": "random"})
+
+
+def _fixer(bias: float = 0.0) -> Fixer:
+    fixer = Fixer.create(FixerConfig(channels=(8, 16), norm_groups=8))  # zero output convolution = identity
+    with torch.no_grad():
+        fixer.unet.conv_out.bias.fill_(bias)
+    return fixer
+
+
+def _eval(run_dir, capsys, *extra: str) -> dict:
+    assert main(["eval", str(run_dir), "--json", *extra]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    return json.loads(out[-1])
+
+
+def test_identity_model_scores_the_plain_render_and_a_brightening_one_its_own_image(run_dir, tmp_path, capsys):
+    plain = _eval(run_dir, capsys)
+    assert load_run(run_dir).background is None and "repaired" not in plain
+    _fixer().save_pretrained(run_dir / "repair" / "model")
+    same = _eval(run_dir, capsys, "--repair")  # the run's own model
+    assert same["repaired"] is True
+    # the identity's output (a render on black) goes back onto the evaluation's white background
+    for a, b in zip(plain["views"], same["views"], strict=True):
+        assert a["index"] == b["index"] and a["psnr"] == pytest.approx(b["psnr"], abs=1e-3)
+    assert json.loads((run_dir / "eval_repaired" / "metrics.json").read_text())["repaired"] is True
+    assert "repaired" not in json.loads((run_dir / "eval" / "metrics.json").read_text())
+
+    _fixer(0.2).save_pretrained(tmp_path / "brighter")  # +0.1 in [0, 1] on every pixel
+    bright = _eval(run_dir, capsys, "--repair", str(tmp_path / "brighter"))
+    run = load_run(run_dir)
+    scene = load_run_scene(run)
+    for row in bright["views"]:
+        i = row["index"]
+        out = render(run.primitive, run.params, scene.cameras[i], sh_degree=run.sh_degree,
+                     backgrounds=torch.zeros(1, 3))  # fmt: skip
+        expected = ((out.rgb[0] + 0.1).clamp(0, 1) + (1 - out.alpha[0])).clamp(0, 1)
+        assert row["psnr"] == pytest.approx(float(metrics.psnr(expected, scene.images[i])), abs=1e-3)
+    assert bright["psnr"] != pytest.approx(plain["psnr"], abs=0.05)
+
+
+def test_bad_repair_paths_are_one_line_errors(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    run_dir = train_tiny_run(tmp_path / "run")
+    assert main(["eval", str(run_dir), "--repair"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "the run has no repair model" in err[0]
+    assert main(["eval", str(run_dir), "--repair", str(tmp_path / "missing")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "missing" in err[0]
+    assert not (run_dir / "eval_repaired").exists()

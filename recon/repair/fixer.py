@@ -103,6 +103,14 @@ class GateResult:
     views: list[int] = field(default_factory=list)
 
 
+def weight_options() -> dict[str, bool]:
+    """Keyword arguments of diffusers' ``from_pretrained`` for models and pipelines: local files only,
+    and the low-memory loader only where ``accelerate`` is installed (else diffusers warns on every load)."""
+    import importlib.util
+
+    return {"local_files_only": True, "low_cpu_mem_usage": importlib.util.find_spec("accelerate") is not None}
+
+
 def _to_unit(x: Tensor) -> Tensor:
     return x * 2 - 1
 
@@ -223,7 +231,7 @@ class Fixer:
             config = FixerConfig(**{**raw, "channels": tuple(raw["channels"])})
         except TypeError as err:
             raise ConfigError(f"bad fixer config ({err})", path=folder / FIXER_FILE, hint="fit the fixer again") from None
-        unet = UNet2DModel.from_pretrained(folder / "unet", local_files_only=True)
+        unet = UNet2DModel.from_pretrained(folder / "unet", **weight_options())
         if unet.config.in_channels != CONDITION_CHANNELS or unet.config.out_channels != 3:
             raise ConfigError(f"the fixer UNet has {unet.config.in_channels} input and {unet.config.out_channels} "
                               f"output channels, recon's fixer needs {CONDITION_CHANNELS} and 3",

@@ -28,7 +28,7 @@ from torch import Tensor
 from recon.config import RepairConfig
 from recon.errors import ConfigError
 from recon.repair.dataset import CONDITION_CHANNELS
-from recon.repair.fixer import FIXER_FILE, Fixer, FixerConfig, pad_to
+from recon.repair.fixer import FIXER_FILE, Fixer, FixerConfig, pad_to, weight_options
 
 MODES = ("auto", "img2img", "onestep")
 HINT = "--repair PATH takes a local diffusers folder: a pipeline (model_index.json) or a fixer from `recon repair fit`"
@@ -139,7 +139,7 @@ def _pipeline(path: Path, mode: str, **options: Any) -> Img2ImgRepair | OneStepR
         check_pipeline_options(**options)
 
     try:
-        pipe = AutoPipelineForImage2Image.from_pretrained(path, local_files_only=True)
+        pipe = AutoPipelineForImage2Image.from_pretrained(path, **weight_options())
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"cannot load the diffusers pipeline ({first})", path=path, hint=HINT) from None
@@ -162,7 +162,7 @@ def _pipeline(path: Path, mode: str, **options: Any) -> Img2ImgRepair | OneStepR
 def _bare_unet(path: Path) -> Fixer:
     from diffusers import UNet2DModel
 
-    unet = UNet2DModel.from_pretrained(path, local_files_only=True)
+    unet = UNet2DModel.from_pretrained(path, **weight_options())
     if unet.config.in_channels != CONDITION_CHANNELS or unet.config.out_channels != 3:
         raise ConfigError(f"the UNet has {unet.config.in_channels} input and {unet.config.out_channels} output "
                           f"channels; a recon fixer needs {CONDITION_CHANNELS} (render, alpha, warped view, "

@@ -41,7 +41,7 @@ def _render_fn(scene):
 
 def _rounds(scene, model_fn, folder=None, **kw) -> RepairRounds:
     config = RepairConfig(**{"rounds": 2, "first": 0.2, "last": 0.5, "stop": 0.9, "ramp": 0.1, "probability": 0.5,
-                             "color_match": False, **kw})  # fmt: skip
+                             "orbit_tilt": 0.0, "color_match": False, **kw})  # fmt: skip
     train = [0, 1, 2, 3]
     return RepairRounds(config, 100, 0, model_fn, _render_fn(scene), scene.cameras[train],
                         [scene.images[i] for i in train], folder, say=lambda _: None)

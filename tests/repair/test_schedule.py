@@ -115,7 +115,7 @@ def test_object_centred_tells_object_captures_from_forward_facing_ones():
 def test_rounds_put_object_captures_on_the_orbit(orbit, capture, on_circle):
     cams = _arc()
     rounds = RepairRounds(
-        RepairConfig(orbit=orbit),
+        RepairConfig(orbit=orbit, orbit_tilt=0.0),
         100,
         0,
         lambda step: None,
@@ -145,9 +145,9 @@ def test_orbit_beyond_goes_past_the_ends_of_the_arc():
 
 def test_rounds_add_the_cameras_beyond_the_arc_farther_each_round():
     cams = _arc()
-    config = RepairConfig(rounds=2, farthest=0.5, orbit_beyond=1.0)
+    config = RepairConfig(rounds=2, farthest=0.5, orbit_beyond=1.0, orbit_tilt=0.0)
     rounds = RepairRounds(config, 100, 0, lambda step: None, None, cams, [], None, print, object_capture=True)
-    plain = RepairRounds(RepairConfig(rounds=2, farthest=0.5), 100, 0, lambda step: None, None, cams, [], None, print)
+    plain = RepairRounds(RepairConfig(rounds=2, farthest=0.5, orbit_tilt=0.0), 100, 0, lambda step: None, None, cams, [], None, print)
     for k, t in ((0, 0.25), (1, 0.5)):
         got, base = rounds.cameras_for_round(k), plain.cameras_for_round(k)
         assert len(got) == len(base) + 2 and torch.equal(got.viewmats[: len(base)], base.viewmats)

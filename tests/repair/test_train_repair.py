@@ -24,7 +24,7 @@ init: {method: scene, max_points: 300}
 optim: {sh_degree: 0}
 sparse: {enabled: false}
 strategy: {refine_start: 50, refine_stop: 150, refine_every: 50, reset_every: 100000}
-repair: {rounds: 2, first: 0.3, last: 0.6, held_out: 2, fit_steps: 20, fit_channels: 8}
+repair: {rounds: 2, first: 0.3, last: 0.6, orbit_tilt: 0, held_out: 2, fit_steps: 20, fit_channels: 8}
 """  # rounds start at steps 60 and 120; the leave-one-out sub-runs take 100 steps each
 
 

@@ -210,6 +210,8 @@ class RepairConfig:
     """Largest weight of the pseudo-view loss (Difix3D: 0.3; a real view's photometric loss has 1)."""
     probability: float = 0.3
     """Chance that a step adds a pseudo view (Difix3D: 0.3)."""
+    ssim_lambda: float = 0.0
+    """Weight of D-SSIM in the pseudo-view loss (0 = weighted L1 alone; real views use loss.ssim_lambda)."""
     farthest: float = 0.5
     """Interpolation fraction of the last round between neighbouring training cameras (0.5 = the
     midpoint); round k of K uses farthest x (k + 1) / K from either end."""

@@ -207,6 +207,18 @@ def weighted_l1(render: Tensor, target: Tensor, weight: Tensor) -> Tensor:
     return (weight[..., None] * (render - target).abs()).mean()
 
 
+def weighted_photometric(render: Tensor, target: Tensor, weight: Tensor, ssim_lambda: float) -> Tensor:
+    """``(1 - l) weighted_l1 + l mean(weight (1 - SSIM))`` of [H, W, 3] images and an [H, W] weight,
+    both means over all pixels (a small mask gives a small loss, as :func:`weighted_l1`); SSIM
+    compares a render whose zero-weight pixels are the target's, so they carry no gradient."""
+    l1 = weighted_l1(render, target, weight)
+    if ssim_lambda <= 0:
+        return l1
+    filled = torch.where(weight[..., None] > 0, render, target)  # [H, W, 3]
+    dssim = (weight * (1 - ssim_map(filled, target)[0].mean(0))).mean()  # map: [1, 3, H, W]
+    return (1 - ssim_lambda) * l1 + ssim_lambda * dssim
+
+
 def psnr(render: Tensor, target: Tensor) -> float:
     """PSNR in dB of images in [0, 1]."""
     mse = float((render - target).square().mean())

@@ -219,7 +219,8 @@ class Trainer:
         return self.background if self.background is not None else torch.zeros(3, device=self.device)
 
     def _pseudo_view_step(self, step: int) -> dict[str, Tensor]:
-        """Adds the gradient of the pseudo-view loss (``weight``-masked L1 to repaired views) to the
+        """Adds the gradient of the pseudo-view loss (``weight``-masked L1, + D-SSIM with
+        ``repair.ssim_lambda``, to repaired views) to the
         real view's, after the strategy's ``info`` took the real view's ``means2d`` and
         ``param_grads``: densification statistics come from real views only, while Adam still takes
         one step on the sum (a second optimizer step per iteration would change Adam's moments and
@@ -233,7 +234,8 @@ class Trainer:
             out = render(self.config.primitive, self.params, view.camera.to(self.device),
                          sh_degree=self.sh_degree(step), backgrounds=self.pseudo_background().reshape(1, 3),
                          backend=self.config.backend)
-            total = total + losses.weighted_l1(out.rgb[0], view.image.to(self.device), view.weight.to(self.device))
+            total = total + losses.weighted_photometric(out.rgb[0], view.image.to(self.device),
+                                                        view.weight.to(self.device), self.config.repair.ssim_lambda)
         names = list(self.params)
         grads = torch.autograd.grad(total, [self.params[k] for k in names], allow_unused=True)
         for name, g in zip(names, grads, strict=True):

@@ -112,3 +112,18 @@ def test_relative_depth_loss_hand_value_and_valid_pixels():
     assert abs(float(loss) - (0.5 + 0.0) / 2) < 1e-6  # columns 0 and 1 count, |3-2|/2 and 0
     loss.backward()
     assert float(depth.grad[0, 0]) > 0 and float(depth.grad[:, 2:].abs().sum()) == 0
+
+
+def test_weighted_photometric_against_l1_the_unweighted_loss_and_masked_gradients():
+    g = torch.Generator().manual_seed(3)
+    render, target = torch.rand(20, 24, 3, generator=g), torch.rand(20, 24, 3, generator=g)
+    weight = (torch.rand(20, 24, generator=g) > 0.4).float() * 0.7
+    assert torch.equal(losses.weighted_photometric(render, target, weight, 0.0), losses.weighted_l1(render, target, weight))
+    ones = torch.ones(20, 24)  # full weight: the 3DGS loss, (1 - l) L1 + l (1 - SSIM)
+    reference, _ = losses.photometric_loss(render[None], target[None], 0.2)
+    assert torch.allclose(losses.weighted_photometric(render, target, ones, 0.2), reference, atol=1e-6)
+    r = render.clone().requires_grad_(True)
+    losses.weighted_photometric(r, target, weight, 0.2).backward()
+    assert bool((r.grad[weight == 0] == 0).all()) and bool((r.grad[weight > 0] != 0).any())
+    half = losses.weighted_photometric(render, target, weight * 0.5, 0.2)  # linear in the weight's scale
+    assert torch.allclose(half, 0.5 * losses.weighted_photometric(render, target, weight, 0.2), atol=1e-7)

@@ -35,6 +35,9 @@ builds it for a trainer (pairs, fit or load, gate at the first round). The train
 gradients. ``recon repair pairs|fit|apply`` (:mod:`~recon.repair.cli`) call
 :mod:`~recon.repair.workflow`, which keeps everything under ``RUN/repair/``.
 
+After training, :mod:`~recon.repair.postpass` repairs single rendered frames (Difix3D+'s
+post-pass): ``recon render --repair``, the viewer's ``repaired`` mode and ``recon eval --repair``.
+
 diffusers is optional (``pip install 'recon[diffusion]'``): only :mod:`~recon.repair.fixer` and
 :mod:`~recon.repair.pretrained` import it, inside the functions that use it.
 """

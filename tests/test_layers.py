@@ -63,6 +63,13 @@ def test_trainer_does_not_import_the_viewer():
     assert [m for m in loaded if _is_under(m, ("viewer",))] == []
 
 
+def test_viewer_loads_no_trainer_module():
+    """Not even indirectly: recon.wild's median filter took its warp from recon.train.losses once."""
+    loaded = _modules_after_import(_package_modules("viewer"))
+    assert "viewer.cli" in loaded and "viewer.app" in loaded
+    assert [m for m in loaded if _is_under(m, ("recon.train", "recon.app"))] == []
+
+
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [

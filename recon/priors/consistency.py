@@ -87,3 +87,25 @@ def consistency_check(
         counts.append(count)
         errors.append(torch.where(count > 0, err_sum / count.clamp_min(1), torch.full_like(err_sum, math.inf)).float())
     return counts, errors
+
+
+def warp_to_view(depth: Tensor, K_ref: Tensor, viewmat_ref: Tensor, K_src: Tensor, viewmat_src: Tensor,
+                 width_src: int, height_src: int) -> tuple[Tensor, Tensor]:
+    """Where each pixel of a reference view lands in a source view, given its depth.
+
+    Pixel centres sit at +0.5 (gsplat convention); OpenCV cameras, world-to-camera viewmats.
+
+    Args:
+        depth: [H, W] camera-z depth of the reference view (<= 0 = unknown).
+        K_ref, viewmat_ref: [3, 3], [4, 4] reference camera.
+        K_src, viewmat_src: [3, 3], [4, 4] source camera.
+        width_src, height_src: source image size.
+
+    Returns:
+        ([H, W, 2] grid in grid_sample's [-1, 1] coordinates (align_corners=False), [H, W] bool:
+        known depth, in front of the source camera and inside its image).
+    """
+    uv, z = project(backproject(depth, K_ref, viewmat_ref), K_src, viewmat_src)  # float64: [H, W, 2], [H, W]
+    grid = torch.stack([2 * uv[..., 0] / width_src - 1, 2 * uv[..., 1] / height_src - 1], -1).to(depth.dtype)
+    valid = (depth > 0) & (z > 1e-8) & (grid.abs() < 1).all(-1)
+    return grid, valid

@@ -36,11 +36,11 @@ from recon.data.images import downscale_array
 from recon.data.scene import SceneData
 from recon.data.splits import Split, evenly_spaced
 from recon.errors import ConfigError
-from recon.priors.consistency import backproject, project
+from recon.priors.consistency import backproject, project, warp_to_view
 from recon.priors.pointcloud import PointCloud
 from recon.priors.stereo import select_sources
 from recon.render import render
-from recon.train.losses import psnr, warp_to_view
+from recon.train.losses import psnr
 from recon.train.optim import POSITION_PARAMS
 
 KINDS = ("loo", "noise")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from recon.priors.consistency import backproject, project
+from recon.priors.consistency import warp_to_view
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32, device=None) -> Tensor:
@@ -144,28 +144,6 @@ def depth_smoothness(depth: Tensor, image: Tensor | None = None) -> Tensor:
         dx = dx * torch.exp(-(image[:, 1:] - image[:, :-1]).abs().mean(-1))
         dy = dy * torch.exp(-(image[1:] - image[:-1]).abs().mean(-1))
     return dx.mean() + dy.mean()
-
-
-def warp_to_view(depth: Tensor, K_ref: Tensor, viewmat_ref: Tensor, K_src: Tensor, viewmat_src: Tensor,
-                 width_src: int, height_src: int) -> tuple[Tensor, Tensor]:
-    """Where each pixel of a reference view lands in a source view, given its depth.
-
-    Pixel centres sit at +0.5 (gsplat convention); OpenCV cameras, world-to-camera viewmats.
-
-    Args:
-        depth: [H, W] camera-z depth of the reference view (<= 0 = unknown).
-        K_ref, viewmat_ref: [3, 3], [4, 4] reference camera.
-        K_src, viewmat_src: [3, 3], [4, 4] source camera.
-        width_src, height_src: source image size.
-
-    Returns:
-        ([H, W, 2] grid in grid_sample's [-1, 1] coordinates (align_corners=False), [H, W] bool:
-        known depth, in front of the source camera and inside its image).
-    """
-    uv, z = project(backproject(depth, K_ref, viewmat_ref), K_src, viewmat_src)  # float64: [H, W, 2], [H, W]
-    grid = torch.stack([2 * uv[..., 0] / width_src - 1, 2 * uv[..., 1] / height_src - 1], -1).to(depth.dtype)
-    valid = (depth > 0) & (z > 1e-8) & (grid.abs() < 1).all(-1)
-    return grid, valid
 
 
 def warp_consistency_loss(depth: Tensor, image_ref: Tensor, image_src: Tensor, K_ref: Tensor, viewmat_ref: Tensor,

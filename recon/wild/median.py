@@ -2,7 +2,7 @@
 
 Rain streaks and snowflakes sit at a different place in every photo, the surface does not. For each
 training view, the other training views are warped into it through the view's depth (the scene's
-depth maps, else stereo depth; :func:`recon.train.losses.warp_to_view`), keeping only samples
+depth maps, else stereo depth; :func:`recon.priors.consistency.warp_to_view`), keeping only samples
 that see the same surface point (the source's own depth agrees within ``occlusion``), and brought into
 the view's colours by an affine colour transform fitted on the pixels both see (photos in the wild
 change exposure and white balance from shot to shot; :func:`match_colours`). Per pixel:
@@ -35,8 +35,7 @@ from recon.config import TrainConfig
 from recon.data.scene import SceneData
 from recon.errors import ConfigError
 from recon.priors._progress import stderr_console, track
-from recon.priors.consistency import backproject
-from recon.train.losses import warp_to_view
+from recon.priors.consistency import backproject, warp_to_view
 from recon.wild.appearance import apply_affine, fit_affine
 from recon.wild.masks import save_mask_png
 

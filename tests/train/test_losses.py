@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from recon.eval import metrics
+from recon.priors.consistency import warp_to_view
 from recon.train import losses
 
 
@@ -83,7 +84,7 @@ def _plane_views(h: int = 48, w: int = 64):
 
 def test_warp_lands_where_the_cameras_project_the_surface():
     cams, _, _, depth_a, pts_a = _plane_views()
-    grid, valid = losses.warp_to_view(depth_a, cams.Ks[0], cams.viewmats[0], cams.Ks[1], cams.viewmats[1], 64, 48)
+    grid, valid = warp_to_view(depth_a, cams.Ks[0], cams.viewmats[0], cams.Ks[1], cams.viewmats[1], 64, 48)
     uv, _ = cams[1].project(pts_a.reshape(-1, 3))  # float32 cameras
     expected = torch.stack([2 * uv[0, :, 0] / 64 - 1, 2 * uv[0, :, 1] / 48 - 1], -1).reshape(48, 64, 2).double()
     assert valid.float().mean() > 0.6

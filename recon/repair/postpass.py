@@ -88,12 +88,13 @@ def run_model_dir(run_dir: Path) -> Path:
     return repair_dir(run_dir) / "model"
 
 
-def load_frame_repair(run: Any, model_path: str | Path | None = None, **options: Any) -> FrameRepair:
+def load_frame_repair(run: Any, model_path: str | Path | None = None, scene: Any = None, **options: Any) -> FrameRepair:
     """The repair post-pass of a loaded run (:func:`recon.run.load_run`).
 
     Args:
         run: the run.
         model_path: a local diffusers folder (None = the run's fitted fixer, ``RUN/repair/model``).
+        scene: the run's scene when already read (:func:`recon.run.load_run_scene`), else read here.
         **options: a pipeline's options (:func:`recon.repair.pretrained.pipeline_options`).
 
     Raises:
@@ -110,7 +111,7 @@ def load_frame_repair(run: Any, model_path: str | Path | None = None, **options:
             raise ConfigError("the run has no repair model", path=model_path, hint=MAKE_ONE)
         note = gate_note(model_path)
     model = load_repair_model(model_path, **options)
-    scene = load_run_scene(run)
+    scene = scene if scene is not None else load_run_scene(run)
     train = list(run.split.train)
     return FrameRepair(model, scene.cameras[train], [scene.images[i] for i in train], note)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -376,15 +377,16 @@ def _evaluate(run_dir: Path, images: bool = True, step: int | None = None, appea
     from recon.train.evaluate import evaluate_run
 
     run = load_run(run_dir, step)
+    scene = load_run_scene(run)  # the run's own cameras and images: never a new SfM
     post = None
     if repair is not None:
         from recon.repair.postpass import load_frame_repair
         from recon.repair.pretrained import pipeline_options
 
-        post = load_frame_repair(run, None if repair == "auto" else repair, **pipeline_options(run.config.repair))
+        model = None if repair == "auto" else repair
+        post = load_frame_repair(run, model, scene=scene, **pipeline_options(run.config.repair))
         if post.note:
-            print(f"note: {post.note}")
-    scene = load_run_scene(run)  # the run's own cameras and images: never a new SfM
+            print(f"note: {post.note}", file=sys.stderr)  # stdout stays the table or the JSON line
     out = run_dir / ("eval" if post is None else "eval_repaired")
     return evaluate_run(run, scene, out, images=images, appearance=appearance, repair=post)
 

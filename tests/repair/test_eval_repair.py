@@ -32,8 +32,8 @@ def _fixer(bias: float = 0.0) -> Fixer:
 
 def _eval(run_dir, capsys, *extra: str) -> dict:
     assert main(["eval", str(run_dir), "--json", *extra]) == 0
-    out = capsys.readouterr().out.strip().splitlines()
-    return json.loads(out[-1])
+    [line] = capsys.readouterr().out.strip().splitlines()  # the JSON alone (notes go to stderr)
+    return json.loads(line)
 
 
 def test_identity_model_scores_the_plain_render_and_a_brightening_one_its_own_image(run_dir, tmp_path, capsys):

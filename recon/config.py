@@ -226,9 +226,9 @@ class RepairConfig:
     orbit_tilt: float = -1.0
     """Object captures: each training camera also moved up and down on the sphere around the object,
     by this many degrees of elevation in the last round (0 = none; -1 = the mean angle between
-    neighbouring training cameras seen from the object, the capture's own spacing: 36 on DTU's
-    3-view ring, whose test views span about -20 to +37 degrees; 108 on gold_cape's three views of
-    a 360-degree capture, where the raised cameras pass over the top)."""
+    neighbouring training cameras seen from the object, the capture's own spacing, at most 45: 36
+    on DTU's 3-view ring, whose test views span about -20 to +37 degrees; 45 for gold_cape's three
+    views of a 360-degree capture, 108 degrees apart)."""
     distance_gain: float = 2.0
     """Gain of the distance weight min(1, gain d / (1.2 D)) (GaussianObject 2, LM-Gaussian 16)."""
     color_match: bool = True

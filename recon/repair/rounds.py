@@ -30,8 +30,8 @@ from recon.cameras import Cameras
 from recon.config import RepairConfig
 from recon.render.render import RenderOutput
 from recon.repair.schedule import (
+    auto_tilt,
     loss_weight,
-    neighbour_angle,
     object_centred,
     orbit_between,
     orbit_beyond,
@@ -88,7 +88,7 @@ class RepairRounds:
         if object_capture is None:
             object_capture = object_centred(train_cameras)
         self.on_orbit = config.orbit < 0 and object_capture
-        self.tilt = config.orbit_tilt if config.orbit_tilt >= 0 or not self.on_orbit else neighbour_angle(train_cameras)
+        self.tilt = config.orbit_tilt if config.orbit_tilt >= 0 or not self.on_orbit else auto_tilt(train_cameras)
         self.model_fn, self.render_fn, self.say = model_fn, render_fn, say
         self.train_cameras, self.train_images, self.folder = train_cameras, train_images, folder
         self.model: RepairModel | None = None

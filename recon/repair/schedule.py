@@ -164,6 +164,17 @@ def orbit_tilted(cameras: Cameras, degrees: float) -> Cameras:
     return _looking_at_centre(cameras, torch.cat(rows), center, up, a, b)
 
 
+AUTO_TILT_MAX = 45.0
+"""Largest automatic ``orbit_tilt`` (degrees): on a wide-baseline 360-degree capture the spacing
+(108 degrees for gold_cape's three views) would lift the pseudo cameras over the top and under
+the object, where the fixer has nothing to go by (one of gold_cape's test views went empty)."""
+
+
+def auto_tilt(cameras: Cameras) -> float:
+    """The automatic ``orbit_tilt``: :func:`neighbour_angle`, at most :data:`AUTO_TILT_MAX`."""
+    return min(neighbour_angle(cameras), AUTO_TILT_MAX)
+
+
 def neighbour_angle(cameras: Cameras) -> float:
     """Mean angle in degrees between neighbouring cameras (the pairs of
     :func:`~recon.repair.source.neighbour_pairs`) seen from what they look at (:func:`_axis_centre`):

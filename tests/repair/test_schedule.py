@@ -12,6 +12,7 @@ from recon.config import RepairConfig
 from recon.data.synthetic import look_at
 from recon.repair.rounds import RepairRounds
 from recon.repair.schedule import (
+    AUTO_TILT_MAX,
     loss_weight,
     neighbour_angle,
     object_centred,
@@ -170,13 +171,20 @@ def test_orbit_tilted_moves_each_camera_up_and_down_on_its_sphere():
     assert torch.equal(last.viewmats[-8:], orbit_tilted(cams, 20.0).viewmats)
 
 
-def test_automatic_tilt_is_the_angle_between_neighbouring_cameras():
-    cams = _arc((10.0, 50.0, 100.0, 160.0))  # gaps 40, 50, 60: each camera's nearest is the previous one
-    hand = [math.degrees(math.acos((9 * math.cos(math.radians(d)) + 1.44) / 10.44)) for d in (40, 50, 60)]
+def test_automatic_tilt_is_the_angle_between_neighbouring_cameras_at_most_45_degrees():
+    cams = _arc((10.0, 40.0, 75.0, 115.0))  # gaps 30, 35, 40: each camera's nearest is the previous one
+    hand = [math.degrees(math.acos((9 * math.cos(math.radians(d)) + 1.44) / 10.44)) for d in (30, 35, 40)]
     assert neighbour_angle(cams) == pytest.approx(sum(hand) / 3, abs=1e-4)  # directions from TARGET, 1.2 up
+    assert sum(hand) / 3 < AUTO_TILT_MAX == 45.0
     rounds = RepairRounds(RepairConfig(rounds=2, orbit_tilt=-1), 100, 0, lambda step: None, None, cams, [], None,
                           print, object_capture=True)  # fmt: skip
     assert rounds.tilt == pytest.approx(sum(hand) / 3)
+    wide = _arc((0.0, 90.0, 180.0, 270.0))  # four views of a 360-degree capture, 82 degrees apart seen from TARGET
+    assert neighbour_angle(wide) > 80
+    capped = RepairRounds(RepairConfig(rounds=2, orbit_tilt=-1), 100, 0, lambda step: None, None, wide, [], None,
+                          print, object_capture=True)  # fmt: skip
+    assert capped.tilt == AUTO_TILT_MAX
+    assert torch.equal(capped.cameras_for_round(1).viewmats[-8:], orbit_tilted(wide, AUTO_TILT_MAX).viewmats)
     assert torch.equal(rounds.cameras_for_round(1).viewmats[-8:], orbit_tilted(cams, rounds.tilt).viewmats)
     flat = RepairRounds(RepairConfig(orbit_tilt=-1), 100, 0, lambda step: None, None, cams, [], None, print,
                         object_capture=False)  # fmt: skip

@@ -237,6 +237,10 @@ class RepairConfig:
     """Pseudo-view pixels whose rendered opacity is below this get no loss (0 = every pixel: holes
     and empty background are taught by the repaired view too; measured -0.2 dB against 0.5 on DTU
     scan24, two seeds)."""
+    hull: bool = False
+    """Masked object captures: pseudo-view pixels inside the training masks' visual hull also get loss
+    where the render is empty (the holes in the object the repaired view fills), besides those the
+    render covers (alpha_threshold)."""
     held_out: int = 6
     """auto: leave-one-out sub-runs generating the fixer's training pairs."""
     pair_fraction: float = 0.1

@@ -196,3 +196,31 @@ def _auto_bounds(masks: list[Tensor], Ks: Tensor, viewmats: Tensor, need: int) -
     # The hull is unbounded (cones of nearly parallel views): fall back to the first box.
     half0 = 0.5 * float((c2w[:, :3, 3] - centre).norm(dim=-1).mean())
     return centre - half0, centre + half0
+
+
+def hull_silhouette(
+    camera,
+    masks: list[Tensor],
+    Ks: Tensor,
+    viewmats: Tensor,
+    near: float,
+    far: float,
+    samples: int = 64,
+    min_views: int | None = None,
+) -> Tensor:
+    """[H, W] bool: the pixels of ``camera`` (one :class:`~recon.cameras.Cameras`) whose ray meets the
+    visual hull of ``masks`` between camera depths ``near`` and ``far``: some of ``samples`` points on
+    it (evenly spaced in depth, pixel centres at +0.5) lies inside the mask in ``min_views`` views
+    (default: all of them), as :func:`carve` counts.
+    """
+    h, w = int(camera.heights[0]), int(camera.widths[0])
+    need = len(masks) if min_views is None else min_views
+    K, c2w = camera.Ks[0].double(), torch.linalg.inv(camera.viewmats[0].double())
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64) + 0.5, torch.arange(w, dtype=torch.float64) + 0.5,
+                            indexing="ij")  # fmt: skip
+    dirs = torch.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1], torch.ones_like(xs)], -1)  # z = 1
+    hit = torch.zeros(h * w, dtype=torch.bool)
+    for z in torch.linspace(near, far, samples, dtype=torch.float64):
+        pts = (dirs.reshape(-1, 3) * z) @ c2w[:3, :3].T + c2w[:3, 3]  # [H W, 3] world
+        hit |= carve(pts, masks, Ks, viewmats, need)[0]
+    return hit.reshape(h, w)

@@ -69,6 +69,7 @@ class RepairRounds:
         say: called with one line of text per event (round made, repair off and why).
         object_capture: whether the scene is an object capture (``orbit`` -1 then puts the pseudo
             cameras on the orbit); None = decided from the cameras (:func:`object_centred`).
+        masks: the training views' object masks (used with ``config.hull``), or None.
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class RepairRounds:
         folder: Path | None = None,
         say: Callable[[str], None] = print,
         object_capture: bool | None = None,
+        masks: list[Tensor] | None = None,
     ):
         self.config, self.iterations, self.seed = config, iterations, seed
         if object_capture is None:
@@ -91,6 +93,7 @@ class RepairRounds:
         self.tilt = config.orbit_tilt if config.orbit_tilt >= 0 or not self.on_orbit else auto_tilt(train_cameras)
         self.model_fn, self.render_fn, self.say = model_fn, render_fn, say
         self.train_cameras, self.train_images, self.folder = train_cameras, train_images, folder
+        self.masks = masks if config.hull else None
         self.model: RepairModel | None = None
         self.off = False
         self.round = -1
@@ -147,6 +150,7 @@ class RepairRounds:
                 distance_gain=c.distance_gain,
                 color_match=c.color_match,
             ),
+            masks=self.masks,
         )
         self.current, self.round = source.views(step), k
         tilt = 2 * round_fraction(c, k) * self.tilt if self.on_orbit else 0.0

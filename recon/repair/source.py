@@ -160,6 +160,8 @@ class PseudoViewConfig:
     """Keyword arguments of ``model.repair`` (e.g. (("steps", 4), ("strength", 0.3)))."""
     color_match: bool = False
     """Match each repaired view's per-channel mean/std to the warped nearest photo where both are valid."""
+    hull_samples: int = 64
+    """Depth samples per ray of the visual-hull silhouette (with ``masks``)."""
 
 
 class RepairedViews:
@@ -172,10 +174,15 @@ class RepairedViews:
         train_images: one [H, W, 3] photo per training camera.
         pseudo_cameras: where to make pseudo views (e.g. :func:`between_cameras`).
         config: refresh period and weights.
+        masks: the training views' object masks, or None. With them, the pixels inside the visual
+            hull's silhouette (:func:`recon.priors.hull.hull_silhouette`) count too where the render
+            is empty: the holes in the object the repair model fills.
     """
 
     def __init__(self, model: RepairModel, render_fn: Callable[[Cameras], RenderOutput], train_cameras: Cameras,
-                 train_images: list[Tensor], pseudo_cameras: Cameras, config: PseudoViewConfig | None = None):
+                 train_images: list[Tensor], pseudo_cameras: Cameras, config: PseudoViewConfig | None = None,
+                 masks: list[Tensor] | None = None):
+        self.masks = masks
         self.model, self.render_fn = model, render_fn
         self.train_cameras, self.train_images, self.pseudo_cameras = train_cameras, train_images, pseudo_cameras
         self.config = config or PseudoViewConfig()
@@ -202,8 +209,24 @@ class RepairedViews:
                                                      out_src.depth[0, ..., 0], c.occlusion_tol)  # [1, 8, H, W]
             image = self.model.repair(inputs, **dict(c.repair_options))[0].permute(1, 2, 0)  # [H, W, 3]
             covered = (out.alpha[0, ..., 0] >= c.alpha_threshold).float()
+            if self.masks is not None:
+                covered = torch.maximum(covered, self.silhouette(cam, out).to(covered))
             if c.color_match:
                 image = match_colors(image, warped, covered * valid)
             weight = covered * self.distance[k]
             views.append(PseudoView(cam, image, weight))
         self._views, self.made_at = views, step
+
+    def silhouette(self, cam: Cameras, out: RenderOutput) -> Tensor:
+        """[H, W] the visual hull's silhouette at ``cam`` (one camera), searched between 0.7x and 1.4x
+        the depths the render ``out`` covers; all False when it covers nothing."""
+        from recon.priors.hull import hull_silhouette
+
+        alpha, depth = out.alpha[0, ..., 0], out.depth[0, ..., 0]
+        seen = depth[(alpha > 0.5) & (depth > 0)]
+        if seen.numel() == 0:
+            return torch.zeros_like(alpha, dtype=torch.bool)
+        cams = self.train_cameras.to("cpu")
+        return hull_silhouette(cam.to("cpu"), [m.cpu() for m in self.masks], cams.Ks, cams.viewmats,
+                               0.7 * float(seen.min()), 1.4 * float(seen.max()),
+                               self.config.hull_samples).to(alpha.device)  # fmt: skip

@@ -199,6 +199,7 @@ def repair_source(
     loaded = None if c.model == "auto" else load_repair_model(c.model, **pipeline_options(c))
     if live is None:
         live = lambda text: setattr(trainer.state, "activity", text)
+    masked = masked_protocol(trainer.split.protocol, trainer.scene)
     return RepairRounds(
         c,
         trainer.config.iterations,
@@ -209,5 +210,6 @@ def repair_source(
         trainer.images,
         repair_dir(run_dir),
         say,
-        object_capture=masked_protocol(trainer.split.protocol, trainer.scene) or None,
+        object_capture=masked or None,
+        masks=trainer.masks if masked else None,
     )

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
 from recon.errors import DataError
-from recon.priors.hull import carve, visual_hull
+from recon.priors.hull import carve, hull_silhouette, visual_hull
 
 from .synthetic_views import make_views
 
@@ -51,3 +49,21 @@ def test_masks_that_do_not_match_raise():
     with pytest.raises(DataError, match="mask"):
         visual_hull(bad, cams.Ks, cams.viewmats, min_views=3, resolution=16,
                     bounds=(torch.full((3,), -1.5), torch.full((3,), 1.5)))
+
+
+def test_hull_silhouette_is_the_mask_at_a_carving_view_and_contains_the_object_elsewhere():
+    from recon.data.synthetic import make_synthetic_scene
+
+    scene = make_synthetic_scene(num_views=8, width=48, height=40)  # exact object masks
+    train = [0, 2, 4, 6]
+    masks, cams = [scene.masks[i] for i in train], scene.cameras
+    near, far = scene.meta["near"], scene.meta["far"]
+    own = hull_silhouette(cams[2], masks, cams.Ks[train], cams.viewmats[train], near, far, 96)
+    assert torch.equal(own, scene.masks[2] > 0.5)  # the hull lies inside this view's own cone
+    for v in (1, 3, 5):  # views that carved nothing: the hull's shadow covers the object, and more
+        sil = hull_silhouette(cams[v], masks, cams.Ks[train], cams.viewmats[train], near, far, 96)
+        obj = scene.masks[v] > 0.5
+        assert int((obj & ~sil).sum()) <= 0.02 * int(obj.sum())  # a few rim pixels between depth samples
+        assert int(sil.sum()) > int(obj.sum())
+    empty = hull_silhouette(cams[1], masks, cams.Ks[train], cams.viewmats[train], far * 3, far * 4, 16)
+    assert not bool(empty.any())  # nothing of the hull that far behind the object

@@ -39,12 +39,12 @@ def _render_fn(scene):
     return render_fn
 
 
-def _rounds(scene, model_fn, folder=None, **kw) -> RepairRounds:
+def _rounds(scene, model_fn, folder=None, masks=None, **kw) -> RepairRounds:
     config = RepairConfig(**{"rounds": 2, "first": 0.2, "last": 0.5, "stop": 0.9, "ramp": 0.1, "probability": 0.5,
                              "orbit_tilt": 0.0, "color_match": False, **kw})  # fmt: skip
     train = [0, 1, 2, 3]
     return RepairRounds(config, 100, 0, model_fn, _render_fn(scene), scene.cameras[train],
-                        [scene.images[i] for i in train], folder, say=lambda _: None)
+                        [scene.images[i] for i in train], folder, say=lambda _: None, masks=masks)
 
 
 def test_rounds_ask_once_replace_views_and_draw_per_step(scene, tmp_path):
@@ -78,6 +78,18 @@ def test_alpha_threshold_reaches_the_pseudo_views(scene):
     default.views(20), every.views(20)
     assert any(bool((v.weight == 0).any()) for v in default.current)
     assert all(bool((v.weight > 0).all()) for v in every.current)
+
+
+def test_hull_option_hands_the_masks_to_the_pseudo_views(scene):
+    """``repair.hull``: the visual hull's silhouette joins the rendered coverage; without it the masks are unused."""
+    masks = [scene.masks[i] for i in range(4)]
+    plain, off, hull = (_rounds(scene, lambda step: _Brighter(), masks=m, hull=h)
+                        for m, h in ((None, False), (masks, False), (masks, True)))  # fmt: skip
+    for r in (plain, off, hull):
+        r.views(20)
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(plain.current, off.current, strict=True))
+    grown = [int((b.weight > 0).sum()) - int((a.weight > 0).sum()) for a, b in zip(plain.current, hull.current, strict=True)]
+    assert all(g >= 0 for g in grown) and sum(grown) > 0  # the hull is larger than the object it wraps
 
 
 def test_a_refused_model_turns_repair_off_for_good(scene):

@@ -119,3 +119,30 @@ def test_repaired_views_see_the_warped_nearest_photo(scene):
         seen = v.image.abs().sum(-1) > 0
         assert int(seen.sum()) > 200
         assert float((v.image - truth).abs().mean(-1)[seen].mean()) < 0.06
+
+
+def test_masks_put_loss_on_the_holes_inside_the_visual_hull(scene):
+    """A render with a hole (no opacity over its left half): the hole gets no weight from the render,
+    but with the training masks every pixel of the hull's silhouette does, the object's included."""
+    train = [1, 2, 3, 4]
+    cams, photos, masks = scene.cameras[train], [scene.images[i] for i in train], [scene.masks[i] for i in train]
+    exact = _exact_renderer(scene, [])
+
+    def holed(cam: Cameras) -> RenderOutput:
+        out = exact(cam)
+        out.alpha = out.alpha.clone()
+        out.alpha[:, :, : out.alpha.shape[2] // 2] = 0
+        return out
+
+    pseudo = between_cameras(cams)
+    plain = RepairedViews(_Channels(0), holed, cams, photos, pseudo).views(0)
+    hulled = RepairedViews(_Channels(0), holed, cams, photos, pseudo, masks=masks).views(0)
+    world = default_world(tuple(scene.meta["background"]))
+    for k, (a, b) in enumerate(zip(plain, hulled, strict=True)):
+        obj = render_world(world, a.camera, supersample=1)[2][0] > 0.5  # [H, W] the true silhouette
+        hole = obj.clone()
+        hole[:, hole.shape[1] // 2 :] = False
+        assert int(hole.sum()) > 20 and bool((a.weight[hole] == 0).all())
+        inside = hole & (b.weight > 0)
+        assert int(inside.sum()) >= 0.95 * int(hole.sum())  # the hole inside the hull: weighted now
+        assert bool((b.weight >= a.weight).all())  # the render's own coverage is kept

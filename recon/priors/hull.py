@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from recon.cameras import Cameras
 from recon.errors import DataError
 from recon.priors.bounds import focus_point
 from recon.priors.pointcloud import PointCloud
@@ -199,7 +200,7 @@ def _auto_bounds(masks: list[Tensor], Ks: Tensor, viewmats: Tensor, need: int) -
 
 
 def hull_silhouette(
-    camera,
+    camera: Cameras,
     masks: list[Tensor],
     Ks: Tensor,
     viewmats: Tensor,

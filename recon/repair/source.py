@@ -151,7 +151,7 @@ class PseudoViewConfig:
     refresh_every: int = 1000
     """Re-render and re-repair every N training steps (renders improve, so do repairs)."""
     alpha_threshold: float = 0.5
-    """Pixels with less accumulated opacity get weight 0 (0 = none)."""
+    """Pixels with less accumulated opacity get weight 0 (0 = every pixel counts)."""
     distance_gain: float = 2.0
     """Gain of the distance weight (GaussianObject: 2, LM-Gaussian: 16)."""
     occlusion_tol: float = 0.05

@@ -219,13 +219,13 @@ class Trainer:
         return self.background if self.background is not None else torch.zeros(3, device=self.device)
 
     def _pseudo_view_step(self, step: int) -> dict[str, Tensor]:
-        """Adds the gradient of the pseudo-view loss (``weight``-masked L1, + D-SSIM with
-        ``repair.ssim_lambda``, to repaired views) to the
-        real view's, after the strategy's ``info`` took the real view's ``means2d`` and
-        ``param_grads``: densification statistics come from real views only, while Adam still takes
-        one step on the sum (a second optimizer step per iteration would change Adam's moments and
-        the real views' effective learning rate). ``p.grad`` is replaced, not added to in place, so
-        the tensors ``info["param_grads"]`` holds stay the real view's."""
+        """Adds the gradient of the pseudo-view loss (``weight``-masked L1 to repaired views, plus
+        D-SSIM with ``repair.ssim_lambda``) to the real view's, after the strategy's ``info`` took
+        the real view's ``means2d`` and ``param_grads``: densification statistics come from real
+        views only, while Adam still takes one step on the sum (a second optimizer step per
+        iteration would change Adam's moments and the real views' effective learning rate).
+        ``p.grad`` is replaced, not added to in place, so the tensors ``info["param_grads"]`` holds
+        stay the real view's."""
         views = self.pseudo_source.views(step)
         if not views:
             return {}

@@ -240,7 +240,7 @@ class RepairConfig:
     hull: bool = False
     """Masked object captures: pseudo-view pixels inside the training masks' visual hull also get loss
     where the render is empty (the holes in the object the repaired view fills), besides those the
-    render covers (alpha_threshold)."""
+    render covers (alpha_threshold). Measured -0.17 / -0.07 dB against off on DTU scan24 (two seeds)."""
     held_out: int = 6
     """auto: leave-one-out sub-runs generating the fixer's training pairs."""
     pair_fraction: float = 0.1

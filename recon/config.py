@@ -201,8 +201,9 @@ class RepairConfig:
     stop: float = 1.0
     """No pseudo-view loss after this fraction of the schedule. 1 = pseudo views to the end: the
     real-view-only steps after an earlier stop undid part of what they taught (BENCHMARKS.md:
-    4 rounds to 0.8, stop 1 and the automatic tilt measured +0.17 dB on DTU scan24 and +0.90 dB on
-    gold_cape over three seeds, against +0.04 and +0.44 for 3 rounds to 0.6, stop 0.9, no tilt)."""
+    4 rounds to 0.8, stop 1 and the automatic tilt measured +0.17 dB on DTU scan24 over three
+    seeds, against +0.04 for 3 rounds to 0.6, stop 0.9, no tilt; gold_cape +0.83 against +0.44,
+    partly test views gone flat)."""
     ramp: float = 0.1
     """The pseudo-view weight rises from 0 over this fraction after the first round and falls to 0
     over the same fraction before stop."""
@@ -240,7 +241,7 @@ class RepairConfig:
     hull: bool = False
     """Masked object captures: pseudo-view pixels inside the training masks' visual hull also get loss
     where the render is empty (the holes in the object the repaired view fills), besides those the
-    render covers (alpha_threshold). Measured -0.17 / -0.07 dB against off on DTU scan24 (two seeds)."""
+    render covers (alpha_threshold). Measured -0.17 / -0.07 dB against hull off on DTU scan24 (two seeds)."""
     held_out: int = 6
     """auto: leave-one-out sub-runs generating the fixer's training pairs."""
     pair_fraction: float = 0.1

@@ -182,7 +182,7 @@ class RepairedViews:
     def __init__(self, model: RepairModel, render_fn: Callable[[Cameras], RenderOutput], train_cameras: Cameras,
                  train_images: list[Tensor], pseudo_cameras: Cameras, config: PseudoViewConfig | None = None,
                  masks: list[Tensor] | None = None):
-        self.masks = masks
+        self.masks = None if masks is None else [m.cpu() for m in masks]  # the silhouettes are made on the CPU
         self.model, self.render_fn = model, render_fn
         self.train_cameras, self.train_images, self.pseudo_cameras = train_cameras, train_images, pseudo_cameras
         self.config = config or PseudoViewConfig()
@@ -227,6 +227,6 @@ class RepairedViews:
         if seen.numel() == 0:
             return torch.zeros_like(alpha, dtype=torch.bool)
         cams = self.train_cameras.to("cpu")
-        return hull_silhouette(cam.to("cpu"), [m.cpu() for m in self.masks], cams.Ks, cams.viewmats,
+        return hull_silhouette(cam.to("cpu"), self.masks, cams.Ks, cams.viewmats,
                                0.7 * float(seen.min()), 1.4 * float(seen.max()),
                                self.config.hull_samples).to(alpha.device)  # fmt: skip

@@ -120,5 +120,5 @@ def test_rounds_add_the_orbit_after_the_interpolated_cameras(scene):
     plain = _rounds(scene, lambda step: None, orbit=0).cameras_for_round(0)
     cams = rounds.cameras_for_round(0)
     assert len(cams) == len(plain) + 5
-    assert torch.equal(cams.viewmats[: len(plain)], plain.viewmats)
-    assert torch.equal(cams.viewmats[len(plain) :], orbit_cameras(rounds.train_cameras, 5).viewmats)
+    assert torch.allclose(cams.viewmats[: len(plain)], plain.viewmats, atol=1e-6)
+    assert torch.allclose(cams.viewmats[len(plain) :], orbit_cameras(rounds.train_cameras, 5).viewmats, atol=1e-6)

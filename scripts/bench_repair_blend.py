@@ -32,7 +32,7 @@ def main() -> None:
     t0 = time.perf_counter()
 
     from recon.eval import metrics
-    from recon.render import render
+    from recon.render import render, solid_background
     from recon.repair.dataset import load_pairs
     from recon.repair.fixer import calibrate_blend, split_held_out
     from recon.repair.pretrained import load_repair_model
@@ -46,7 +46,7 @@ def main() -> None:
     model.meta["blend"] = 1.0  # the fixer's own output; blends are applied below
     views = list(run.split.test)[:: args.every]
     train = list(run.split.train)
-    bg = torch.zeros(3) if run.background is None else run.background  # as training's pseudo views
+    bg = solid_background(run.background)  # as training's pseudo views
 
     def render_fn(cam):
         return render(run.primitive, run.params, cam, sh_degree=run.sh_degree, backgrounds=bg.reshape(1, 3))

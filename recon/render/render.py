@@ -96,6 +96,14 @@ def render(
     )
 
 
+def solid_background(background: Tensor | None, device: torch.device | str | None = None) -> Tensor:
+    """[3] the one colour behind renders that are kept as images (pseudo views, repair pairs, a
+    fixer's input): the run's training background, black when that one is random (None)."""
+    if background is None:
+        return torch.zeros(3, device=device)
+    return background if device is None else background.to(device)
+
+
 @torch.no_grad()
 def render_views(
     primitive: str,

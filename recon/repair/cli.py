@@ -129,7 +129,7 @@ def apply_to_run(run_dir: Path, views: list[int] | None = None, model_path: Path
     from PIL import Image
 
     from recon.errors import ConfigError
-    from recon.render import render
+    from recon.render import render, solid_background
     from recon.repair.pretrained import load_repair_model, pipeline_options
     from recon.repair.source import PseudoViewConfig, RepairedViews
     from recon.repair.workflow import repair_dir
@@ -152,7 +152,7 @@ def apply_to_run(run_dir: Path, views: list[int] | None = None, model_path: Path
         if gate_file.is_file():
             console.print(f"note: {json.loads(gate_file.read_text())['reason']}")
     model = load_repair_model(model_path, **pipeline_options(options or RepairConfig()))
-    bg = torch.zeros(3) if run.background is None else run.background
+    bg = solid_background(run.background)
 
     def render_fn(cam):
         return render(run.primitive, run.params, cam, sh_degree=run.sh_degree, backgrounds=bg.reshape(1, 3))

@@ -28,6 +28,7 @@ from recon.data.scene import SceneData
 from recon.data.splits import Split
 from recon.errors import DataError
 from recon.priors.pointcloud import PointCloud
+from recon.render import solid_background
 from recon.repair.pairs import (
     PairConfig,
     RepairPair,
@@ -90,7 +91,7 @@ def make_pairs(config: TrainConfig, scene: SceneData, split: Split, params: dict
             from recon.train.setup import masked_protocol
 
             sub, masked = training_scene(scene, split, pc.downscale), masked_protocol(split.protocol, scene)
-            bg = torch.zeros(3) if background is None else background
+            bg = solid_background(background)
             own_l1 = noise_error(config.primitive, params, sh_degree, sub, calibration_views(sub), 0.0, bg, masked=masked)
             targets = [own_l1 + level * (loo_l1 - own_l1) for level in pc.noise_levels] or [loo_l1]
             masked = masked and bool(pc.noise_levels)  # the default: against the photos as they are

@@ -39,7 +39,7 @@ from recon.errors import ConfigError
 from recon.priors.consistency import backproject, project, warp_to_view
 from recon.priors.pointcloud import PointCloud
 from recon.priors.stereo import select_sources
-from recon.render import render
+from recon.render import render, solid_background
 from recon.train.losses import psnr
 from recon.train.optim import POSITION_PARAMS
 
@@ -185,7 +185,7 @@ def render_pair(primitive: str, params: dict[str, Tensor], sh_degree: int, scene
         background: [3] colour rendered behind the model (black when None).
         masked: the targets are the photos composited on ``background`` with the scene's masks.
     """
-    bg = torch.zeros(3) if background is None else background
+    bg = solid_background(background)
     outs = [render(primitive, params, scene.cameras[i], sh_degree=sh_degree, backgrounds=bg.reshape(1, 3))
             for i in (view, neighbour)]
     depth, depth_src = outs[0].depth[0, ..., 0], outs[1].depth[0, ..., 0]  # [H, W]
@@ -328,7 +328,7 @@ def calibrate_strength(primitive: str, params: dict[str, Tensor], sh_degree: int
     away from the pairs' targets (mean absolute error, :func:`noise_error`), by bisection on [0, 2].
     ``masked``: the targets are the photos composited on ``background`` with the scene's masks,
     as the leave-one-out pairs' are (else the photo's own background counts as error)."""
-    bg = torch.zeros(3) if background is None else background
+    bg = solid_background(background)
     views = calibration_views(scene)
     lo, hi = 0.0, 2.0
     for _ in range(iterations):

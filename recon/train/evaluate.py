@@ -14,7 +14,7 @@ from PIL import Image
 
 from recon.data.scene import SceneData
 from recon.eval import metrics
-from recon.render import render
+from recon.render import render, solid_background
 from recon.run import LoadedRun
 from recon.train.setup import masked_protocol
 from recon.wild.protocol import apply_appearance, nerfw_halves, protocol_name, reference_transform
@@ -98,7 +98,7 @@ def evaluate_run(run: LoadedRun, scene: SceneData, out_dir: Path | None = None, 
     appearance = appearance or run.config.wild.reference
     ref = reference_transform(run.extra.get("wild"), appearance)  # [3, 4], [12, L, Gy, Gx] grid or None
     rows = []
-    repair_bg = (run.background if run.background is not None else torch.zeros(3)).reshape(1, 3)
+    repair_bg = solid_background(run.background).reshape(1, 3)
 
     def render_repair_input(camera):
         return render(run.primitive, params, camera, sh_degree=run.sh_degree, backgrounds=repair_bg, backend=backend)

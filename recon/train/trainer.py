@@ -26,7 +26,7 @@ from recon.data.splits import Split
 from recon.errors import ConfigError, ReconError
 from recon.primitives import family
 from recon.priors.pointcloud import PointCloud
-from recon.render import render
+from recon.render import render, solid_background
 from recon.run import Checkpoint, non_finite, save_checkpoint
 from recon.train import losses
 from recon.train.health import CollapseMonitor, lr_hint
@@ -216,7 +216,7 @@ class Trainer:
 
     def pseudo_background(self) -> Tensor:
         """[3] background of pseudo-view renders (the training one, black when it is random)."""
-        return self.background if self.background is not None else torch.zeros(3, device=self.device)
+        return solid_background(self.background, self.device)
 
     def _pseudo_view_step(self, step: int) -> dict[str, Tensor]:
         """Adds the gradient of the pseudo-view loss (``weight``-masked L1 to repaired views, plus

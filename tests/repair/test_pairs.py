@@ -191,3 +191,21 @@ def test_noise_levels_make_pairs_from_mild_to_leave_one_out_damage(scene, fitted
     assert ps.meta["own_l1"] < ps.meta["loo_l1"]  # the model sees its training views better than the sub-runs
     assert s0 < 0.05 and s0 <= s_half <= s1  # level 0 = the trained model as it is (up to the bisection)
     assert ps.meta["noise_strength"] == s1
+
+
+def test_pairs_of_a_random_background_run_render_on_black_as_pseudo_views_do(scene, fitted):
+    """One convention for the images a fixer sees (recon.render.solid_background): the run's background,
+    black when it is random. The trainer's pseudo views and the pairs of such a run agree on it."""
+    from recon.train.trainer import Trainer
+
+    split, params, _ = fitted
+    config = _config(**{"loss.background": "random"})
+    trainer = Trainer(config, scene, split, None)
+    assert trainer.background is None and torch.equal(trainer.pseudo_background(), torch.zeros(3))
+    pc = dataclasses.replace(PAIRS, held_out=1, noise_strength=0.0)
+    noise = [p for p in make_pairs(config, scene, split, params, pair_config=pc).pairs if p.kind == "noise"]
+    for p in noise:  # behind the model: black (empty pixels are 0, not the photo's or a random colour)
+        empty = p.alpha < 1e-4
+        assert empty.any() and float(p.render[empty].abs().max()) < 1e-4
+    white = _config(**{"loss.background": "white"})
+    assert torch.equal(Trainer(white, scene, split, None).pseudo_background(), torch.ones(3))

@@ -7,14 +7,15 @@ Layout of ``RUN/repair/pairs/``::
     NNNN_<kind>_vVVV_alpha.png    its alpha (grey)
     NNNN_<kind>_vVVV_depth.png    its depth, 16 bit, scaled by the record's depth_max
     NNNN_<kind>_vVVV_warped.png   nearest training photo warped into the view; alpha = validity
-    NNNN_<kind>_vVVV_target.png   the photo
+    NNNN_<kind>_vVVV_target.png   the photo (on the record's background outside the mask); alpha = the
+                                  mask, when the photo counts only there (masked protocols)
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,14 @@ def _read(path: Path, mode: str) -> Tensor:
     return torch.from_numpy(arr.astype(np.float32) / (65535.0 if mode == "I;16" else 255.0))
 
 
+def _has_alpha(path: Path) -> bool:
+    try:
+        with Image.open(path) as im:
+            return im.mode in ("RGBA", "LA")
+    except (OSError, ValueError):
+        return False  # _read says what is wrong with it
+
+
 def save_pairs(pair_set: PairSet, folder: str | Path) -> Path:
     """Writes the pairs as PNGs plus ``manifest.json`` (see the module docstring); returns the manifest."""
     folder = Path(folder)
@@ -135,9 +144,11 @@ def save_pairs(pair_set: PairSet, folder: str | Path) -> Path:
         depth16 = (p.depth.clamp_min(0) / depth_max * 65535).round().to(torch.int32).numpy().astype(np.uint16)
         Image.fromarray(depth16).save(folder / f"{stem}_depth.png")
         Image.fromarray(_u8(torch.cat([p.warped, p.valid[..., None]], -1))).save(folder / f"{stem}_warped.png")
-        Image.fromarray(_u8(p.target)).save(folder / f"{stem}_target.png")
+        target = p.target if p.mask is None else torch.cat([p.target, p.mask[..., None]], -1)
+        Image.fromarray(_u8(target)).save(folder / f"{stem}_target.png")
         records.append({"stem": stem, "kind": p.kind, "view": p.view, "source": p.source, "step": p.step,
-                        "depth_max": depth_max})
+                        "depth_max": depth_max,
+                        "background": None if p.background is None else [float(x) for x in p.background]})
     manifest = {"schema_version": SCHEMA_VERSION, "train_views": pair_set.train_views,
                 "test_views": pair_set.test_views, "meta": pair_set.meta, "pairs": records}
     path = folder / "manifest.json"
@@ -168,11 +179,16 @@ def load_pairs(folder: str | Path) -> PairSet:
     for r in records:
         stem = folder / r["stem"]
         warped = _read(Path(f"{stem}_warped.png"), "RGBA")
+        target_path = Path(f"{stem}_target.png")
+        target = _read(target_path, "RGBA" if _has_alpha(target_path) else "RGB")
+        background = r.get("background")  # absent in pairs saved before it was recorded
         pairs.append(RepairPair(
             render=_read(Path(f"{stem}_render.png"), "RGB"), alpha=_read(Path(f"{stem}_alpha.png"), "L"),
             depth=_read(Path(f"{stem}_depth.png"), "I;16") * r["depth_max"], warped=warped[..., :3],
-            valid=(warped[..., 3] > 0.5).float(), target=_read(Path(f"{stem}_target.png"), "RGB"),
-            view=int(r["view"]), source=int(r["source"]), kind=r["kind"], step=int(r["step"])))  # fmt: skip
+            valid=(warped[..., 3] > 0.5).float(), target=target[..., :3],
+            view=int(r["view"]), source=int(r["source"]), kind=r["kind"], step=int(r["step"]),
+            mask=target[..., 3] if target.shape[-1] == 4 else None,
+            background=None if background is None else torch.tensor(background, dtype=torch.float32)))  # fmt: skip
     return PairSet(pairs, list(manifest["train_views"]), list(manifest["test_views"]), manifest.get("meta", {}))
 
 
@@ -187,8 +203,27 @@ def condition(pair: RepairPair) -> Tensor:
     return stack_condition(pair.render, pair.alpha, pair.warped, pair.valid)
 
 
-def random_crops(pairs: list[RepairPair], batch: int, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def on_background(pair: RepairPair, color: Tensor) -> RepairPair:
+    """``pair`` with ``color`` [3] behind the model instead of ``pair.background``: in the render
+    where it is transparent (``render + (1 - alpha) (color - background)``, exact for the
+    rasterizer's compositing) and in the target outside its mask. Unchanged when the pair's
+    background is not recorded."""
+    if pair.background is None:
+        return pair
+    shift = color.to(pair.render) - pair.background.to(pair.render)  # [3]
+    keep = torch.ones_like(pair.alpha) if pair.mask is None else pair.mask
+    return replace(pair, render=(pair.render + (1 - pair.alpha[..., None]) * shift).clamp(0, 1),
+                   target=(pair.target + (1 - keep[..., None]) * shift).clamp(0, 1), background=color)
+
+
+def random_crops(pairs: list[RepairPair], batch: int, size: int, generator: torch.Generator,
+                 random_background: bool = False) -> tuple[Tensor, Tensor]:
     """A batch of random ``size`` x ``size`` crops, each flipped left-right with probability 1/2.
+
+    ``random_background``: each crop's pair is first put on a uniformly random colour
+    (:func:`on_background`), so a fixer learns to tell holes in the model (alpha low, the photo
+    shows the object: fill them) from the background (keep whatever colour it has) and repairs
+    renders on any background.
 
     Returns:
         inputs [B, 8, size, size] (see :func:`condition`) and targets [B, 3, size, size].
@@ -196,6 +231,8 @@ def random_crops(pairs: list[RepairPair], batch: int, size: int, generator: torc
     xs, ys = [], []
     for _ in range(batch):
         p = pairs[int(torch.randint(len(pairs), (1,), generator=generator))]
+        if random_background:
+            p = on_background(p, torch.rand(3, generator=generator))
         full = torch.cat([condition(p), p.target.permute(2, 0, 1)], 0)  # [11, H, W]
         h, w = full.shape[1:]
         if h < size or w < size:

@@ -93,6 +93,11 @@ class RepairPair:
         source: scene index of the warped neighbour.
         kind: ``"loo"`` or ``"noise"``.
         step: training step of the model that rendered it.
+        mask: [H, W] where the photo counts in ``target`` (the object mask on masked protocols,
+            ``background`` elsewhere); None = the whole photo.
+        background: [3] the colour behind ``render`` (and behind ``target`` outside ``mask``); None =
+            not recorded (pairs saved before it was), and :func:`recon.repair.dataset.random_crops`
+            cannot put such a pair on another background.
     """
 
     render: Tensor
@@ -105,6 +110,8 @@ class RepairPair:
     source: int
     kind: str
     step: int
+    mask: Tensor | None = None
+    background: Tensor | None = None
 
 
 def training_scene(scene: SceneData, split: Split, downscale: float = 1.0) -> SceneData:
@@ -194,7 +201,7 @@ def render_pair(primitive: str, params: dict[str, Tensor], sh_degree: int, scene
     mask = scene.masks[view] if masked and scene.masks is not None else None
     return RepairPair(render=outs[0].rgb[0].clamp(0, 1), alpha=outs[0].alpha[0, ..., 0], depth=depth, warped=warped,
                       valid=valid, target=composite_target(scene.images[view], mask, bg if masked else None),
-                      view=ids[view], source=ids[neighbour], kind=kind, step=step)
+                      view=ids[view], source=ids[neighbour], kind=kind, step=step, mask=mask, background=bg)
 
 
 def scaled_schedule(config: TrainConfig, iterations: int) -> TrainConfig:

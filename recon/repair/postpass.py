@@ -46,6 +46,12 @@ class FrameRepair:
         self._depths: dict[tuple[Hashable, int], Tensor] = {}  # reference depths: the model does not change
         self._lock = threading.Lock()
 
+    @property
+    def any_background(self) -> bool:
+        """Whether the model repairs renders on any background (see ``recon.repair.fixer.Fixer.any_background``);
+        models that do not say are taken to."""
+        return bool(getattr(self.model, "any_background", True))
+
     def __call__(self, out: RenderOutput, camera: Cameras, render_view: Callable[[Cameras], RenderOutput],
                  key: Hashable = None) -> Tensor:
         """The repaired frame.

@@ -45,6 +45,9 @@ class Img2ImgRepair:
         prompt: text prompt.
     """
 
+    any_background = True
+    """Natural-image models: they see renders on the background a viewer or evaluation uses."""
+
     def __init__(self, pipe: Any, steps: int = 2, strength: float = 0.5, guidance: float = 0.0, prompt: str = ""):
         self.pipe, self.steps, self.strength, self.guidance, self.prompt = pipe, steps, strength, guidance, prompt
         pipe.set_progress_bar_config(disable=True)
@@ -77,6 +80,9 @@ class OneStepRepair:
         prompt_embeds: [1, L, D] text embedding of the prompt.
         timestep: the fixed timestep (Difix: 199).
     """
+
+    any_background = True
+    """Natural-image models: they see renders on the background a viewer or evaluation uses."""
 
     def __init__(self, vae: Any, unet: Any, alphas_cumprod: Tensor, prediction_type: str, prompt_embeds: Tensor,
                  timestep: int = 199):

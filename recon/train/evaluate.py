@@ -82,12 +82,15 @@ def evaluate_run(run: LoadedRun, scene: SceneData, out_dir: Path | None = None, 
     white with the object mask, PSNR over mask pixels, SSIM/LPIPS on the composited images.
     Runs with per-image appearance render in the reference ``appearance`` (default: the run's
     ``wild.reference``) and are scored with the NeRF-W protocol (:mod:`recon.wild.protocol`).
-    With ``repair`` each test render goes through the repair post-pass first (Difix3D+): rendered on
-    the background training's pseudo views use (the run's, black when it was random), as the
-    repair model learnt it, with the nearest training photo as reference; the model's output then
-    goes back onto the evaluation's background (``+ (1 - alpha) (bg - repair bg)``), so the pass is
-    scored on the same baseline as the plain render (a black background alone moves DTU scan24's
-    masked PSNR by +1.7 dB on a random-background run).
+    With ``repair`` each test render goes through the repair post-pass first (Difix3D+), with the
+    nearest training photo as reference. A model that repairs renders on any background (a fixer
+    fitted on random backgrounds, a pretrained pipeline: ``FrameRepair.any_background``) gets the
+    render on the evaluation's background and its output is scored as it is: it fills holes in the
+    model and keeps the background. A fixer fitted on one background only (recon's before
+    ``FixerConfig.random_background``) gets the render on that one (the run's, black when it was
+    random) and its output goes back onto the evaluation's (``+ (1 - alpha) (bg - repair bg)``), so
+    it is scored on the plain render's baseline (a black background alone moves DTU scan24's masked
+    PSNR by +1.7 dB on a random-background run: holes in the model show it).
     """
     test = run.split.test
     masked = masked_protocol(run.split.protocol, scene)
@@ -107,9 +110,10 @@ def evaluate_run(run: LoadedRun, scene: SceneData, out_dir: Path | None = None, 
         out_dir.mkdir(parents=True, exist_ok=True)
     for i in test:
         cam = scene.cameras[i]
-        if repair is None:
-            rgb = render(run.primitive, params, cam, sh_degree=run.sh_degree, backgrounds=bg.reshape(1, 3),
-                         backend=backend).rgb[0]
+        if repair is None or repair.any_background:
+            out = render(run.primitive, params, cam, sh_degree=run.sh_degree, backgrounds=bg.reshape(1, 3),
+                         backend=backend)
+            rgb = out.rgb[0] if repair is None else repair(out, cam, render_repair_input).to(out.rgb)
         else:  # the repair's change, on the render over the evaluation's own background
             out = render_repair_input(cam)
             fixed = repair(out, cam, render_repair_input).to(out.rgb)  # [H, W, 3]

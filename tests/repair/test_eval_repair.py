@@ -23,8 +23,9 @@ def run_dir(tmp_path_factory):
     return train_tiny_run(tmp_path_factory.mktemp("run"), **{"loss.background": "random"})
 
 
-def _fixer(bias: float = 0.0) -> Fixer:
-    fixer = Fixer.create(FixerConfig(channels=(8, 16), norm_groups=8))  # zero output convolution = identity
+def _fixer(bias: float = 0.0, any_background: bool = True) -> Fixer:
+    config = FixerConfig(channels=(8, 16), norm_groups=8, random_background=any_background)
+    fixer = Fixer.create(config)  # zero output convolution = identity
     with torch.no_grad():
         fixer.unet.conv_out.bias.fill_(bias)
     return fixer
@@ -36,29 +37,40 @@ def _eval(run_dir, capsys, *extra: str) -> dict:
     return json.loads(line)
 
 
-def test_identity_model_scores_the_plain_render_and_a_brightening_one_its_own_image(run_dir, tmp_path, capsys):
+def test_identity_model_scores_the_plain_render_and_a_darkening_one_its_own_image_on_the_background_it_knows(run_dir, tmp_path, capsys):
     plain = _eval(run_dir, capsys)
     assert load_run(run_dir).background is None and "repaired" not in plain
     _fixer().save_pretrained(run_dir / "repair" / "model")
     same = _eval(run_dir, capsys, "--repair")  # the run's own model
     assert same["repaired"] is True
-    # the identity's output (a render on black) goes back onto the evaluation's white background
+    # the identity repairs the render on the evaluation's white background into itself
     for a, b in zip(plain["views"], same["views"], strict=True):
         assert a["index"] == b["index"] and a["psnr"] == pytest.approx(b["psnr"], abs=1e-3)
     assert json.loads((run_dir / "eval_repaired" / "metrics.json").read_text())["repaired"] is True
     assert "repaired" not in json.loads((run_dir / "eval" / "metrics.json").read_text())
 
-    _fixer(0.2).save_pretrained(tmp_path / "brighter")  # +0.1 in [0, 1] on every pixel
-    bright = _eval(run_dir, capsys, "--repair", str(tmp_path / "brighter"))
     run = load_run(run_dir)
     scene = load_run_scene(run)
-    for row in bright["views"]:
-        i = row["index"]
-        out = render(run.primitive, run.params, scene.cameras[i], sh_degree=run.sh_degree,
-                     backgrounds=torch.zeros(1, 3))  # fmt: skip
-        expected = ((out.rgb[0] + 0.1).clamp(0, 1) + (1 - out.alpha[0])).clamp(0, 1)
-        assert row["psnr"] == pytest.approx(float(metrics.psnr(expected, scene.images[i])), abs=1e-3)
-    assert bright["psnr"] != pytest.approx(plain["psnr"], abs=0.05)
+
+    def renders(i: int, bg: float):
+        return render(run.primitive, run.params, scene.cameras[i], sh_degree=run.sh_degree,
+                      backgrounds=torch.full((1, 3), bg))  # fmt: skip
+
+    # a fixer fitted on the pairs' black alone sees black, and its change goes onto white
+    _fixer(-0.2, any_background=False).save_pretrained(tmp_path / "darker_on_black")  # -0.1 in [0, 1]
+    dark = _eval(run_dir, capsys, "--repair", str(tmp_path / "darker_on_black"))
+    for row in dark["views"]:
+        out = renders(row["index"], 0.0)
+        expected = ((out.rgb[0] - 0.1).clamp(0, 1) + (1 - out.alpha[0])).clamp(0, 1)
+        assert row["psnr"] == pytest.approx(float(metrics.psnr(expected, scene.images[row["index"]])), abs=1e-3)
+    assert dark["psnr"] != pytest.approx(plain["psnr"], abs=0.05)
+    # one fitted on random backgrounds sees the evaluation's white, and its output is scored as it is
+    _fixer(-0.2).save_pretrained(tmp_path / "darker")
+    anywhere = _eval(run_dir, capsys, "--repair", str(tmp_path / "darker"))
+    for row in anywhere["views"]:
+        expected = (renders(row["index"], 1.0).rgb[0] - 0.1).clamp(0, 1)  # empty pixels: 0.9, not 1
+        assert row["psnr"] == pytest.approx(float(metrics.psnr(expected, scene.images[row["index"]])), abs=1e-3)
+    assert anywhere["psnr"] != pytest.approx(dark["psnr"], abs=0.05)
 
 
 def test_bad_repair_paths_are_one_line_errors(tmp_path, capsys):

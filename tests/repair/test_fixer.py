@@ -189,3 +189,55 @@ def test_blend_minus_two_calibrates_on_the_gate_views_earlier_leave_one_out_rend
     assert fixer.meta["blend"] == pytest.approx(calibrate_blend(probe, [p for p in earlier if p.view == 7]), abs=1e-6)
     final_7 = [p for p in final if p.view == 7]  # the gate: only the renders the blend was not chosen on
     assert gate.views == [7] and gate.psnr_fixed == evaluate_gate(fixer, final_7).psnr_fixed
+
+
+def _holed_pairs() -> list[RepairPair]:
+    """The demo scene's photos with a square hole in the render: transparent there (alpha 0), the
+    black background showing, while the photo shows the scene."""
+    scene = make_synthetic_scene(num_views=8, width=48, height=40, test_every=0)
+    pairs = []
+    for v, img in enumerate(scene.images):
+        alpha = torch.ones(img.shape[:2])
+        top, left = 6 + 3 * (v % 4), 8 + 4 * (v % 5)  # the hole moves from view to view
+        alpha[top : top + 14, left : left + 16] = 0
+        zeros = torch.zeros(img.shape[:2])
+        pairs.append(RepairPair(render=img * alpha[..., None], alpha=alpha, depth=zeros, warped=torch.zeros_like(img),
+                                valid=zeros, target=img, view=v, source=(v + 1) % 8, kind="loo", step=0,
+                                background=torch.zeros(3)))  # fmt: skip
+    return pairs
+
+
+def test_a_fixer_fitted_on_random_backgrounds_fills_holes_shown_on_white():
+    """Fitted on black holes alone, a fixer has never seen the evaluation's white ones; fitted with a
+    random colour behind every crop, it learns holes from alpha and fills them on any background."""
+    from recon.repair.dataset import on_background
+
+    pairs = _holed_pairs()
+    config = dataclasses.replace(TINY, steps=150)
+    on_random = fit_fixer(pairs[:6], config, progress=False)
+    on_black = fit_fixer(pairs[:6], dataclasses.replace(config, random_background=False), progress=False)
+    assert on_random.any_background and not on_black.any_background
+    errors = {}
+    for name, fixer in (("random", on_random), ("black", on_black), ("identity", Fixer.create(config))):
+        err = 0.0
+        for p in pairs[6:]:  # views never fitted, their holes rendered on white
+            white = on_background(p, torch.ones(3))
+            hole = white.alpha < 0.5
+            fixed = fixer.repair(condition(white)[None])[0].permute(1, 2, 0)
+            err += float((fixed - white.target)[hole].abs().mean())
+        errors[name] = err / 2
+    assert errors["random"] < 0.8 * errors["identity"], errors  # white holes: the identity is far off
+    assert errors["random"] < 0.8 * errors["black"], errors
+
+
+def test_fixers_saved_before_random_backgrounds_load_as_fitted_on_one_background(trained, tmp_path):
+    import json
+
+    trained.save_pretrained(tmp_path / "new")
+    assert Fixer.from_pretrained(tmp_path / "new").config.random_background is True
+    info_path = tmp_path / "new" / "recon_fixer.json"
+    info = json.loads(info_path.read_text())
+    del info["config"]["random_background"]  # as an older recon wrote it
+    info_path.write_text(json.dumps(info))
+    old = Fixer.from_pretrained(tmp_path / "new")
+    assert old.config.random_background is False and not old.any_background

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -209,3 +210,32 @@ def test_pairs_of_a_random_background_run_render_on_black_as_pseudo_views_do(sce
         assert empty.any() and float(p.render[empty].abs().max()) < 1e-4
     white = _config(**{"loss.background": "white"})
     assert torch.equal(Trainer(white, scene, split, None).pseudo_background(), torch.ones(3))
+
+
+def test_a_pair_put_on_another_background_is_the_pair_rendered_on_it(scene, fitted, tmp_path):
+    """``on_background`` (the fixer's random-background crops) against the rasterizer itself: the pair
+    rendered on black and moved to a colour equals the pair rendered on that colour, target included
+    (masked protocol: the photo on the background outside its mask); the files keep what it needs."""
+    from recon.repair.dataset import PairSet, on_background
+    from recon.repair.pairs import render_pair
+
+    split, params, _ = fitted
+    sub, ids, color = training_scene(scene, split, 1.0), list(split.train), torch.tensor([0.9, 0.2, 0.6])
+    kw = {"ids": ids, "kind": "noise", "step": 0, "masked": True}
+    black = render_pair("gaussian", params, 0, sub, 0, 1, background=None, **kw)
+    direct = render_pair("gaussian", params, 0, sub, 0, 1, background=color, **kw)
+    assert torch.equal(black.background, torch.zeros(3)) and torch.equal(black.mask, sub.masks[0])
+    assert bool((black.alpha < 0.5).any()) and bool((black.mask < 0.5).any())  # both backgrounds show somewhere
+    moved = on_background(black, color)
+    assert torch.allclose(moved.render, direct.render, atol=1e-5)
+    assert torch.allclose(moved.target, direct.target, atol=1e-6) and torch.equal(moved.background, color)
+    save_pairs(PairSet([black], ids, []), tmp_path / "pairs")
+    back = load_pairs(tmp_path / "pairs").pairs[0]
+    assert torch.equal(back.background, black.background) and (back.mask - black.mask).abs().max() <= 0.5 / 255 + 1e-6
+    assert torch.allclose(on_background(back, color).target, direct.target, atol=2 / 255)
+    manifest = tmp_path / "pairs" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    del data["pairs"][0]["background"]  # as pairs saved before the background was recorded
+    manifest.write_text(json.dumps(data))
+    unknown = load_pairs(tmp_path / "pairs").pairs[0]
+    assert unknown.background is None and on_background(unknown, color) is unknown

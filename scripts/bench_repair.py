@@ -7,7 +7,10 @@ mark the stages (``repair: leave-one-out pairs`` -> ``repair: fitting`` -> the g
 ``repair round k/K``) and the process's own CPU time (``/proc/PID/stat``) is sampled at each
 line. Writes under ``--out``: the run folders (``seed_S/off``, ``seed_S/auto``), ``results.json``,
 ``table.md`` and ``grid_seed_S.png`` (ground truth | without repair | with repair | the fixer's
-output on a pseudo view, or on the gate's held-out view when the gate turned repair off)::
+output on a pseudo view, or on the gate's held-out view when the gate turned repair off).
+``--post-pass`` also scores both runs through the per-frame post-pass with the auto run's model
+(``recon eval RUN --repair MODEL``, Difix3D+'s second half), when its gate turned repair on; the
+scores go to ``seed_S/post_off`` and ``seed_S/post_auto``, so the off run's folder is not written::
 
     python scripts/bench_repair.py --data ../shared/data/dtu/scan24 --protocol dtu --views 3 \\
         --seeds 0 1 2 --out /tmp/bench_repair
@@ -78,6 +81,10 @@ class RunRecord:
     marks_cpu_s: dict[str, float] = field(default_factory=dict)
     gate: str = ""
     returncode: int = 0
+    psnr_post: float = math.nan
+    """Through the post-pass with the auto run's model (``--post-pass``); the plain score when its gate said no."""
+    ssim_post: float = math.nan
+    eval_post_cpu_s: float = math.nan
 
 
 def _cpu_s(pid: int) -> float:
@@ -169,6 +176,31 @@ def evaluate(record: RunRecord, args: argparse.Namespace) -> None:
     record.psnr, record.ssim = res["psnr"], res["ssim"]
 
 
+def gate_enabled(auto_run: Path) -> bool:
+    """Whether the auto run's gate turned repair on (its ``repair/gate.json``)."""
+    gate = auto_run / "repair" / "gate.json"
+    return gate.is_file() and bool(json.loads(gate.read_text())["enabled"])
+
+
+def post_pass(record: RunRecord, args: argparse.Namespace) -> None:
+    """``recon eval RUN --repair MODEL --json --out seed_S/post_MODE``: the run's test views through the
+    model of its seed's auto run (``seed_S/auto``); the plain scores when that run's gate turned repair
+    off (training did without it too)."""
+    seed_dir = Path(record.run).parent
+    auto_run, dest = seed_dir / "auto", seed_dir / f"post_{record.mode}"
+    if not gate_enabled(auto_run):
+        record.psnr_post, record.ssim_post, record.eval_post_cpu_s = record.psnr, record.ssim, 0.0
+        return
+    cmd = ["recon", "eval", record.run, "--repair", str(auto_run / "repair" / "model"), "--json", "--out", str(dest)]
+    rc, record.eval_post_cpu_s, _, lines = run(cmd, args.threads)
+    found = [s for s in lines if s.startswith("{")]
+    if rc != 0 or not found:
+        print(f"post-pass eval failed for {record.run}: {''.join(lines)[-400:]}", file=sys.stderr)
+        return
+    res = json.loads(found[-1])
+    record.psnr_post, record.ssim_post = res["psnr"], res["ssim"]
+
+
 def reused_off(earlier: Path, seed: int, out: Path) -> RunRecord:
     """The ``--repair off`` record of ``seed`` from an earlier benchmark, its run linked under ``out``."""
     record = RunRecord(**json.loads((earlier / f"seed_{seed}" / "record_off.json").read_text()))
@@ -253,25 +285,34 @@ def _mean_std(values: list[float]) -> str:
 
 
 def table(records: list[RunRecord]) -> str:
-    """Markdown: one row per run, then the mean (+- std over seeds) per mode and the differences."""
-    head = ("| seed | repair | masked PSNR (dB) | SSIM | train CPU s | setup | pairs | fit + gate | round 1 | "
-            "training | train wall s | eval CPU s | gate |")
-    rows = [head, "|" + "---|" * 13]
+    """Markdown: one row per run, then the mean (+- std over seeds) per mode and the differences;
+    with post-pass scores, their columns and the difference of auto + post-pass from plain off."""
+    post = any(not math.isnan(r.psnr_post) for r in records)
+    head = ("| seed | repair | masked PSNR (dB) | SSIM | " + ("post-pass PSNR | post-pass SSIM | " if post else "")
+            + "train CPU s | setup | pairs | fit + gate | round 1 | training | train wall s | eval CPU s | gate |")
+    rows = [head, "|" + "---|" * (13 + 2 * post)]
     for r in records:
         cells = [f"{r.stages_cpu_s[k]:.0f}" if not math.isnan(r.stages_cpu_s.get(k, math.nan)) else "-"
                  for k in ("setup", "pairs", "fit", "round_1", "training")]
-        rows.append(f"| {r.seed} | {r.mode} | {r.psnr:.2f} | {r.ssim:.3f} | {r.train_cpu_s:.0f} | "
+        extra = f"{r.psnr_post:.2f} | {r.ssim_post:.3f} | " if post else ""
+        rows.append(f"| {r.seed} | {r.mode} | {r.psnr:.2f} | {r.ssim:.3f} | {extra}{r.train_cpu_s:.0f} | "
                     f"{' | '.join(cells)} | {r.train_wall_s:.0f} | {r.eval_cpu_s:.0f} | {r.gate or '-'} |")
     by = {m: [r for r in records if r.mode == m] for m in MODES}
     if all(by.values()):
-        d_psnr = [a.psnr - b.psnr for a, b in zip(by["auto"], by["off"], strict=True)]
-        d_ssim = [a.ssim - b.ssim for a, b in zip(by["auto"], by["off"], strict=True)]
-        ratio = [a.train_cpu_s / b.train_cpu_s for a, b in zip(by["auto"], by["off"], strict=True)]
+        pairs = list(zip(by["auto"], by["off"], strict=True))
+        d_psnr = [a.psnr - b.psnr for a, b in pairs]
+        d_ssim = [a.ssim - b.ssim for a, b in pairs]
+        ratio = [a.train_cpu_s / b.train_cpu_s for a, b in pairs]
         summary = (f"Mean over {len(d_psnr)} seed(s): PSNR off {_mean_std([r.psnr for r in by['off']])} dB, "
                    f"auto {_mean_std([r.psnr for r in by['auto']])} dB, difference {_mean_std(d_psnr)} dB; "
                    f"SSIM difference {_mean_std([x * 100 for x in d_ssim])} x 1e-2; "
                    f"train CPU auto / off {_mean_std(ratio)}x.")
         rows += ["", summary]
+        if post:
+            rows.append(f"Post-pass: off {_mean_std([b.psnr_post - b.psnr for _, b in pairs])} dB over plain off, "
+                        f"auto {_mean_std([a.psnr_post for a, _ in pairs])} dB, auto + post-pass - plain off "
+                        f"{_mean_std([a.psnr_post - b.psnr for a, b in pairs])} dB (SSIM "
+                        f"{_mean_std([(a.ssim_post - b.ssim) * 100 for a, b in pairs])} x 1e-2).")
     return "\n".join(rows) + "\n"
 
 
@@ -293,6 +334,8 @@ def main() -> None:
                    help="an earlier --out with the same data, seeds and schedule: each --repair auto run starts with a "
                         "copy of its pairs, fixer and gate (no pairs, no fit: a candidate's rounds and loss compared "
                         "on the same fixer; their CPU time is not in the train CPU s)")  # fmt: skip
+    p.add_argument("--post-pass", action="store_true",
+                   help="also score both runs through the post-pass with the auto run's model (reused runs too)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     out = Path(args.out)
@@ -302,18 +345,21 @@ def main() -> None:
         batch = [RunRecord(m, seed, str(out / f"seed_{seed}" / m)) for m in MODES]
         saved = [Path(r.run).parent / f"record_{r.mode}.json" for r in batch]
         if args.reuse and all(s.is_file() for s in saved):
-            records += [RunRecord(**json.loads(s.read_text())) for s in saved]
-            continue
-        todo = batch
-        if args.off_from:
-            batch[0] = reused_off(Path(args.off_from), seed, out)
-            todo = batch[1:]
+            batch = [RunRecord(**json.loads(s.read_text())) for s in saved]
+            todo = []
+        else:
+            todo = batch
+            if args.off_from:
+                batch[0] = reused_off(Path(args.off_from), seed, out)
+                todo = batch[1:]
         in_parallel(train, todo, args)
         in_parallel(evaluate, todo, args)
+        if args.post_pass and all(r.returncode == 0 for r in batch):
+            in_parallel(post_pass, [r for r in batch if math.isnan(r.psnr_post)], args)
         for r, s in zip(batch, saved, strict=True):
             s.write_text(json.dumps(asdict(r), indent=1))
         records += batch
-        if all(r.returncode == 0 for r in batch):
+        if all(r.returncode == 0 for r in batch) and todo:
             grid(Path(batch[0].run), Path(batch[1].run), out / f"grid_seed_{seed}.png")
     (out / "results.json").write_text(json.dumps([asdict(r) for r in records], indent=1))
     (out / "table.md").write_text(table(records))

@@ -148,6 +148,8 @@ class EvalArgs:
     """Score the test views through the per-frame repair post-pass (Difix3D+): `--repair` alone uses the
     run's model (RUN/repair/model), `--repair PATH` a local diffusers folder (img2img options: the run's
     repair.pipe_*). Images and metrics.json go to RUN/eval_repaired."""
+    out: str | None = None
+    """Folder of the images and metrics.json instead of RUN/eval (RUN/eval_repaired with --repair)."""
 
 
 INIT_METHODS = ("auto", "scene", "sfm", "mvs", "mono", "hull", "random")
@@ -373,7 +375,7 @@ def demo_main(argv: list[str], prog: str = "recon demo") -> int:
 
 
 def _evaluate(run_dir: Path, images: bool = True, step: int | None = None, appearance: str | None = None,
-              repair: str | None = None):
+              repair: str | None = None, out: str | None = None):
     from recon.train.evaluate import evaluate_run
 
     run = load_run(run_dir, step)
@@ -387,8 +389,8 @@ def _evaluate(run_dir: Path, images: bool = True, step: int | None = None, appea
         post = load_frame_repair(run, model, scene=scene, **pipeline_options(run.config.repair))
         if post.note:
             print(f"note: {post.note}", file=sys.stderr)  # stdout stays the table or the JSON line
-    out = run_dir / ("eval" if post is None else "eval_repaired")
-    return evaluate_run(run, scene, out, images=images, appearance=appearance, repair=post)
+    folder = Path(out) if out is not None else run_dir / ("eval" if post is None else "eval_repaired")
+    return evaluate_run(run, scene, folder, images=images, appearance=appearance, repair=post)
 
 
 def eval_main(argv: list[str], prog: str = "recon eval") -> int:
@@ -396,7 +398,7 @@ def eval_main(argv: list[str], prog: str = "recon eval") -> int:
 
     args = tyro.cli(EvalArgs, args=bare_repair_flag(argv), prog=prog)
     res = _evaluate(Path(args.run), images=not args.no_images, step=args.checkpoint, appearance=args.appearance,
-                    repair=args.repair)
+                    repair=args.repair, out=args.out)
     if args.json:
         print(json.dumps(res.to_dict()))
         return 0

@@ -37,7 +37,7 @@ def _eval(run_dir, capsys, *extra: str) -> dict:
     return json.loads(line)
 
 
-def test_identity_model_scores_the_plain_render_and_a_darkening_one_its_own_image_on_the_background_it_knows(run_dir, tmp_path, capsys):
+def test_identity_scores_the_plain_render_and_a_darkening_model_its_image_on_the_background_it_knows(run_dir, tmp_path, capsys):
     plain = _eval(run_dir, capsys)
     assert load_run(run_dir).background is None and "repaired" not in plain
     _fixer().save_pretrained(run_dir / "repair" / "model")
@@ -66,7 +66,8 @@ def test_identity_model_scores_the_plain_render_and_a_darkening_one_its_own_imag
     assert dark["psnr"] != pytest.approx(plain["psnr"], abs=0.05)
     # one fitted on random backgrounds sees the evaluation's white, and its output is scored as it is
     _fixer(-0.2).save_pretrained(tmp_path / "darker")
-    anywhere = _eval(run_dir, capsys, "--repair", str(tmp_path / "darker"))
+    anywhere = _eval(run_dir, capsys, "--repair", str(tmp_path / "darker"), "--out", str(tmp_path / "scores"))
+    assert json.loads((tmp_path / "scores" / "metrics.json").read_text())["psnr"] == anywhere["psnr"]
     for row in anywhere["views"]:
         expected = (renders(row["index"], 1.0).rgb[0] - 0.1).clamp(0, 1)  # empty pixels: 0.9, not 1
         assert row["psnr"] == pytest.approx(float(metrics.psnr(expected, scene.images[row["index"]])), abs=1e-3)

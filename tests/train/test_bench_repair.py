@@ -3,6 +3,7 @@ the benchmark, not a test)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -79,3 +80,24 @@ def test_table_has_a_row_per_run_and_the_mean_difference():
 def test_help_runs_without_the_optional_parts():
     out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True)
     assert "--iterations" in out.stdout and "--seeds" in out.stdout
+
+
+def test_table_reports_the_post_pass_beside_the_plain_scores():
+    bench = _bench()
+    off = bench.RunRecord("off", 0, "r/off", psnr=18.0, ssim=0.74, train_cpu_s=900.0, psnr_post=18.5, ssim_post=0.75)
+    auto = bench.RunRecord("auto", 0, "r/auto", psnr=18.25, ssim=0.75, train_cpu_s=1350.0, psnr_post=19.0,
+                           ssim_post=0.76)  # fmt: skip
+    text = bench.table([off, auto])
+    assert "| 0 | off | 18.00 | 0.740 | 18.50 | 0.750 | 900 |" in text and "post-pass PSNR" in text
+    assert "Post-pass: off 0.50 dB over plain off" in text and "auto + post-pass - plain off 1.00 dB" in text
+    assert "post-pass" not in bench.table([bench.RunRecord("off", 0, "r", psnr=18.0)])
+
+
+def test_post_pass_keeps_the_plain_scores_when_the_gate_said_no(tmp_path):
+    bench = _bench()
+    (tmp_path / "auto" / "repair").mkdir(parents=True)
+    (tmp_path / "auto" / "repair" / "gate.json").write_text(json.dumps({"enabled": False, "reason": "repair off: x"}))
+    record = bench.RunRecord("off", 0, str(tmp_path / "off"), psnr=18.0, ssim=0.74)
+    bench.post_pass(record, None)  # runs nothing
+    assert (record.psnr_post, record.ssim_post, record.eval_post_cpu_s) == (18.0, 0.74, 0.0)
+    assert not (tmp_path / "post_off").exists()

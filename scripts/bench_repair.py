@@ -248,17 +248,20 @@ def fixer_tiles(run: Path, count: int) -> tuple[list[np.ndarray], str]:
     return [tile] * count, f"fixer: held-out view {held[0].view} (gate off)"
 
 
-def grid(off: Path, auto: Path, dest: Path, rows: int = 2, scale: float = 0.5) -> Path:
-    """ground truth | without repair | with repair | the fixer's output, one row per test view
-    (evenly spaced over the test views), from the runs' ``eval/*.png``."""
+def grid(off: Path, auto: Path, dest: Path, rows: int = 2, scale: float = 0.5, post: Path | None = None) -> Path:
+    """ground truth | without repair | with repair | (with repair + post-pass) | the fixer's output,
+    one row per test view (evenly spaced over the test views), from the runs' ``eval/*.png`` and
+    the auto run's post-pass images in ``post`` (``--post-pass``; left out when None)."""
     names = sorted(p.name for p in (off / "eval").glob("*.png"))
     picks = [names[round(i * (len(names) - 1) / max(rows - 1, 1))] for i in range(rows)]
     fixes, fix_label = fixer_tiles(auto, rows)
-    labels = ["ground truth", "without repair", "with repair", fix_label]
+    labels = ["ground truth", "without repair", "with repair", *(["+ post-pass"] if post else []), fix_label]
     lines = []
     for i, name in enumerate(picks):
         tiles = [_half(off / "eval" / name, right=False), _half(off / "eval" / name, right=True),
                  _half(auto / "eval" / name, right=True)]
+        if post is not None:
+            tiles.append(_half(post / name, right=True))
         if fixes:
             tiles.append(fixes[i])
         h = tiles[0].shape[0]
@@ -270,8 +273,9 @@ def grid(off: Path, auto: Path, dest: Path, rows: int = 2, scale: float = 0.5) -
     pil = pil.resize((round(pil.width * scale), round(pil.height * scale)), Image.LANCZOS)
     head = Image.new("RGB", (pil.width, 14), "white")
     draw = ImageDraw.Draw(head)
-    for k, label in enumerate(labels[: 3 + bool(fixes)]):
-        draw.text((k * pil.width // (3 + bool(fixes)) + 3, 1), label, fill="black")
+    shown = labels[: len(labels) - (not fixes)]
+    for k, label in enumerate(shown):
+        draw.text((k * pil.width // len(shown) + 3, 1), label, fill="black")
     out = Image.new("RGB", (pil.width, pil.height + 14), "white")
     out.paste(head, (0, 0))
     out.paste(pil, (0, 14))
@@ -359,8 +363,10 @@ def main() -> None:
         for r, s in zip(batch, saved, strict=True):
             s.write_text(json.dumps(asdict(r), indent=1))
         records += batch
-        if all(r.returncode == 0 for r in batch) and todo:
-            grid(Path(batch[0].run), Path(batch[1].run), out / f"grid_seed_{seed}.png")
+        if all(r.returncode == 0 for r in batch):
+            post = out / f"seed_{seed}" / "post_auto"
+            grid(Path(batch[0].run), Path(batch[1].run), out / f"grid_seed_{seed}.png",
+                 post=post if post.is_dir() else None)
     (out / "results.json").write_text(json.dumps([asdict(r) for r in records], indent=1))
     (out / "table.md").write_text(table(records))
     print(table(records))

@@ -66,6 +66,15 @@ def test_grid_puts_truth_both_renders_and_the_pseudo_view_side_by_side(tmp_path)
     assert img.shape == (h, 4 * w, 3)
     for k, tile in enumerate((gt, off, auto, fixed)):
         np.testing.assert_array_equal(img[:, k * w : (k + 1) * w], tile)
+    post = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)  # the post-pass column goes before the fixer's
+    (tmp_path / "post").mkdir()
+    Image.fromarray(np.concatenate([gt, post], 1)).save(tmp_path / "post" / "view.png")
+    out = bench.grid(tmp_path / "off", tmp_path / "auto", tmp_path / "grid.png", rows=1, scale=1.0,
+                     post=tmp_path / "post")  # fmt: skip
+    img = np.asarray(Image.open(out))[14:]
+    assert img.shape == (h, 5 * w, 3)
+    for k, tile in enumerate((gt, off, auto, post, fixed)):
+        np.testing.assert_array_equal(img[:, k * w : (k + 1) * w], tile)
 
 
 def test_table_has_a_row_per_run_and_the_mean_difference():

@@ -74,9 +74,10 @@ class FixerConfig:
     random_background: bool = True
     """Put every training crop on a random background colour (:func:`recon.repair.dataset.on_background`):
     the fixer learns holes (fill them) apart from background (keep it) and repairs renders on any
-    background, the evaluation's white included (DTU scan24, 3 views, the post-pass on white: +1.04
-    dB where a fixer fitted on black alone gave -0.05; gate 14.77 against 14.23 dB). False = the
-    pairs' own background only (fixers saved before this option)."""
+    background, the evaluation's white included (DTU scan24, 3 views, three seeds: the post-pass on
+    the run without repair +0.94 dB where a fixer fitted on black alone gave -0.04; gate 14.67
+    against 14.23 dB for seed 0, 13.90 for the renders; BENCHMARKS.md). False = the pairs' own
+    background only (fixers saved before this option)."""
     ema_decay: float = 0.999
     """Largest EMA decay (warmed up from 0); 0 = no EMA."""
     blend: float = 1.0

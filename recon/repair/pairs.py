@@ -93,8 +93,8 @@ class RepairPair:
         source: scene index of the warped neighbour.
         kind: ``"loo"`` or ``"noise"``.
         step: training step of the model that rendered it.
-        mask: [H, W] where the photo counts in ``target`` (the object mask on masked protocols,
-            ``background`` elsewhere); None = the whole photo.
+        mask: [H, W] where ``target`` is the photo (1) and where ``background`` (0): the object
+            mask on masked protocols; None = the photo everywhere.
         background: [3] the colour behind ``render`` (and behind ``target`` outside ``mask``); None =
             not recorded (pairs saved before it was), and :func:`recon.repair.dataset.random_crops`
             cannot put such a pair on another background.

@@ -165,15 +165,21 @@ def stages(marks: dict[str, float], total: float) -> dict[str, float]:
     return out
 
 
-def evaluate(record: RunRecord, args: argparse.Namespace) -> None:
-    """``recon eval RUN --json``: masked PSNR / SSIM on the protocol's test views, and its CPU time."""
-    rc, record.eval_cpu_s, _, lines = run(["recon", "eval", record.run, "--json"], args.threads)
+def eval_json(cmd: list[str], args: argparse.Namespace) -> tuple[dict | None, float]:
+    """Runs a ``recon eval ... --json`` command: (its JSON result, None when it failed; its CPU s)."""
+    rc, cpu, _, lines = run(cmd, args.threads)
     found = [s for s in lines if s.startswith("{")]
     if rc != 0 or not found:
-        print(f"eval failed for {record.run}: {''.join(lines)[-400:]}", file=sys.stderr)
-        return
-    res = json.loads(found[-1])
-    record.psnr, record.ssim = res["psnr"], res["ssim"]
+        print(f"{' '.join(cmd[:3])} failed: {''.join(lines)[-400:]}", file=sys.stderr)
+        return None, cpu
+    return json.loads(found[-1]), cpu
+
+
+def evaluate(record: RunRecord, args: argparse.Namespace) -> None:
+    """``recon eval RUN --json``: masked PSNR / SSIM on the protocol's test views, and its CPU time."""
+    res, record.eval_cpu_s = eval_json(["recon", "eval", record.run, "--json"], args)
+    if res is not None:
+        record.psnr, record.ssim = res["psnr"], res["ssim"]
 
 
 def gate_enabled(auto_run: Path) -> bool:
@@ -192,13 +198,9 @@ def post_pass(record: RunRecord, args: argparse.Namespace) -> None:
         record.psnr_post, record.ssim_post, record.eval_post_cpu_s = record.psnr, record.ssim, 0.0
         return
     cmd = ["recon", "eval", record.run, "--repair", str(auto_run / "repair" / "model"), "--json", "--out", str(dest)]
-    rc, record.eval_post_cpu_s, _, lines = run(cmd, args.threads)
-    found = [s for s in lines if s.startswith("{")]
-    if rc != 0 or not found:
-        print(f"post-pass eval failed for {record.run}: {''.join(lines)[-400:]}", file=sys.stderr)
-        return
-    res = json.loads(found[-1])
-    record.psnr_post, record.ssim_post = res["psnr"], res["ssim"]
+    res, record.eval_post_cpu_s = eval_json(cmd, args)
+    if res is not None:
+        record.psnr_post, record.ssim_post = res["psnr"], res["ssim"]
 
 
 def reused_off(earlier: Path, seed: int, out: Path) -> RunRecord:

@@ -110,3 +110,13 @@ def test_post_pass_keeps_the_plain_scores_when_the_gate_said_no(tmp_path):
     bench.post_pass(record, None)  # runs nothing
     assert (record.psnr_post, record.ssim_post, record.eval_post_cpu_s) == (18.0, 0.74, 0.0)
     assert not (tmp_path / "post_off").exists()
+
+
+def test_eval_json_reads_the_last_json_line_and_reports_a_failure(capsys):
+    import argparse
+
+    bench, args = _bench(), argparse.Namespace(threads=1)
+    res, cpu = bench.eval_json([sys.executable, "-c", "print('note'); print('{\"psnr\": 19.5}')"], args)
+    assert res == {"psnr": 19.5} and cpu >= 0
+    res, _ = bench.eval_json([sys.executable, "-c", "import sys; print('{\"psnr\": 1}'); sys.exit(2)"], args)
+    assert res is None and "failed" in capsys.readouterr().err

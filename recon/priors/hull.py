@@ -19,6 +19,7 @@ from torch import Tensor
 from recon.cameras import Cameras
 from recon.errors import DataError
 from recon.priors.bounds import focus_point
+from recon.priors.patchmatch import pixel_rays
 from recon.priors.pointcloud import PointCloud
 
 
@@ -216,12 +217,10 @@ def hull_silhouette(
     """
     h, w = int(camera.heights[0]), int(camera.widths[0])
     need = len(masks) if min_views is None else min_views
-    K, c2w = camera.Ks[0].double(), torch.linalg.inv(camera.viewmats[0].double())
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64) + 0.5, torch.arange(w, dtype=torch.float64) + 0.5,
-                            indexing="ij")  # fmt: skip
-    dirs = torch.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1], torch.ones_like(xs)], -1)  # z = 1
+    dirs = pixel_rays(camera.Ks[0].double(), h, w).reshape(-1, 3)  # [H W, 3] camera space, z = 1
+    c2w = torch.linalg.inv(camera.viewmats[0].double())
     hit = torch.zeros(h * w, dtype=torch.bool)
     for z in torch.linspace(near, far, samples, dtype=torch.float64):
-        pts = (dirs.reshape(-1, 3) * z) @ c2w[:3, :3].T + c2w[:3, 3]  # [H W, 3] world
+        pts = (dirs * z) @ c2w[:3, :3].T + c2w[:3, 3]  # [H W, 3] world
         hit |= carve(pts, masks, Ks, viewmats, need)[0]
     return hit.reshape(h, w)

@@ -114,21 +114,16 @@ def _u8(x: Tensor) -> np.ndarray:
 
 
 def _read(path: Path, mode: str) -> Tensor:
+    """[H, W(, C)] in [0, 1]; ``mode`` "RGB(A)" = RGBA when the file has an alpha channel, else RGB."""
     try:
         with Image.open(path) as im:
+            if mode == "RGB(A)":
+                mode = "RGBA" if im.mode in ("RGBA", "LA") else "RGB"
             arr = np.asarray(im.convert(mode) if mode != "I;16" else im)
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read a repair pair image ({err})", path=path,
                         hint="regenerate the pairs (recon repair pairs RUN)") from None
     return torch.from_numpy(arr.astype(np.float32) / (65535.0 if mode == "I;16" else 255.0))
-
-
-def _has_alpha(path: Path) -> bool:
-    try:
-        with Image.open(path) as im:
-            return im.mode in ("RGBA", "LA")
-    except (OSError, ValueError):
-        return False  # _read says what is wrong with it
 
 
 def save_pairs(pair_set: PairSet, folder: str | Path) -> Path:
@@ -179,8 +174,7 @@ def load_pairs(folder: str | Path) -> PairSet:
     for r in records:
         stem = folder / r["stem"]
         warped = _read(Path(f"{stem}_warped.png"), "RGBA")
-        target_path = Path(f"{stem}_target.png")
-        target = _read(target_path, "RGBA" if _has_alpha(target_path) else "RGB")
+        target = _read(Path(f"{stem}_target.png"), "RGB(A)")  # alpha = the mask, when there is one
         background = r.get("background")  # absent in pairs saved before it was recorded
         pairs.append(RepairPair(
             render=_read(Path(f"{stem}_render.png"), "RGB"), alpha=_read(Path(f"{stem}_alpha.png"), "L"),
